@@ -198,6 +198,7 @@ class ModelSpec(_message.Message):
     activation: _builtins.str
     """relu, tanh, gelu, leaky_relu, sigmoid."""
     dropout: _builtins.float
+    """Dropout probability; absent = 0.2."""
     @_builtins.property
     def hidden_layers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     def __init__(
@@ -205,13 +206,15 @@ class ModelSpec(_message.Message):
         *,
         hidden_layers: _abc.Iterable[_builtins.int] | None = ...,
         activation: _builtins.str = ...,
-        dropout: _builtins.float = ...,
+        dropout: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_dropout", b"_dropout", "dropout", b"dropout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activation", b"activation", "dropout", b"dropout", "hidden_layers", b"hidden_layers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_dropout", b"_dropout", "activation", b"activation", "dropout", b"dropout", "hidden_layers", b"hidden_layers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__dropout: _TypeAlias = _typing.Literal["dropout"]  # noqa: Y015
+    _WhichOneofArgType__dropout: _TypeAlias = _typing.Literal["_dropout", b"_dropout"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__dropout) -> _WhichOneofReturnType__dropout | None: ...
 
 Global___ModelSpec: _TypeAlias = ModelSpec  # noqa: Y015
 
