@@ -1,0 +1,24 @@
+"""The orchestrator's configuration: one frozen dataclass, filled by ``main`` from flags/env."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True, kw_only=True)
+class OrchestratorConfig:
+    listen: str = "0.0.0.0:50051"
+    """host:port to serve on; port 0 picks a free port (tests)."""
+    nodes: tuple[str, ...] = field(default_factory=tuple)
+    """Static trainer node addresses (host:port), from --node."""
+    state_dir: Path = Path("state")
+    """Where models (and, later, the job store) live."""
+    advertise: str = ""
+    """The address trainers should dial to upload models; empty = derived from listen."""
+    probe_timeout_s: float = 1.0
+    """Deadline of one health probe; a black-holed node costs at most this."""
+    probe_interval_s: float = 2.0
+    """How long a probe result is trusted before the node is probed again."""
+    max_model_bytes: int = 4 * 1024**3
+    """Largest uncompressed model an upload may declare."""

@@ -1,0 +1,212 @@
+"""Run each job on a trainer node: place it, call ``Trainer.Train``, relay its events.
+
+Jobs are placed in submission order: one placement loop takes the oldest QUEUED job, waits for a
+node with a free slot (or fails the job when placement can never succeed, e.g. ``require_gpu``
+with no GPU node), and starts a relay task for it. The relay re-sequences the trainer's events
+into the job's log; a trainer ``SUCCEEDED`` becomes the job's ``SUCCEEDED`` only once the model
+is in the repository, so a client that sees SUCCEEDED can always fetch the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+
+import grpc
+
+from shared import errors
+from shared.jobs import ErrorCode, EventKind, JobError, JobEvent, JobState, TrainResult
+from shared.rpc import serde
+from shared.rpc.v1 import trainer_pb2, trainer_pb2_grpc
+
+from .jobs import JobBook, JobRecord
+from .placement import choose
+from .registry import NodeRegistry
+from .repository import ModelRepository
+
+_LOGGER = logging.getLogger(__name__)
+CANCEL_TIMEOUT_S = 5.0
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        book: JobBook,
+        registry: NodeRegistry,
+        repository: ModelRepository,
+        *,
+        upload_target: str,
+    ) -> None:
+        self._book = book
+        self._registry = registry
+        self._repository = repository
+        self.upload_target = upload_target
+        self._queue: deque[str] = deque()
+        self._queued = asyncio.Event()
+        self._relays: dict[str, asyncio.Task[None]] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._placement_loop(), name="placement")
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._loop_task, *self._relays.values()) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def submit(self, record: JobRecord) -> None:
+        self._queue.append(record.job_id)
+        self._queued.set()
+
+    # -- placement ---------------------------------------------------------------------------
+
+    async def _placement_loop(self) -> None:
+        while True:
+            if not self._queue:
+                self._queued.clear()
+                await self._queued.wait()
+                continue
+            record = self._book.get(self._queue[0])
+            if record.state is not JobState.QUEUED:  # cancelled while waiting
+                self._queue.popleft()
+                continue
+            changed = self._registry.changed
+            await self._registry.refresh()
+            try:
+                choice = choose(record.request.placement, self._registry.statuses())
+            except errors.TrainwireError as exc:
+                self._queue.popleft()
+                self._fail(record, ErrorCode.NODE_UNAVAILABLE, exc.message, "placement")
+                continue
+            if choice is None:  # every eligible slot is busy: wait for one, re-probe meanwhile
+                waiter = asyncio.create_task(changed.wait())
+                await asyncio.wait([waiter], timeout=1.0)
+                waiter.cancel()
+                continue
+            self._queue.popleft()
+            record.node = choice.address
+            record.attempt += 1
+            self._registry.claim(choice.address, record.job_id)
+            if choice.note:
+                self._lifecycle(record, JobState.QUEUED, f"Placement: {choice.note}")
+            self._relays[record.job_id] = asyncio.create_task(
+                self._relay(record), name=f"relay-{record.job_id}"
+            )
+
+    # -- the relay ---------------------------------------------------------------------------
+
+    async def _relay(self, record: JobRecord) -> None:
+        node = record.node
+        try:
+            stub = trainer_pb2_grpc.TrainerStub(self._registry.channel(node))
+            call = stub.Train(
+                trainer_pb2.TrainerJob(
+                    job_id=record.job_id,
+                    request=serde.request_to_proto(record.request),
+                    upload_target=self.upload_target,
+                    upload_token=record.upload_token,
+                )
+            )
+            async for message in call:
+                event = serde.event_from_proto(message)
+                if event.state is JobState.SUCCEEDED:
+                    self._succeed(record, event)
+                else:
+                    self._book.append(record.job_id, event)
+                if event.terminal:
+                    break
+            if not record.state.terminal:
+                self._fail(record, ErrorCode.NODE_LOST,
+                           f"node {node} ended the stream without a result", "relay")
+        except grpc.RpcError as exc:
+            code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else None
+            detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+                self._registry.mark_unreachable(node, f"stream lost: {detail}")
+                if record.cancel_requested:
+                    self._cancelled(record, record.cancel_requested)
+                else:
+                    self._fail(record, ErrorCode.NODE_LOST,
+                               f"lost node {node} mid-job: {detail}", "relay")
+            else:
+                name = code.name if code else "ERROR"
+                self._fail(record, ErrorCode.INVALID_REQUEST
+                           if code is grpc.StatusCode.INVALID_ARGUMENT else ErrorCode.INTERNAL,
+                           f"node {node} refused the job: {name}: {detail}", "trainer")
+        except Exception as exc:  # noqa: BLE001 - a relay must never leave a job RUNNING
+            _LOGGER.exception("relay for job %s failed", record.job_id)
+            self._fail(record, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}", "relay")
+        finally:
+            self._registry.release(node, record.job_id)
+            self._relays.pop(record.job_id, None)
+
+    def _succeed(self, record: JobRecord, event: JobEvent) -> None:
+        ref = self._repository.by_job(record.job_id)
+        if ref is None:
+            self._fail(record, ErrorCode.UPLOAD_FAILED,
+                       f"node {record.node} reported success but no model was stored", "upload")
+            return
+        result = event.result or TrainResult()
+        result = TrainResult(
+            model=ref,
+            training_metrics=result.training_metrics,
+            test_metrics=result.test_metrics,
+            feature_importance=result.feature_importance,
+            device=result.device,
+        )
+        self._book.append(
+            record.job_id,
+            JobEvent(
+                job_id=record.job_id, seq=0, time=time.time(), state=JobState.SUCCEEDED,
+                kind=EventKind.LIFECYCLE, percentage=100.0,
+                message=f"Succeeded: model {ref.name} stored (sha256 {ref.sha256[:12]}…)",
+                node=record.node, device=event.device, result=result,
+            ),
+        )
+
+    # -- cancellation ------------------------------------------------------------------------
+
+    async def cancel(self, job_id: str, reason: str) -> JobRecord:
+        record = self._book.get(job_id)
+        reason = reason or "cancelled by request"
+        if record.state.terminal:
+            return record
+        if record.state is JobState.QUEUED and not record.node:
+            self._cancelled(record, reason)
+            return record
+        record.cancel_requested = reason
+        stub = trainer_pb2_grpc.TrainerStub(self._registry.channel(record.node))
+        try:
+            await stub.Cancel(
+                trainer_pb2.CancelRequest(job_id=job_id, reason=reason),
+                timeout=CANCEL_TIMEOUT_S,
+            )
+        except grpc.RpcError as exc:
+            _LOGGER.warning("cancel of job %s on %s failed: %s", job_id, record.node, exc)
+            relay = self._relays.get(job_id)
+            if relay is not None:
+                relay.cancel()
+            self._cancelled(record, f"{reason} (node {record.node} unreachable)")
+        return record
+
+    # -- terminal helpers --------------------------------------------------------------------
+
+    def _lifecycle(self, record: JobRecord, state: JobState, message: str,
+                   error: JobError | None = None) -> None:
+        self._book.append(
+            record.job_id,
+            JobEvent(job_id=record.job_id, seq=0, time=time.time(), state=state,
+                     kind=EventKind.LIFECYCLE, message=message, node=record.node, error=error),
+        )
+
+    def _fail(self, record: JobRecord, code: ErrorCode, message: str, where: str) -> None:
+        _LOGGER.warning("job %s failed: %s", record.job_id, message)
+        self._lifecycle(record, JobState.FAILED, f"Failed: {message}",
+                        JobError(code=code.value, message=message, where=where))
+
+    def _cancelled(self, record: JobRecord, reason: str) -> None:
+        self._lifecycle(record, JobState.CANCELLED, f"Cancelled: {reason}",
+                        JobError(code=ErrorCode.CANCELLED.value, message=reason, where="orchestrator"))

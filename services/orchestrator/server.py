@@ -1,0 +1,102 @@
+"""Wire the orchestrator: registry, job book, dispatcher, repository, servicers, health."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from shared.rpc import plumbing
+from shared.rpc.v1 import orchestrator_pb2, orchestrator_pb2_grpc, upload_pb2, upload_pb2_grpc
+from shared.pipeline import validate_request
+
+from .config import OrchestratorConfig
+from .dispatch import Dispatcher
+from .jobs import JobBook
+from .registry import NodeRegistry
+from .repository import ModelRepository
+from .servicer import OrchestratorServicer
+from .upload import ModelUploadServicer
+
+_LOGGER = logging.getLogger(__name__)
+SERVICES = (
+    orchestrator_pb2.DESCRIPTOR.services_by_name["Orchestrator"].full_name,
+    upload_pb2.DESCRIPTOR.services_by_name["ModelUpload"].full_name,
+)
+
+
+@dataclass
+class OrchestratorServer:
+    server: grpc.aio.Server
+    port: int
+    address: str
+    book: JobBook
+    registry: NodeRegistry
+    dispatcher: Dispatcher
+    repository: ModelRepository
+    health: Any
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        await plumbing.set_serving(self.health, SERVICES, serving=False)
+        await self.dispatcher.stop()
+        await self.server.stop(grace_s)
+        await self.registry.close()
+
+
+
+
+async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
+    server = plumbing.create_server()
+    port = plumbing.bind(server, config.listen)
+    host = config.listen.rsplit(":", 1)[0]
+    if host in ("", "0.0.0.0", "[::]", "::"):
+        host = "127.0.0.1"
+    address = config.advertise or f"{host}:{port}"
+
+    registry = NodeRegistry(
+        probe_timeout_s=config.probe_timeout_s, probe_interval_s=config.probe_interval_s
+    )
+    for node in config.nodes:
+        registry.add(node)
+    book = JobBook()
+    repository = ModelRepository(config.state_dir / "models")
+    dispatcher = Dispatcher(book, registry, repository, upload_target=address)
+
+    orchestrator_pb2_grpc.add_OrchestratorServicer_to_server(
+        OrchestratorServicer(
+            book=book, dispatcher=dispatcher, registry=registry, repository=repository,
+            validate=validate_request,
+        ),
+        server,
+    )
+    upload_pb2_grpc.add_ModelUploadServicer_to_server(
+        ModelUploadServicer(
+            book, repository, staging=config.state_dir / "staging",
+            max_bytes=config.max_model_bytes,
+        ),
+        server,
+    )
+    health = await plumbing.add_health_and_reflection(server, SERVICES)
+    await server.start()
+    dispatcher.start()
+    _LOGGER.info("orchestrator serving on %s (uploads via %s), nodes: %s", config.listen,
+                 address, ", ".join(config.nodes) or "none yet")
+    return OrchestratorServer(
+        server=server, port=port, address=address, book=book, registry=registry,
+        dispatcher=dispatcher, repository=repository, health=health,
+    )
+
+
+async def serve(config: OrchestratorConfig, grace_s: float = 5.0) -> None:
+    srv = await create_server(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    _LOGGER.info("orchestrator shutting down")
+    await srv.stop(grace_s)

@@ -1,0 +1,28 @@
+"""The trainer node's configuration: one frozen dataclass, filled by ``main`` from flags/env."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainerConfig:
+    listen: str = "0.0.0.0:50052"
+    """host:port to serve on; port 0 picks a free port (tests)."""
+    work_dir: Path = Path("work")
+    """Per-job scratch space: artifacts are spooled here until the orchestrator stores them."""
+    data_dir: Path | None = None
+    """Root of DIRECTORY data sources; requests name paths relative to it."""
+    slots: int = 1
+    """Jobs this node runs at once."""
+    device: str = ""
+    """Device override for every job (cpu, cuda, cuda:1, mps); empty = the best available."""
+    orchestrator: str = ""
+    """host:port of the orchestrator to register with; empty = static node (--node there)."""
+    advertise: str = ""
+    """The address the orchestrator should dial for this node; empty = derived from listen."""
+    upload_attempts: int = 4
+    """Attempts per model upload (exponential backoff between them)."""
+    upload_backoff_s: float = 0.5
+    """First backoff delay; doubles each attempt."""

@@ -1,0 +1,331 @@
+"""Run jobs on this node: the pipeline in a worker thread, events into a per-job log.
+
+Why a worker thread and not a process: the pipeline is torch code that releases the GIL in its
+kernels, the cancellation token is a ``threading.Event`` checked every batch (no IPC on the
+cancel path), and events reach the event loop through ``call_soon_threadsafe`` with no pickling.
+Each job's events go to an append-only log, so any number of streams (``Train``, then ``Attach``
+after the orchestrator reconnects) read it from any seq with no gap and no duplicate; a stream
+that goes away never blocks or stops the job — only ``Cancel`` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from shared import errors
+from shared.cancellation import CancellationToken, CancelledError
+from shared.jobs import (
+    ErrorCode,
+    EventKind,
+    JobError,
+    JobEvent,
+    JobState,
+    TrainResult,
+    event_from_update,
+)
+from shared.pipeline.market import DataError
+from shared.pipeline.run import TrainingOutcome
+from shared.progress.update import ProgressUpdate
+from shared.spec import SpecError, TrainingRequest
+
+from .uploader import UploadError, UploadTask, upload
+
+_LOGGER = logging.getLogger(__name__)
+
+UPLOAD_SHARE = 2.0
+"""Percent of the bar kept for the upload: the pipeline fills 0..98, a stored model makes 100."""
+KEEP_FINISHED = 256
+"""Finished jobs kept for Attach and GetInfo before the oldest are forgotten."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobSpec:
+    job_id: str
+    request: TrainingRequest
+    upload_target: str
+    upload_token: str
+
+
+PipelineFn = Callable[..., TrainingOutcome]
+
+
+class JobRun:
+    """One job's state and event log. Lives on the event loop; the pipeline thread only calls
+    ``_from_thread`` through ``call_soon_threadsafe``."""
+
+    def __init__(self, spec: JobSpec, *, node: str, loop: asyncio.AbstractEventLoop) -> None:
+        self.spec = spec
+        self.job_id = spec.job_id
+        self.node = node
+        self.device = ""
+        self.token = CancellationToken()
+        self.state = JobState.QUEUED
+        self.events: list[JobEvent] = []
+        self.started = time.monotonic()
+        self._loop = loop
+        self._changed = asyncio.Event()
+        self._percentage = 0.0
+        self.task: asyncio.Task[None] | None = None
+
+    # -- the log -----------------------------------------------------------------------------
+
+    def emit(self, event: JobEvent) -> JobEvent:
+        event = replace(event, job_id=self.job_id, seq=len(self.events) + 1, node=self.node,
+                        device=event.device or self.device)
+        self._percentage = max(self._percentage, event.percentage)
+        self.state = event.state
+        self.events.append(event)
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+        return event
+
+    def lifecycle(
+        self,
+        state: JobState,
+        message: str,
+        *,
+        kind: EventKind = EventKind.LIFECYCLE,
+        percentage: float | None = None,
+        result: TrainResult | None = None,
+        error: JobError | None = None,
+    ) -> JobEvent:
+        return self.emit(
+            JobEvent(
+                job_id=self.job_id,
+                seq=0,
+                time=time.time(),
+                state=state,
+                kind=kind,
+                percentage=self._percentage if percentage is None else percentage,
+                message=message,
+                result=result,
+                error=error,
+            )
+        )
+
+    async def events_after(self, after_seq: int) -> AsyncIterator[JobEvent]:
+        """Every event with seq > after_seq, then each new one, until the terminal event."""
+        next_index = max(after_seq, 0)
+        while True:
+            changed = self._changed
+            while next_index < len(self.events):
+                event = self.events[next_index]
+                next_index += 1
+                yield event
+                if event.terminal:
+                    return
+            if self.events and self.events[-1].terminal:
+                return
+            await changed.wait()
+
+    @property
+    def finished(self) -> bool:
+        return self.state.terminal
+
+    # -- the pipeline thread's side ----------------------------------------------------------
+
+    def progress_sink(self, update: ProgressUpdate) -> None:
+        """Called on the training thread for every update the tracker lets through."""
+        self._loop.call_soon_threadsafe(self._from_thread, update)
+
+    def _from_thread(self, update: ProgressUpdate) -> None:
+        if self.finished:
+            return
+        scaled = replace(update, percentage=update.percentage * (100.0 - UPLOAD_SHARE) / 100.0)
+        self.emit(
+            event_from_update(
+                scaled, job_id=self.job_id, seq=0, time=time.time(), node=self.node,
+                device=self.device,
+            )
+        )
+
+
+class JobRunner:
+    """The node's jobs: admission by slots, the pipeline on a thread pool, upload, cleanup."""
+
+    def __init__(
+        self,
+        *,
+        work_dir: Path,
+        slots: int,
+        node: str,
+        pipeline: PipelineFn,
+        data_dir: Path | None = None,
+        device: str = "",
+        upload_attempts: int = 4,
+        upload_backoff_s: float = 0.5,
+    ) -> None:
+        self._work_dir = work_dir
+        self._slots = slots
+        self.node = node
+        self._pipeline = pipeline
+        self._data_dir = data_dir
+        self._device = device
+        self._upload_attempts = upload_attempts
+        self._upload_backoff_s = upload_backoff_s
+        self._executor = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="train")
+        self._runs: OrderedDict[str, JobRun] = OrderedDict()
+        self.accepting = True
+
+    @property
+    def slots(self) -> int:
+        return self._slots
+
+    def running(self) -> list[JobRun]:
+        return [r for r in self._runs.values() if not r.finished]
+
+    def get(self, job_id: str) -> JobRun:
+        run = self._runs.get(job_id)
+        if run is None:
+            raise errors.NotFoundError(f"no job {job_id!r} on this node", field="job_id")
+        return run
+
+    def start(self, spec: JobSpec) -> JobRun:
+        """Start a job, or return it if this job id is already known (a retried Train call)."""
+        existing = self._runs.get(spec.job_id)
+        if existing is not None:
+            return existing
+        if not self.accepting:
+            raise errors.UnavailableError("this node is draining and takes no new jobs")
+        if len(self.running()) >= self._slots:
+            raise errors.ResourceExhaustedError(
+                f"all {self._slots} slot(s) of this node are busy; retry later or use another node"
+            )
+        run = JobRun(spec, node=self.node, loop=asyncio.get_running_loop())
+        self._runs[spec.job_id] = run
+        self._forget_old()
+        run.task = asyncio.create_task(self._run(run), name=f"job-{spec.job_id}")
+        return run
+
+    def cancel(self, job_id: str, reason: str) -> JobState:
+        run = self.get(job_id)
+        if not run.finished:
+            _LOGGER.info("cancelling job %s: %s", job_id, reason or "cancelled")
+            run.token.cancel(reason or "cancelled by request")
+        return run.state
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Stop taking jobs, let running ones finish for ``grace_s``, then cancel them."""
+        self.accepting = False
+        tasks = [r.task for r in self.running() if r.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace_s)
+            if pending:
+                for run in self.running():
+                    run.token.cancel("node shutting down")
+                await asyncio.wait(pending, timeout=30)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _forget_old(self) -> None:
+        finished = [k for k, r in self._runs.items() if r.finished]
+        for job_id in finished[: max(0, len(finished) - KEEP_FINISHED)]:
+            del self._runs[job_id]
+
+    async def _run(self, run: JobRun) -> None:
+        job_dir = self._work_dir / "jobs" / run.job_id
+        run.lifecycle(JobState.RUNNING, f"Started on {self.node}", percentage=0.0)
+        try:
+            job_dir.mkdir(parents=True, exist_ok=True)
+            outcome = await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._call_pipeline, run, job_dir
+            )
+            run.device = outcome.device
+            await self._upload(run, outcome)
+        except CancelledError as exc:
+            run.lifecycle(
+                JobState.CANCELLED,
+                f"Cancelled: {exc.reason}",
+                error=JobError(code=ErrorCode.CANCELLED.value, message=exc.reason,
+                               where=self._where(run)),
+            )
+        except SpecError as exc:
+            run.lifecycle(
+                JobState.FAILED,
+                f"Invalid request: {exc}",
+                error=JobError(code=ErrorCode.INVALID_REQUEST.value, message=str(exc),
+                               where="validate"),
+            )
+        except UploadError as exc:
+            run.lifecycle(
+                JobState.FAILED,
+                f"Upload failed: {exc}",
+                error=JobError(code=ErrorCode.UPLOAD_FAILED.value, message=str(exc),
+                               where="upload"),
+            )
+        except DataError as exc:  # missing file, NaNs, unsorted bars, too few bars
+            run.lifecycle(
+                JobState.FAILED,
+                f"Failed: {exc}",
+                error=JobError(code=ErrorCode.DATA_ERROR.value, message=str(exc),
+                               where=self._where(run)),
+            )
+        except Exception as exc:  # noqa: BLE001 - a job's crash must not take the node down
+            _LOGGER.exception("job %s crashed", run.job_id)
+            run.lifecycle(
+                JobState.FAILED,
+                f"Failed: {type(exc).__name__}: {exc}",
+                error=JobError(code=ErrorCode.INTERNAL.value, message=f"{type(exc).__name__}: "
+                               f"{exc}", where=self._where(run)),
+            )
+        finally:
+            shutil.rmtree(job_dir, ignore_errors=True)
+
+    def _call_pipeline(self, run: JobRun, job_dir: Path) -> TrainingOutcome:
+        device = run.spec.request.placement.device or self._device
+        return self._pipeline(
+            run.spec.request,
+            work_dir=job_dir,
+            progress=run.progress_sink,
+            cancel=run.token,
+            data_dir=self._data_dir,
+            device=device,
+        )
+
+    async def _upload(self, run: JobRun, outcome: TrainingOutcome) -> None:
+        run.token.raise_if_cancelled()
+        size = outcome.size_bytes
+        run.lifecycle(
+            JobState.RUNNING,
+            f"Uploading model ({size / 1e6:.2f} MB, gzip) to {run.spec.upload_target}",
+            kind=EventKind.UPLOAD,
+        )
+        ref = await upload(
+            UploadTask(
+                target=run.spec.upload_target,
+                job_id=run.job_id,
+                token=run.spec.upload_token,
+                path=outcome.artifact_path,
+                sha256=outcome.sha256,
+                size_bytes=size,
+            ),
+            attempts=self._upload_attempts,
+            backoff_s=self._upload_backoff_s,
+        )
+        result = TrainResult(
+            model=ref,
+            training_metrics=dict(outcome.train_metrics),
+            test_metrics=dict(outcome.test_metrics),
+            feature_importance=dict(outcome.feature_importance),
+            device=run.device,
+        )
+        run.lifecycle(
+            JobState.SUCCEEDED,
+            f"Model stored as {ref.name} (sha256 {ref.sha256[:12]}…)",
+            percentage=100.0,
+            result=result,
+        )
+
+    @staticmethod
+    def _where(run: JobRun) -> str:
+        for event in reversed(run.events):
+            if event.step_name:
+                return event.step_name
+        return "start"

@@ -1,0 +1,150 @@
+"""Wire the trainer node: server factory, health, reflection, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import platform
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from shared.nodes import DeviceKind, NodeDevice, NodeInfo
+from shared.rpc import plumbing, serde
+from shared.rpc.v1 import trainer_pb2, trainer_pb2_grpc
+
+from .config import TrainerConfig
+from .jobs import JobRunner
+from .registration import register_forever
+from .servicer import TrainerServicer
+
+_LOGGER = logging.getLogger(__name__)
+SERVICE_NAME = trainer_pb2.DESCRIPTOR.services_by_name["Trainer"].full_name
+
+
+@dataclass
+class TrainerServer:
+    server: grpc.aio.Server
+    port: int
+    address: str
+    runner: JobRunner
+    health: Any
+    node_info: Callable[[], trainer_pb2.NodeInfo]
+    registration: asyncio.Task[None] | None = None
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        if self.registration is not None:
+            self.registration.cancel()
+        await plumbing.set_serving(self.health, [SERVICE_NAME], serving=False)
+        await self.runner.shutdown(grace_s)
+        await self.server.stop(grace_s)
+
+
+def advertised_address(listen: str, port: int, advertise: str) -> str:
+    """The address peers should dial: ``advertise`` if given, else listen with its real port."""
+    if advertise:
+        return advertise
+    host = listen.rsplit(":", 1)[0]
+    if host in ("", "0.0.0.0", "[::]", "::"):
+        host = "127.0.0.1"  # a wildcard is not dialable; containers pass --advertise
+    return f"{host}:{port}"
+
+
+async def create_server(
+    config: TrainerConfig,
+    *,
+    pipeline: Callable[..., Any] | None = None,
+) -> TrainerServer:
+    from shared.device import select_device  # torch import: only when a server is built
+    from shared.pipeline.run import run_training, validate_request
+
+    device = select_device(config.device)
+    await asyncio.to_thread(_warm_up)
+    server = plumbing.create_server()
+    port = plumbing.bind(server, config.listen)
+    address = advertised_address(config.listen, port, config.advertise)
+    runner = JobRunner(
+        work_dir=config.work_dir,
+        slots=config.slots,
+        node=address,
+        pipeline=pipeline or run_training,
+        data_dir=config.data_dir,
+        device=config.device,
+        upload_attempts=config.upload_attempts,
+        upload_backoff_s=config.upload_backoff_s,
+    )
+
+    node_device = NodeDevice(
+        kind=DeviceKind(device.kind),
+        name=device.name,
+        torch_device=device.torch_device,
+        memory_bytes=device.memory_bytes or 0,
+        supports_mixed_precision=device.supports_amp,
+    )
+    versions = _versions()
+
+    def node_info() -> trainer_pb2.NodeInfo:
+        return serde.node_info_to_proto(
+            NodeInfo(
+                node_id=address,
+                address=address,
+                device=node_device,
+                slots=runner.slots,
+                slots_used=len(runner.running()),
+                running_jobs=tuple(r.job_id for r in runner.running()),
+                versions=versions,
+                draining=not runner.accepting,
+            )
+        )
+
+    trainer_pb2_grpc.add_TrainerServicer_to_server(
+        TrainerServicer(runner, node_info, validate_request, config.orchestrator), server
+    )
+    health = await plumbing.add_health_and_reflection(server, [SERVICE_NAME])
+    await server.start()
+    _LOGGER.info("trainer serving on %s (advertised as %s, device %s)", config.listen, address,
+                 device.name)
+    srv = TrainerServer(
+        server=server, port=port, address=address, runner=runner, health=health,
+        node_info=node_info,
+    )
+    if config.orchestrator:
+        srv.registration = asyncio.create_task(
+            register_forever(config.orchestrator, address, node_info), name="registration"
+        )
+    return srv
+
+
+def _warm_up() -> None:
+    """Pay torch's one-time optimizer import (~1 s) at startup, not in the first job."""
+    import torch
+
+    torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
+
+
+def _versions() -> dict[str, str]:
+    import torch
+
+    from shared import __version__
+
+    return {
+        "trainwire": __version__,
+        "torch": str(torch.__version__),
+        "grpcio": grpc.__version__,
+        "python": platform.python_version(),
+    }
+
+
+async def serve(config: TrainerConfig, grace_s: float = 30.0) -> None:
+    """Run until SIGTERM/SIGINT, then drain: NOT_SERVING, finish or cancel jobs, exit."""
+    srv = await create_server(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    _LOGGER.info("trainer shutting down (grace %.0fs)", grace_s)
+    await srv.stop(grace_s)

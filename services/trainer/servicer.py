@@ -1,0 +1,79 @@
+"""The Trainer RPCs: protobuf in, dataclasses to the job runner, protobuf out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+
+from shared import errors
+from shared.rpc import serde
+from shared.rpc.errors import rpc_method
+from shared.rpc.v1 import progress_pb2, trainer_pb2, trainer_pb2_grpc
+
+from .jobs import JobRunner, JobSpec
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
+    def __init__(
+        self,
+        runner: JobRunner,
+        node_info: Callable[[], trainer_pb2.NodeInfo],
+        validate: Callable[[Any], None],
+        upload_override: str = "",
+    ) -> None:
+        self._upload_override = upload_override
+        self._runner = runner
+        self._node_info = node_info
+        self._validate = validate
+
+    @rpc_method
+    async def Train(
+        self, request: trainer_pb2.TrainerJob, context: Context
+    ) -> AsyncIterator[progress_pb2.ProgressEvent]:
+        if not request.job_id:
+            raise errors.InvalidArgumentError("a job id is required", field="job_id")
+        if not (request.upload_target or self._upload_override):
+            raise errors.InvalidArgumentError(
+                "the orchestrator's upload address is required", field="upload_target"
+            )
+        train_request = serde.request_from_proto(request.request)
+        self._validate(train_request)
+        run = self._runner.start(
+            JobSpec(
+                job_id=request.job_id,
+                request=train_request,
+                # A node started with --orchestrator uploads to the address it was given: the one
+                # the orchestrator advertises may not resolve from this node's network.
+                upload_target=self._upload_override or request.upload_target,
+                upload_token=request.upload_token,
+            )
+        )
+        async for event in run.events_after(0):
+            yield serde.event_to_proto(event)
+
+    @rpc_method
+    async def Cancel(
+        self, request: trainer_pb2.CancelRequest, context: Context
+    ) -> trainer_pb2.CancelResponse:
+        state = self._runner.cancel(request.job_id, request.reason)
+        return trainer_pb2.CancelResponse(state=serde.state_to_proto(state))
+
+    @rpc_method
+    async def Attach(
+        self, request: trainer_pb2.AttachRequest, context: Context
+    ) -> AsyncIterator[progress_pb2.ProgressEvent]:
+        if request.after_seq < 0:
+            raise errors.InvalidArgumentError("must be >= 0", field="after_seq")
+        run = self._runner.get(request.job_id)
+        async for event in run.events_after(request.after_seq):
+            yield serde.event_to_proto(event)
+
+    @rpc_method
+    async def GetInfo(
+        self, request: trainer_pb2.GetInfoRequest, context: Context
+    ) -> trainer_pb2.NodeInfo:
+        return self._node_info()

@@ -1,0 +1,145 @@
+"""Jobs and their events as plain dataclasses, shared by trainer, orchestrator and client.
+
+A ``JobEvent`` is what a user watches: the trainer makes them from pipeline ``ProgressUpdate``s,
+the orchestrator re-sequences and re-publishes them. Protobuf lives in ``shared.rpc.serde``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from shared.progress.update import ItemCounter, PreprocessContext, ProgressUpdate, UpdateKind
+
+
+class JobState(enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+class EventKind(enum.Enum):
+    LIFECYCLE = "lifecycle"
+    STEP = "step"
+    DETAIL = "detail"
+    EPOCH = "epoch"
+    BATCH = "batch"
+    UPLOAD = "upload"
+
+
+_KIND_OF_UPDATE = {
+    UpdateKind.STEP: EventKind.STEP,
+    UpdateKind.DETAIL: EventKind.DETAIL,
+    UpdateKind.EPOCH: EventKind.EPOCH,
+    UpdateKind.BATCH: EventKind.BATCH,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelRef:
+    name: str
+    strategy: str
+    version: int
+    sha256: str
+    size_bytes: int
+    symbols: tuple[str, ...] = ()
+    timeframes: tuple[str, ...] = ()
+    created_at: float = 0.0
+    job_id: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainResult:
+    model: ModelRef | None = None
+    training_metrics: Mapping[str, float] = field(default_factory=dict)
+    test_metrics: Mapping[str, float] = field(default_factory=dict)
+    feature_importance: Mapping[str, float] = field(default_factory=dict)
+    device: str = ""
+
+
+class ErrorCode(enum.Enum):
+    """Stable reasons on a terminal event's error; clients may switch on them."""
+
+    INVALID_REQUEST = "INVALID_REQUEST"
+    DATA_ERROR = "DATA_ERROR"
+    CANCELLED = "CANCELLED"
+    NODE_UNAVAILABLE = "NODE_UNAVAILABLE"
+    NODE_LOST = "NODE_LOST"
+    UPLOAD_FAILED = "UPLOAD_FAILED"
+    INTERNAL = "INTERNAL"
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobError:
+    code: str
+    message: str
+    where: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobEvent:
+    job_id: str
+    seq: int
+    time: float
+    state: JobState
+    kind: EventKind
+    percentage: float = 0.0
+    message: str = ""
+    step_index: int = 0
+    step_total: int = 0
+    step_name: str = ""
+    step_percentage: float = 0.0
+    epoch: int = 0
+    total_epochs: int = 0
+    batch: int = 0
+    total_batches: int = 0
+    items: ItemCounter | None = None
+    context: PreprocessContext | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    eta_seconds: float | None = None
+    node: str = ""
+    device: str = ""
+    result: TrainResult | None = None
+    error: JobError | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.state.terminal
+
+    def resequenced(self, job_id: str, seq: int) -> JobEvent:
+        return replace(self, job_id=job_id, seq=seq)
+
+
+def event_from_update(
+    update: ProgressUpdate, *, job_id: str, seq: int, time: float, node: str, device: str
+) -> JobEvent:
+    return JobEvent(
+        job_id=job_id,
+        seq=seq,
+        time=time,
+        state=JobState.RUNNING,
+        kind=_KIND_OF_UPDATE[update.kind],
+        percentage=update.percentage,
+        message=update.message,
+        step_index=update.step_index,
+        step_total=update.step_total,
+        step_name=update.step_name,
+        step_percentage=update.step_percentage,
+        epoch=update.epoch,
+        total_epochs=update.total_epochs,
+        batch=update.batch,
+        total_batches=update.total_batches,
+        items=update.items,
+        context=update.context,
+        metrics=dict(update.metrics),
+        eta_seconds=update.eta_seconds,
+        node=node,
+        device=device,
+    )

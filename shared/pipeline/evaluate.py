@@ -1,0 +1,110 @@
+"""Test-set evaluation and permutation feature importance.
+
+Metrics: accuracy, per-class precision / recall / F1 (0 where undefined, e.g. a class never
+predicted), macro F1, and the confusion matrix (rows = true class, columns = predicted).
+
+Permutation importance: for each feature, shuffle that column of the test set once (a
+permutation drawn from a generator seeded with ``seed`` and the feature's position) and record
+the drop in accuracy; positive means the model relies on the feature. It is an iterator so the
+pipeline can report progress and check cancellation between features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+_CHUNK = 65_536
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    accuracy: float
+    precision: tuple[float, ...]
+    recall: tuple[float, ...]
+    f1: tuple[float, ...]
+    support: tuple[int, ...]
+    confusion: tuple[tuple[int, ...], ...]
+
+    @property
+    def macro_f1(self) -> float:
+        return float(np.mean(self.f1)) if self.f1 else 0.0
+
+    def metrics(self, classes: Sequence[str]) -> dict[str, float]:
+        """``accuracy``, ``precision_<CLASS>``, ``recall_<CLASS>``, ``f1_<CLASS>``, ``macro_f1``."""
+        out = {"accuracy": self.accuracy}
+        for i, name in enumerate(classes):
+            out[f"precision_{name}"] = self.precision[i]
+            out[f"recall_{name}"] = self.recall[i]
+            out[f"f1_{name}"] = self.f1[i]
+        out["macro_f1"] = self.macro_f1
+        return out
+
+
+def predict_classes(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Class indices for ``x`` (eval mode, no grad, chunked)."""
+    was_training = model.training
+    model.eval()
+    parts: list[torch.Tensor] = []
+    with torch.no_grad():
+        for start in range(0, len(x), _CHUNK):
+            parts.append(model(x[start : start + _CHUNK]).argmax(dim=1))
+    model.train(was_training)
+    if not parts:
+        return torch.empty(0, dtype=torch.int64, device=x.device)
+    return torch.cat(parts)
+
+
+def classification_report(
+    y_true: npt.ArrayLike, y_pred: npt.ArrayLike, n_classes: int
+) -> Evaluation:
+    truth = np.asarray(y_true, dtype=np.int64)
+    pred = np.asarray(y_pred, dtype=np.int64)
+    confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(confusion, (truth, pred), 1)
+    tp = np.diag(confusion).astype(np.float64)
+    predicted = confusion.sum(axis=0).astype(np.float64)
+    actual = confusion.sum(axis=1).astype(np.float64)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    total = int(confusion.sum())
+    return Evaluation(
+        accuracy=float(tp.sum() / total) if total else 0.0,
+        precision=tuple(float(v) for v in precision),
+        recall=tuple(float(v) for v in recall),
+        f1=tuple(float(v) for v in f1),
+        support=tuple(int(v) for v in actual),
+        confusion=tuple(tuple(int(v) for v in row) for row in confusion),
+    )
+
+
+def evaluate_model(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, n_classes: int
+) -> Evaluation:
+    predicted = predict_classes(model, x)
+    return classification_report(y.cpu().numpy(), predicted.cpu().numpy(), n_classes)
+
+
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    return float((predict_classes(model, x) == y).float().mean().item()) if len(y) else 0.0
+
+
+def iter_permutation_importance(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, seed: int
+) -> Iterator[tuple[int, float]]:
+    """Yield ``(feature index, accuracy drop)`` for every feature, one permutation each."""
+    baseline = _accuracy(model, x, y)
+    shuffled = x.clone()
+    for j in range(x.shape[1]):
+        generator = torch.Generator().manual_seed((seed * 1_000_003 + j) % (1 << 63))
+        perm = torch.randperm(len(y), generator=generator).to(x.device)
+        shuffled[:, j] = x[perm, j]
+        yield j, baseline - _accuracy(model, shuffled, y)
+        shuffled[:, j] = x[:, j]

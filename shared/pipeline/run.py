@@ -1,0 +1,200 @@
+"""``run_training``: the one entry point every trainer calls.
+
+It validates the request, runs the twelve steps of ``shared.progress.tracker.TRAINING_STEPS``
+(1-6 in ``shared.pipeline.preprocess``, 7-12 here) with progress, checks cancellation between
+steps, between pre-training items and at every batch, and writes ``work_dir/model.safetensors``
+atomically as its very last action: a cancelled or failed run leaves no artifact behind (an
+artifact from an earlier run in the same folder is not touched).
+
+Errors: ``SpecError`` (the request, including a requested device this machine lacks),
+``DataError`` (the data), ``CancelledError`` (the token); anything else is a bug.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from shared.artifacts.artifact import ARTIFACT_NAME, ArtifactInfo, write_artifact
+from shared.cancellation import CancellationToken
+from shared.device import DeviceInfo, select_device
+from shared.pipeline.evaluate import Evaluation, evaluate_model, iter_permutation_importance
+from shared.pipeline.features import Dataset, Splits, split_dataset
+from shared.pipeline.job import JobContext
+from shared.pipeline.labels import CLASSES
+from shared.pipeline.model import architecture, build_model
+from shared.pipeline.packaging import build_metadata
+from shared.pipeline.preprocess import prepare_dataset
+from shared.pipeline.training import TrainingData, TrainingResult, train_model
+from shared.pipeline.validation import validate_request
+from shared.progress.tracker import ProgressTracker
+from shared.progress.update import ItemCounter, ProgressSink
+from shared.spec import SpecError, TrainingRequest
+
+__all__ = ["TrainingOutcome", "run_training", "validate_request"]
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    artifact_path: Path
+    sha256: str
+    size_bytes: int
+    device: str
+    """The torch device that trained: ``cpu``, ``cuda:0``, ``mps``."""
+    train_metrics: Mapping[str, float]
+    """Of the kept epoch: loss, accuracy, val_loss, val_accuracy, learning_rate, epochs_run,
+    best_epoch."""
+    test_metrics: Mapping[str, float]
+    """accuracy, precision_/recall_/f1_<CLASS>, macro_f1."""
+    feature_importance: Mapping[str, float]
+    """Feature name → test accuracy lost when that feature is permuted."""
+    feature_names: tuple[str, ...]
+    samples: int
+    """Usable rows across all symbols (train + validation + test + purged)."""
+
+
+def _choose_device(request: TrainingRequest, override: str) -> DeviceInfo:
+    """The trainer's override, else the request's, else the best device here.
+
+    A device the request asked for and this machine lacks is the request's problem
+    (``SpecError`` on ``placement.device``); a bad trainer override stays a ``ValueError``.
+    """
+    wanted = override or request.placement.device
+    try:
+        return select_device(wanted)
+    except ValueError as exc:
+        if wanted.strip() and wanted == request.placement.device:
+            raise SpecError("placement.device", str(exc)) from exc
+        raise
+
+
+def _create_model(job: JobContext, dataset: Dataset, device: DeviceInfo) -> nn.Sequential:
+    """Step 8."""
+    strategy = job.request.strategy
+    n_features = len(dataset.feature_names)
+    with job.step(8):
+        generator = torch.Generator().manual_seed(strategy.training.seed)
+        model = build_model(n_features, len(CLASSES), strategy.model, generator=generator)
+        layers = "→".join(str(n) for n in (n_features, *strategy.model.hidden_layers, len(CLASSES)))
+        job.tracker.detail(1.0, message=f"MLP {layers} on {device.torch_device} ({device.name})")
+    return model
+
+
+def _feature_importance(
+    job: JobContext, model: nn.Module, x: torch.Tensor, y: torch.Tensor, names: tuple[str, ...]
+) -> dict[str, float]:
+    """Step 11."""
+    importance: dict[str, float] = {}
+    with job.step(11):
+        seed = job.request.strategy.training.seed
+        for j, drop in iter_permutation_importance(model, x, y, seed=seed):
+            job.cancel.raise_if_cancelled()
+            job.tracker.detail(
+                (j + 1) / len(names),
+                message=f"Permuting {names[j]}",
+                items=ItemCounter(name="features", current=j + 1, total=len(names)),
+            )
+            importance[names[j]] = drop
+    return importance
+
+
+def _package(
+    job: JobContext,
+    work_dir: Path,
+    model: nn.Module,
+    parts: tuple[Dataset, Splits, TrainingResult, Evaluation, dict[str, float]],
+    device: DeviceInfo,
+) -> ArtifactInfo:
+    """Step 12: the artifact, written atomically after a last cancellation check."""
+    dataset, splits, result, evaluation, importance = parts
+    strategy = job.request.strategy
+    with job.step(12):
+        metadata = build_metadata(
+            request=job.request,
+            dataset=dataset,
+            splits=splits,
+            architecture=architecture(len(dataset.feature_names), len(CLASSES), strategy.model),
+            training=result,
+            evaluation=evaluation,
+            feature_importance=importance,
+            device=device,
+        )
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        job.cancel.raise_if_cancelled()
+        info = write_artifact(Path(work_dir) / ARTIFACT_NAME, state, metadata)
+    return info
+
+
+def run_training(
+    request: TrainingRequest,
+    *,
+    work_dir: Path,
+    progress: ProgressSink,
+    cancel: CancellationToken,
+    data_dir: Path | None = None,
+    device: str = "",
+) -> TrainingOutcome:
+    """Train ``request`` and write its artifact to ``work_dir/model.safetensors``.
+
+    ``device`` is the trainer's own override; when empty, ``request.placement.device`` or the
+    best device here (CUDA > MPS > CPU) is used.
+    """
+    validate_request(request)
+    device_info = _choose_device(request, device)
+    torch_device = device_info.as_torch()
+    job = JobContext(request, ProgressTracker(progress), cancel)
+    spec = request.strategy.training
+    _LOGGER.info(
+        "training %s on %s %s, device %s",
+        request.strategy.name,
+        ",".join(request.symbols),
+        ",".join(request.timeframes),
+        device_info.torch_device,
+    )
+
+    dataset = prepare_dataset(job, data_dir)
+    with job.step(7):
+        purge = request.strategy.labels.lookahead
+        splits = split_dataset(dataset, spec.validation_split, spec.test_split, purge=purge)
+    model = _create_model(job, dataset, device_info)
+    with job.step(9):
+        data = TrainingData(splits.x_train, splits.y_train, splits.x_val, splits.y_val)
+        result = train_model(
+            model, data, spec, reporter=job.tracker, cancel=cancel, device=torch_device
+        )
+    x_test = torch.as_tensor(splits.x_test, device=torch_device)
+    y_test = torch.as_tensor(splits.y_test, device=torch_device)
+    with job.step(10):
+        evaluation = evaluate_model(model, x_test, y_test, len(CLASSES))
+    importance = _feature_importance(job, model, x_test, y_test, dataset.feature_names)
+    parts = (dataset, splits, result, evaluation, importance)
+    info = _package(job, work_dir, model, parts, device_info)
+
+    test_metrics = evaluation.metrics(CLASSES)
+    _LOGGER.info(
+        "trained %s: %d samples, %d epochs, test accuracy %.3f, artifact %s (%d bytes)",
+        request.strategy.name,
+        dataset.samples,
+        result.epochs_run,
+        test_metrics["accuracy"],
+        info.path,
+        info.size_bytes,
+    )
+    return TrainingOutcome(
+        artifact_path=info.path,
+        sha256=info.sha256,
+        size_bytes=info.size_bytes,
+        device=device_info.torch_device,
+        train_metrics=result.final_metrics(),
+        test_metrics=test_metrics,
+        feature_importance=importance,
+        feature_names=dataset.feature_names,
+        samples=dataset.samples,
+    )

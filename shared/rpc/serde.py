@@ -1,0 +1,515 @@
+"""Protobuf ↔ dataclass translation for the types both services and the client share.
+
+``x_to_proto`` / ``x_from_proto`` pairs; nothing past the servicer edge sees a message type.
+``request_from_proto`` is also where proto3's zero values become the documented defaults, so a
+grpcurl user can send ``{"symbols":["SYNTH"],"timeframes":["1h"]}`` and get a complete request.
+"""
+
+from __future__ import annotations
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from shared import errors, spec
+from shared.jobs import EventKind, JobError, JobEvent, JobState, ModelRef, TrainResult
+from shared.nodes import DeviceKind, NodeDevice, NodeHealth, NodeInfo, NodeStatus
+from shared.progress.update import ItemCounter, PreprocessContext
+from shared.rpc.v1 import orchestrator_pb2 as opb
+from shared.rpc.v1 import progress_pb2 as ppb
+from shared.rpc.v1 import strategy_pb2 as spb
+from shared.rpc.v1 import trainer_pb2 as tpb
+
+
+
+
+# --- timestamps ---------------------------------------------------------------------------------
+
+def ts_to_proto(seconds: float) -> Timestamp:
+    ts = Timestamp()
+    if seconds:
+        ts.FromNanoseconds(int(seconds * 1e9))
+    return ts
+
+
+def ts_from_proto(ts: Timestamp) -> float:
+    return float(ts.ToNanoseconds()) / 1e9
+
+
+# --- enums --------------------------------------------------------------------------------------
+
+_STATE_TO_PB = {
+    JobState.QUEUED: ppb.JOB_STATE_QUEUED,
+    JobState.RUNNING: ppb.JOB_STATE_RUNNING,
+    JobState.SUCCEEDED: ppb.JOB_STATE_SUCCEEDED,
+    JobState.FAILED: ppb.JOB_STATE_FAILED,
+    JobState.CANCELLED: ppb.JOB_STATE_CANCELLED,
+}
+_STATE_FROM_PB = {v: k for k, v in _STATE_TO_PB.items()}
+
+_KIND_TO_PB = {
+    EventKind.LIFECYCLE: ppb.EVENT_KIND_LIFECYCLE,
+    EventKind.STEP: ppb.EVENT_KIND_STEP,
+    EventKind.DETAIL: ppb.EVENT_KIND_DETAIL,
+    EventKind.EPOCH: ppb.EVENT_KIND_EPOCH,
+    EventKind.BATCH: ppb.EVENT_KIND_BATCH,
+    EventKind.UPLOAD: ppb.EVENT_KIND_UPLOAD,
+}
+_KIND_FROM_PB = {v: k for k, v in _KIND_TO_PB.items()}
+
+
+def state_to_proto(state: JobState) -> ppb.JobState.ValueType:
+    return _STATE_TO_PB[state]
+
+
+def state_from_proto(value: ppb.JobState.ValueType) -> JobState:
+    try:
+        return _STATE_FROM_PB[value]
+    except KeyError:
+        raise ValueError(f"unknown job state {value}") from None
+
+
+# --- the training request -----------------------------------------------------------------------
+
+def request_from_proto(msg: spb.TrainRequest) -> spec.TrainingRequest:
+    """Translate and fill defaults. Raises ``SpecError`` for values no default can mend."""
+    if msg.strategy_yaml:
+        if msg.HasField("strategy"):
+            raise spec.SpecError("strategy_yaml", "give either strategy or strategy_yaml, not both")
+        raise errors.UnimplementedError(
+            "KTRDR v3 YAML strategies are not implemented yet (issue 3, 'full-strength "
+            "pipeline'); send a structured `strategy` instead",
+            field="strategy_yaml",
+        )
+    return spec.TrainingRequest(
+        request_id=msg.request_id,
+        symbols=tuple(msg.symbols),
+        timeframes=tuple(msg.timeframes),
+        strategy=strategy_from_proto(msg.strategy),
+        data=data_from_proto(msg.data),
+        placement=placement_from_proto(msg.placement),
+    )
+
+
+def strategy_from_proto(msg: spb.StrategySpec) -> spec.StrategySpec:
+    default = spec.default_strategy()
+    if msg.indicators or msg.fuzzy_sets:
+        indicators = tuple(
+            spec.IndicatorSpec(id=i.id, type=i.type.lower(), params=dict(i.params))
+            for i in msg.indicators
+        )
+        fuzzy_sets = tuple(
+            spec.FuzzySetSpec(input=f.input, name=f.name, shape=f.shape.lower(),
+                              params=tuple(f.params))
+            for f in msg.fuzzy_sets
+        )
+    else:
+        indicators, fuzzy_sets = default.indicators, default.fuzzy_sets
+    return spec.StrategySpec(
+        name=msg.name or default.name,
+        indicators=indicators,
+        fuzzy_sets=fuzzy_sets,
+        labels=_labels_from_proto(msg.labels),
+        model=_model_from_proto(msg.model),
+        training=_training_from_proto(msg.training),
+    )
+
+
+def _labels_from_proto(msg: spb.LabelSpec) -> spec.LabelSpec:
+    d = spec.LabelSpec()
+    method = {
+        spb.LABEL_METHOD_UNSPECIFIED: d.method,
+        spb.LABEL_METHOD_ZIGZAG: spec.LabelMethod.ZIGZAG,
+        spb.LABEL_METHOD_FORWARD_RETURN: spec.LabelMethod.FORWARD_RETURN,
+    }.get(msg.method)
+    if method is None:
+        raise spec.SpecError("strategy.labels.method", f"unknown label method {msg.method}")
+    return spec.LabelSpec(
+        method=method,
+        threshold=msg.threshold or d.threshold,
+        lookahead=msg.lookahead or d.lookahead,
+    )
+
+
+def _model_from_proto(msg: spb.ModelSpec) -> spec.ModelSpec:
+    d = spec.ModelSpec()
+    return spec.ModelSpec(
+        hidden_layers=tuple(msg.hidden_layers) or d.hidden_layers,
+        activation=msg.activation.lower() or d.activation,
+        dropout=msg.dropout if msg.HasField("dropout") else d.dropout,
+    )
+
+
+def _training_from_proto(msg: spb.TrainingSpec) -> spec.TrainingSpec:
+    d = spec.TrainingSpec()
+    return spec.TrainingSpec(
+        epochs=msg.epochs or d.epochs,
+        batch_size=msg.batch_size or d.batch_size,
+        learning_rate=msg.learning_rate or d.learning_rate,
+        early_stopping_patience=msg.early_stopping_patience,
+        validation_split=msg.validation_split or d.validation_split,
+        test_split=msg.test_split or d.test_split,
+        seed=msg.seed if msg.HasField("seed") else d.seed,
+    )
+
+
+def data_from_proto(msg: spb.DataSpec) -> spec.DataSpec:
+    d = spec.DataSpec()
+    source = {
+        spb.DATA_SOURCE_KIND_UNSPECIFIED: spec.DataSource.SYNTHETIC,
+        spb.DATA_SOURCE_KIND_SYNTHETIC: spec.DataSource.SYNTHETIC,
+        spb.DATA_SOURCE_KIND_DIRECTORY: spec.DataSource.DIRECTORY,
+    }.get(msg.source)
+    if source is None:
+        raise spec.SpecError("data.source", f"unknown data source {msg.source}")
+    return spec.DataSpec(
+        source=source,
+        seed=msg.seed if msg.HasField("seed") else d.seed,
+        bars=msg.bars or d.bars,
+        path=msg.path,
+        start=msg.start,
+        end=msg.end,
+    )
+
+
+def placement_from_proto(msg: spb.Placement) -> spec.PlacementSpec:
+    mode = {
+        spb.PLACEMENT_MODE_UNSPECIFIED: spec.PlacementMode.AUTO,
+        spb.PLACEMENT_MODE_AUTO: spec.PlacementMode.AUTO,
+        spb.PLACEMENT_MODE_CPU: spec.PlacementMode.CPU,
+        spb.PLACEMENT_MODE_GPU: spec.PlacementMode.GPU,
+    }.get(msg.mode)
+    if mode is None:
+        raise spec.SpecError("placement.mode", f"unknown placement mode {msg.mode}")
+    return spec.PlacementSpec(
+        mode=mode,
+        require_gpu=msg.require_gpu,
+        node=msg.node,
+        allow_fallback=msg.allow_fallback if msg.HasField("allow_fallback") else True,
+        device=msg.device,
+    )
+
+
+def request_to_proto(req: spec.TrainingRequest) -> spb.TrainRequest:
+    """The complete request, every default spelled out: what the trainer receives."""
+    s = req.strategy
+    return spb.TrainRequest(
+        request_id=req.request_id,
+        symbols=list(req.symbols),
+        timeframes=list(req.timeframes),
+        strategy=spb.StrategySpec(
+            name=s.name,
+            indicators=[
+                spb.IndicatorSpec(id=i.id, type=i.type, params=dict(i.params))
+                for i in s.indicators
+            ],
+            fuzzy_sets=[
+                spb.FuzzySetSpec(input=f.input, name=f.name, shape=f.shape, params=list(f.params))
+                for f in s.fuzzy_sets
+            ],
+            labels=spb.LabelSpec(
+                method=(
+                    spb.LABEL_METHOD_ZIGZAG
+                    if s.labels.method is spec.LabelMethod.ZIGZAG
+                    else spb.LABEL_METHOD_FORWARD_RETURN
+                ),
+                threshold=s.labels.threshold,
+                lookahead=s.labels.lookahead,
+            ),
+            model=spb.ModelSpec(
+                hidden_layers=list(s.model.hidden_layers),
+                activation=s.model.activation,
+                dropout=s.model.dropout,
+            ),
+            training=spb.TrainingSpec(
+                epochs=s.training.epochs,
+                batch_size=s.training.batch_size,
+                learning_rate=s.training.learning_rate,
+                early_stopping_patience=s.training.early_stopping_patience,
+                validation_split=s.training.validation_split,
+                test_split=s.training.test_split,
+                seed=s.training.seed,
+            ),
+        ),
+        data=spb.DataSpec(
+            source=(
+                spb.DATA_SOURCE_KIND_SYNTHETIC
+                if req.data.source is spec.DataSource.SYNTHETIC
+                else spb.DATA_SOURCE_KIND_DIRECTORY
+            ),
+            seed=req.data.seed,
+            bars=req.data.bars,
+            path=req.data.path,
+            start=req.data.start,
+            end=req.data.end,
+        ),
+        placement=spb.Placement(
+            mode={
+                spec.PlacementMode.AUTO: spb.PLACEMENT_MODE_AUTO,
+                spec.PlacementMode.CPU: spb.PLACEMENT_MODE_CPU,
+                spec.PlacementMode.GPU: spb.PLACEMENT_MODE_GPU,
+            }[req.placement.mode],
+            require_gpu=req.placement.require_gpu,
+            node=req.placement.node,
+            allow_fallback=req.placement.allow_fallback,
+            device=req.placement.device,
+        ),
+    )
+
+
+# --- results and events -------------------------------------------------------------------------
+
+def model_ref_to_proto(ref: ModelRef) -> ppb.ModelRef:
+    return ppb.ModelRef(
+        name=ref.name,
+        strategy=ref.strategy,
+        version=ref.version,
+        sha256=ref.sha256,
+        size_bytes=ref.size_bytes,
+        symbols=list(ref.symbols),
+        timeframes=list(ref.timeframes),
+        created_at=ts_to_proto(ref.created_at),
+        job_id=ref.job_id,
+    )
+
+
+def model_ref_from_proto(msg: ppb.ModelRef) -> ModelRef:
+    return ModelRef(
+        name=msg.name,
+        strategy=msg.strategy,
+        version=msg.version,
+        sha256=msg.sha256,
+        size_bytes=msg.size_bytes,
+        symbols=tuple(msg.symbols),
+        timeframes=tuple(msg.timeframes),
+        created_at=ts_from_proto(msg.created_at),
+        job_id=msg.job_id,
+    )
+
+
+def result_to_proto(result: TrainResult) -> ppb.TrainResult:
+    msg = ppb.TrainResult(
+        training_metrics=dict(result.training_metrics),
+        test_metrics=dict(result.test_metrics),
+        feature_importance=dict(result.feature_importance),
+        device=result.device,
+    )
+    if result.model is not None:
+        msg.model.CopyFrom(model_ref_to_proto(result.model))
+    return msg
+
+
+def result_from_proto(msg: ppb.TrainResult) -> TrainResult:
+    return TrainResult(
+        model=model_ref_from_proto(msg.model) if msg.HasField("model") else None,
+        training_metrics=dict(msg.training_metrics),
+        test_metrics=dict(msg.test_metrics),
+        feature_importance=dict(msg.feature_importance),
+        device=msg.device,
+    )
+
+
+def error_to_proto(error: JobError) -> ppb.JobError:
+    return ppb.JobError(code=error.code, message=error.message, where=error.where)
+
+
+def error_from_proto(msg: ppb.JobError) -> JobError:
+    return JobError(code=msg.code, message=msg.message, where=msg.where)
+
+
+def event_to_proto(ev: JobEvent) -> ppb.ProgressEvent:
+    msg = ppb.ProgressEvent(
+        job_id=ev.job_id,
+        seq=ev.seq,
+        time=ts_to_proto(ev.time),
+        state=_STATE_TO_PB[ev.state],
+        kind=_KIND_TO_PB[ev.kind],
+        percentage=ev.percentage,
+        message=ev.message,
+        step_index=ev.step_index,
+        step_total=ev.step_total,
+        step_name=ev.step_name,
+        step_percentage=ev.step_percentage,
+        epoch=ev.epoch,
+        total_epochs=ev.total_epochs,
+        batch=ev.batch,
+        total_batches=ev.total_batches,
+        metrics=dict(ev.metrics),
+        node=ev.node,
+        device=ev.device,
+    )
+    if ev.items is not None:
+        msg.items.CopyFrom(
+            ppb.ItemCounter(name=ev.items.name, current=ev.items.current, total=ev.items.total)
+        )
+    if ev.context is not None:
+        c = ev.context
+        msg.context.CopyFrom(
+            ppb.PreprocessContext(
+                symbol=c.symbol,
+                symbol_index=c.symbol_index,
+                symbol_total=c.symbol_total,
+                timeframe=c.timeframe,
+                timeframe_index=c.timeframe_index,
+                timeframe_total=c.timeframe_total,
+                detail=c.detail,
+                detail_index=c.detail_index,
+                detail_total=c.detail_total,
+            )
+        )
+    if ev.eta_seconds is not None:
+        msg.eta_seconds = ev.eta_seconds
+    if ev.result is not None:
+        msg.result.CopyFrom(result_to_proto(ev.result))
+    if ev.error is not None:
+        msg.error.CopyFrom(error_to_proto(ev.error))
+    return msg
+
+
+def event_from_proto(msg: ppb.ProgressEvent) -> JobEvent:
+    c = msg.context
+    return JobEvent(
+        job_id=msg.job_id,
+        seq=msg.seq,
+        time=ts_from_proto(msg.time),
+        state=state_from_proto(msg.state),
+        kind=_KIND_FROM_PB.get(msg.kind, EventKind.LIFECYCLE),
+        percentage=msg.percentage,
+        message=msg.message,
+        step_index=msg.step_index,
+        step_total=msg.step_total,
+        step_name=msg.step_name,
+        step_percentage=msg.step_percentage,
+        epoch=msg.epoch,
+        total_epochs=msg.total_epochs,
+        batch=msg.batch,
+        total_batches=msg.total_batches,
+        items=(
+            ItemCounter(name=msg.items.name, current=msg.items.current, total=msg.items.total)
+            if msg.HasField("items")
+            else None
+        ),
+        context=(
+            PreprocessContext(
+                symbol=c.symbol,
+                symbol_index=c.symbol_index,
+                symbol_total=c.symbol_total,
+                timeframe=c.timeframe,
+                timeframe_index=c.timeframe_index,
+                timeframe_total=c.timeframe_total,
+                detail=c.detail,
+                detail_index=c.detail_index,
+                detail_total=c.detail_total,
+            )
+            if msg.HasField("context")
+            else None
+        ),
+        metrics=dict(msg.metrics),
+        eta_seconds=msg.eta_seconds if msg.HasField("eta_seconds") else None,
+        node=msg.node,
+        device=msg.device,
+        result=result_from_proto(msg.result) if msg.HasField("result") else None,
+        error=error_from_proto(msg.error) if msg.HasField("error") else None,
+    )
+
+
+# --- nodes --------------------------------------------------------------------------------------
+
+_DEVICE_TO_PB = {
+    DeviceKind.CPU: tpb.DEVICE_KIND_CPU,
+    DeviceKind.CUDA: tpb.DEVICE_KIND_CUDA,
+    DeviceKind.MPS: tpb.DEVICE_KIND_MPS,
+}
+_DEVICE_FROM_PB = {v: k for k, v in _DEVICE_TO_PB.items()}
+_HEALTH_TO_PB = {
+    NodeHealth.UNKNOWN: opb.NODE_HEALTH_UNSPECIFIED,
+    NodeHealth.SERVING: opb.NODE_HEALTH_SERVING,
+    NodeHealth.NOT_SERVING: opb.NODE_HEALTH_NOT_SERVING,
+    NodeHealth.UNREACHABLE: opb.NODE_HEALTH_UNREACHABLE,
+}
+_HEALTH_FROM_PB = {v: k for k, v in _HEALTH_TO_PB.items()}
+
+
+def node_device_to_proto(device: NodeDevice) -> tpb.DeviceInfo:
+    return tpb.DeviceInfo(
+        kind=_DEVICE_TO_PB[device.kind],
+        name=device.name,
+        torch_device=device.torch_device,
+        memory_bytes=device.memory_bytes,
+        supports_mixed_precision=device.supports_mixed_precision,
+    )
+
+
+def node_device_from_proto(msg: tpb.DeviceInfo) -> NodeDevice:
+    return NodeDevice(
+        kind=_DEVICE_FROM_PB.get(msg.kind, DeviceKind.CPU),
+        name=msg.name,
+        torch_device=msg.torch_device or "cpu",
+        memory_bytes=msg.memory_bytes,
+        supports_mixed_precision=msg.supports_mixed_precision,
+    )
+
+
+def node_info_to_proto(info: NodeInfo) -> tpb.NodeInfo:
+    return tpb.NodeInfo(
+        node_id=info.node_id,
+        address=info.address,
+        device=node_device_to_proto(info.device),
+        slots=info.slots,
+        slots_used=info.slots_used,
+        running_jobs=list(info.running_jobs),
+        versions=dict(info.versions),
+        draining=info.draining,
+    )
+
+
+def node_info_from_proto(msg: tpb.NodeInfo) -> NodeInfo:
+    return NodeInfo(
+        node_id=msg.node_id,
+        address=msg.address,
+        device=node_device_from_proto(msg.device),
+        slots=msg.slots,
+        slots_used=msg.slots_used,
+        running_jobs=tuple(msg.running_jobs),
+        versions=dict(msg.versions),
+        draining=msg.draining,
+    )
+
+
+def node_status_to_proto(status: NodeStatus) -> opb.Node:
+    info = status.info
+    msg = opb.Node(
+        address=status.address,
+        health=_HEALTH_TO_PB[status.health],
+        slots=info.slots if info else 0,
+        slots_used=status.slots_used,
+        last_check=ts_to_proto(status.last_check),
+        latency_ms=status.latency_ms,
+        source=status.source,
+        node_id=info.node_id if info else "",
+        detail=status.detail,
+    )
+    if info is not None:
+        msg.device.CopyFrom(node_device_to_proto(info.device))
+    return msg
+
+
+def node_status_from_proto(msg: opb.Node) -> NodeStatus:
+    return NodeStatus(
+        address=msg.address,
+        source=msg.source,
+        health=_HEALTH_FROM_PB.get(msg.health, NodeHealth.UNKNOWN),
+        info=(
+            NodeInfo(
+                node_id=msg.node_id,
+                address=msg.address,
+                device=node_device_from_proto(msg.device),
+                slots=msg.slots,
+                slots_used=msg.slots_used,
+            )
+            if msg.HasField("device")
+            else None
+        ),
+        slots_used=msg.slots_used,
+        last_check=ts_from_proto(msg.last_check),
+        latency_ms=msg.latency_ms,
+        detail=msg.detail,
+    )

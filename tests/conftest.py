@@ -1,0 +1,54 @@
+"""Shared fixtures: real in-process servers on port 0, torn down after each test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from services.orchestrator.config import OrchestratorConfig
+from services.orchestrator.server import OrchestratorServer
+from services.orchestrator.server import create_server as create_orchestrator
+from services.trainer.config import TrainerConfig
+from services.trainer.server import TrainerServer
+from services.trainer.server import create_server as create_trainer
+from shared.rpc import plumbing
+from shared.rpc.v1 import orchestrator_pb2_grpc
+
+
+@dataclass
+class Cluster:
+    orchestrator: OrchestratorServer
+    trainer: TrainerServer
+    stub: orchestrator_pb2_grpc.OrchestratorStub
+    state_dir: Path
+
+    @property
+    def models_dir(self) -> Path:
+        return self.state_dir / "models"
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    trainer = await create_trainer(
+        TrainerConfig(listen="127.0.0.1:0", work_dir=tmp_path / "work", upload_backoff_s=0.05)
+    )
+    orchestrator = await create_orchestrator(
+        OrchestratorConfig(
+            listen="127.0.0.1:0", nodes=(trainer.address,), state_dir=tmp_path / "state"
+        )
+    )
+    channel = plumbing.create_channel(orchestrator.address)
+    try:
+        yield Cluster(
+            orchestrator=orchestrator,
+            trainer=trainer,
+            stub=orchestrator_pb2_grpc.OrchestratorStub(channel),
+            state_dir=tmp_path / "state",
+        )
+    finally:
+        await channel.close()
+        await orchestrator.stop(0)
+        await trainer.stop(0)

@@ -1,0 +1,149 @@
+"""The synthetic market and the data-directory loader."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+import pytest
+
+from shared.pipeline.market import (
+    DataError,
+    load_bars,
+    resample_bars,
+    synthetic_bars,
+    timeframe_delta,
+)
+from shared.spec import DataSource, DataSpec
+
+
+def test_synthetic_is_deterministic_and_well_formed() -> None:
+    a = synthetic_bars("SYNTH", "1h", 500, 7)
+    b = synthetic_bars("SYNTH", "1h", 500, 7)
+    pd.testing.assert_frame_equal(a, b)
+    assert list(a.columns) == ["open", "high", "low", "close", "volume"]
+    assert all(str(t) == "float64" for t in a.dtypes)
+    assert isinstance(a.index, pd.DatetimeIndex) and str(a.index.tz) == "UTC"
+    assert a.index.is_monotonic_increasing and not a.index.has_duplicates
+    assert (a.index[1:] - a.index[:-1] == pd.Timedelta(hours=1)).all()
+    assert (a["high"] >= a[["open", "close"]].max(axis=1)).all()
+    assert (a["low"] <= a[["open", "close"]].min(axis=1)).all()
+    assert (a[["open", "high", "low", "close", "volume"]] > 0).all().all()
+
+
+def test_synthetic_differs_by_symbol_and_seed() -> None:
+    base = synthetic_bars("SYNTH", "1h", 300, 7)["close"].to_numpy()
+    assert not np.allclose(base, synthetic_bars("AAPL", "1h", 300, 7)["close"].to_numpy())
+    assert not np.allclose(base, synthetic_bars("SYNTH", "1h", 300, 8)["close"].to_numpy())
+
+
+def test_more_bars_extend_the_same_market() -> None:
+    short = synthetic_bars("SYNTH", "1h", 500, 7)
+    long = synthetic_bars("SYNTH", "1h", 3000, 7).iloc[:500]
+    pd.testing.assert_frame_equal(short, long, check_exact=True, check_freq=False)
+
+
+def test_long_series_stay_finite() -> None:
+    bars = synthetic_bars("X", "5m", 200_000, 1)
+    assert np.isfinite(bars.to_numpy()).all()
+    assert bars["close"].max() / bars["close"].min() < 100
+
+
+def test_resample_keeps_only_complete_bins() -> None:
+    hourly = synthetic_bars("SYNTH", "1h", 10, 1)
+    four = resample_bars(hourly, "1h", "4h")
+    assert len(four) == 2  # 00-04, 04-08; 08-10 is incomplete
+    assert four["open"].iloc[0] == hourly["open"].iloc[0]
+    assert four["close"].iloc[0] == hourly["close"].iloc[3]
+    assert four["high"].iloc[1] == hourly["high"].iloc[4:8].max()
+    assert four["volume"].iloc[1] == pytest.approx(hourly["volume"].iloc[4:8].sum())
+    with pytest.raises(ValueError):
+        resample_bars(hourly, "1h", "90m")
+
+
+def test_load_synthetic_resamples_from_the_generation_timeframe() -> None:
+    data = DataSpec(bars=480, seed=3)
+    hourly = load_bars(data, "SYNTH", "1h", base_timeframe="1h")
+    daily = load_bars(data, "SYNTH", "1d", base_timeframe="1h")
+    assert len(hourly) == 480 and len(daily) == 20
+    assert daily["close"].iloc[0] == hourly["close"].iloc[23]
+
+
+def test_load_bounds_by_date() -> None:
+    data = DataSpec(bars=96, start="2020-01-02", end="2020-01-02")
+    bars = load_bars(data, "SYNTH", "1h")
+    assert len(bars) == 24
+    assert bars.index[0] == pd.Timestamp("2020-01-02T00:00Z")
+
+
+def _write_csv(folder: Path, name: str, frame: pd.DataFrame) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(folder / name, index_label="timestamp")
+
+
+def _directory(path: str = "market") -> DataSpec:
+    return DataSpec(source=DataSource.DIRECTORY, path=path)
+
+
+def test_load_csv_round_trip(tmp_path: Path) -> None:
+    original = synthetic_bars("AAPL", "1h", 50, 1)
+    _write_csv(tmp_path / "market", "AAPL_1h.csv", original)
+    loaded = load_bars(_directory(), "AAPL", "1h", tmp_path)
+    assert loaded.index.equals(original.index)
+    np.testing.assert_allclose(loaded.to_numpy(), original.to_numpy(), rtol=1e-12)
+
+
+def test_missing_csv_names_symbol_and_timeframe(tmp_path: Path) -> None:
+    with pytest.raises(DataError) as info:
+        load_bars(_directory(), "MSFT", "4h", tmp_path)
+    assert info.value.symbol == "MSFT" and info.value.timeframe == "4h"
+    assert "MSFT" in str(info.value) and "4h" in str(info.value)
+    assert "MSFT_4h.csv" in str(info.value)
+
+
+def test_no_data_dir(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="data directory"):
+        load_bars(_directory(), "MSFT", "1h", None)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "problem"),
+    [
+        (lambda f: f.assign(close=f["close"].where(f.index != f.index[5])), "missing"),
+        (lambda f: f.iloc[[0, 2, 1, 3]], "not sorted"),
+        (lambda f: pd.concat([f.iloc[:3], f.iloc[[2]]]), "duplicate"),
+        (lambda f: f.assign(low=-1.0), "non-positive"),
+        (lambda f: f.drop(columns=["volume"]), "missing column"),
+    ],
+)
+def test_bad_csv_is_a_data_error(tmp_path: Path, mutate: object, problem: str) -> None:
+    frame = synthetic_bars("BAD", "1h", 10, 1)
+    assert callable(mutate)
+    _write_csv(tmp_path / "market", "BAD_1h.csv", mutate(frame))
+    with pytest.raises(DataError, match=problem) as info:
+        load_bars(_directory(), "BAD", "1h", tmp_path)
+    assert info.value.symbol == "BAD" and info.value.timeframe == "1h"
+
+
+def test_too_few_bars(tmp_path: Path) -> None:
+    _write_csv(tmp_path / "market", "FEW_1h.csv", synthetic_bars("FEW", "1h", 3, 1))
+    with pytest.raises(DataError, match="too few bars"):
+        load_bars(_directory(), "FEW", "1h", tmp_path, min_bars=10)
+
+
+def test_parquet_without_an_engine_is_a_clear_error(tmp_path: Path) -> None:
+    folder = tmp_path / "market"
+    folder.mkdir()
+    (folder / "PQ_1h.parquet").write_bytes(b"PAR1")
+    with pytest.raises(DataError) as info:
+        load_bars(_directory(), "PQ", "1h", tmp_path)
+    assert info.value.symbol == "PQ"
+
+
+def test_timeframe_delta() -> None:
+    assert timeframe_delta("5m") == pd.Timedelta(minutes=5)
+    assert timeframe_delta("4h") == pd.Timedelta(hours=4)
+    assert timeframe_delta("1w") == pd.Timedelta(days=7)
+    with pytest.raises(ValueError):
+        timeframe_delta("1y")

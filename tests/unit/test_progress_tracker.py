@@ -1,0 +1,213 @@
+"""ProgressTracker: weights, monotonic percentage, throttling with a fake clock, rendering."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.progress.tracker import (
+    TRAINING_STEPS,
+    ProgressTracker,
+    Step,
+    render_batch,
+    render_context,
+    render_epoch,
+)
+from shared.progress.update import ItemCounter, PreprocessContext, ProgressUpdate, UpdateKind
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _tracker(**kwargs: object) -> tuple[ProgressTracker, list[ProgressUpdate], FakeClock]:
+    updates: list[ProgressUpdate] = []
+    clock = FakeClock()
+    tracker = ProgressTracker(updates.append, clock=clock, **kwargs)  # type: ignore[arg-type]
+    return tracker, updates, clock
+
+
+def _simulate_run(tracker: ProgressTracker, clock: FakeClock, epochs: int, batches: int) -> None:
+    for index in range(1, 13):
+        tracker.start_step(index)
+        if index == 2:
+            for k in range(4):
+                clock.advance(0.1)
+                tracker.detail(k / 4, context=PreprocessContext(symbol="A", detail="RSI"))
+        if index == 9:
+            tracker.begin_training(epochs, batches)
+            for epoch in range(1, epochs + 1):
+                for batch in range(1, batches + 1):
+                    clock.advance(0.02)
+                    if tracker.batch_due():
+                        tracker.batch(
+                            epoch=epoch,
+                            total_epochs=epochs,
+                            batch=batch,
+                            total_batches=batches,
+                            metrics={"loss": 1.0},
+                        )
+                tracker.epoch(
+                    epoch=epoch, total_epochs=epochs, total_batches=batches, metrics={"loss": 1.0}
+                )
+        clock.advance(0.05)
+        tracker.finish_step()
+
+
+def test_twelve_steps_with_training_heaviest() -> None:
+    assert len(TRAINING_STEPS) == 12
+    assert sum(s.weight for s in TRAINING_STEPS) == pytest.approx(100)
+    heaviest = max(TRAINING_STEPS, key=lambda s: s.weight)
+    assert TRAINING_STEPS.index(heaviest) == 8 and heaviest.weight >= 70
+
+
+def test_percentage_is_monotonic_and_ends_at_100() -> None:
+    tracker, updates, clock = _tracker()
+    _simulate_run(tracker, clock, epochs=5, batches=200)
+    percentages = [u.percentage for u in updates]
+    assert percentages == sorted(percentages)
+    assert percentages[-1] == 100.0
+    assert all(0.0 <= p <= 100.0 for p in percentages)
+    assert [u.step_index for u in updates] == sorted(u.step_index for u in updates)
+
+
+def test_step_and_epoch_updates_are_never_dropped() -> None:
+    tracker, updates, clock = _tracker()
+    _simulate_run(tracker, clock, epochs=7, batches=50)
+    steps = [u for u in updates if u.kind is UpdateKind.STEP]
+    epochs = [u for u in updates if u.kind is UpdateKind.EPOCH]
+    assert len(steps) == 24  # start and finish of each step
+    assert [u.epoch for u in epochs] == list(range(1, 8))
+    assert all(u.batch == u.total_batches == 50 for u in epochs)
+    assert epochs[-1].step_percentage == pytest.approx(100.0)
+
+
+def test_batch_stride_starts_at_ten_and_doubles_when_fast() -> None:
+    tracker, _, clock = _tracker()
+    tracker.start_step(9)
+    tracker.begin_training(1, 1000)
+    due = []
+    for batch in range(1, 71):
+        clock.advance(0.001)  # 1 ms per batch: every update is far below 150 ms
+        if tracker.batch_due():
+            due.append(batch)
+            tracker.batch(epoch=1, total_epochs=1, batch=batch, total_batches=1000, metrics={})
+    assert due == [10, 30, 70]  # strides 10, 20, 40
+    assert tracker.stride == 80
+
+
+def test_batch_stride_halves_when_slow_and_holds_near_target() -> None:
+    tracker, _, clock = _tracker(initial_stride=8)
+    tracker.start_step(9)
+    tracker.begin_training(1, 10_000)
+    strides = []
+    for batch in range(1, 200):
+        clock.advance(0.2)  # 200 ms per batch: 8 batches = 1.6 s > 450 ms
+        if tracker.batch_due():
+            tracker.batch(epoch=1, total_epochs=1, batch=batch, total_batches=10_000, metrics={})
+            strides.append(tracker.stride)
+    assert strides[:3] == [4, 2, 2]  # 1.6 s -> 4; 800 ms -> 2; 400 ms keeps 2 (150..450)
+    assert tracker.stride == 2
+
+
+def test_batch_due_is_cheap_and_counts_only() -> None:
+    tracker, updates, _ = _tracker()
+    tracker.start_step(9)
+    tracker.begin_training(1, 100)
+    count = len(updates)
+    assert [tracker.batch_due() for _ in range(9)] == [False] * 9
+    assert len(updates) == count  # nothing emitted by asking
+
+
+def test_training_eta_from_measured_batches() -> None:
+    tracker, updates, clock = _tracker()
+    tracker.start_step(9)
+    tracker.begin_training(2, 50)  # 100 batches in all
+    for batch in range(1, 11):
+        clock.advance(0.01)
+        if tracker.batch_due():
+            tracker.batch(epoch=1, total_epochs=2, batch=batch, total_batches=50, metrics={})
+    last = updates[-1]
+    assert last.kind is UpdateKind.BATCH and last.batch == 10
+    assert last.eta_seconds == pytest.approx(0.9)  # 10 ms x 90 batches left
+    assert last.step_percentage == pytest.approx(10.0)
+    assert last.message == "Epoch 1/2 · Batch 10/50"
+
+
+def test_eta_before_training_from_weights() -> None:
+    tracker, updates, clock = _tracker(steps=[Step("a", 1), Step("b", 1)])
+    tracker.start_step(1)
+    assert updates[-1].eta_seconds is None  # nothing to extrapolate from yet
+    clock.advance(2.0)
+    tracker.finish_step()
+    assert updates[-1].percentage == pytest.approx(50.0)
+    assert updates[-1].eta_seconds == pytest.approx(2.0)
+
+
+def test_detail_updates_are_coalesced() -> None:
+    tracker, updates, clock = _tracker(detail_interval=0.05)
+    tracker.start_step(2)
+    for k in range(10):
+        tracker.detail(k / 10, message=f"item {k}")  # clock stands still
+    details = [u for u in updates if u.kind is UpdateKind.DETAIL]
+    assert [u.message for u in details] == ["item 0"]  # the first always goes out
+    clock.advance(0.06)
+    tracker.detail(0.95, message="late")
+    assert updates[-1].message == "late"
+    assert updates[-1].step_percentage == pytest.approx(95.0)
+
+
+def test_detail_carries_context_and_items() -> None:
+    tracker, updates, _ = _tracker()
+    tracker.start_step(2)
+    ctx = PreprocessContext(
+        symbol="AAPL",
+        symbol_index=2,
+        symbol_total=5,
+        timeframe="1h",
+        detail="Computing RSI",
+        detail_index=15,
+        detail_total=40,
+    )
+    tracker.detail(0.3, context=ctx, items=ItemCounter(name="indicators", current=55, total=200))
+    update = updates[-1]
+    assert update.message == "Processing AAPL (2/5) [1h] - Computing RSI (15/40)"
+    assert update.context == ctx and update.items is not None and update.items.current == 55
+    assert update.step_name == TRAINING_STEPS[1].name and update.step_total == 12
+
+
+def test_percentage_never_goes_back() -> None:
+    tracker, updates, _ = _tracker()
+    tracker.start_step(2)
+    tracker.detail(0.8, message="x")
+    tracker.detail(0.2, message="y")  # a smaller fraction does not pull the bar back
+    assert updates[-1].percentage >= updates[-2].percentage
+    with pytest.raises(ValueError):
+        tracker.start_step(1)
+
+
+def test_rendering() -> None:
+    assert render_context(
+        PreprocessContext(
+            symbol="AAPL",
+            symbol_index=2,
+            symbol_total=5,
+            timeframe="1h",
+            detail="Computing RSI",
+            detail_index=15,
+            detail_total=40,
+        )
+    ) == ("Processing AAPL (2/5) [1h] - Computing RSI (15/40)")
+    assert render_context(
+        PreprocessContext(symbol="X", symbol_index=1, symbol_total=1, detail="Labelling")
+    ) == ("Processing X (1/1) - Labelling")
+    assert render_batch(5, 100, 120, 500) == "Epoch 5/100 · Batch 120/500"
+    assert render_epoch(5, 100, {"loss": 0.23456, "val_accuracy": 0.87}) == (
+        "Epoch 5/100 · loss 0.2346 · val_accuracy 0.870"
+    )
