@@ -32,6 +32,7 @@ def _setup_logging(level: str) -> None:
 
 # --- services -----------------------------------------------------------------------------------
 
+
 def cmd_orchestrator(args: argparse.Namespace) -> int:
     from services.orchestrator.config import OrchestratorConfig
     from services.orchestrator.server import serve
@@ -66,11 +67,12 @@ def cmd_trainer(args: argparse.Namespace) -> int:
 
 # --- client verbs -------------------------------------------------------------------------------
 
+
 def cmd_train(args: argparse.Namespace) -> int:
     import grpc
 
     from services.follow import follow
-    from shared.jobs import JobState
+    from shared.jobs import JobEvent, JobState
     from shared.rpc import plumbing, serde
     from shared.rpc.v1 import orchestrator_pb2_grpc, strategy_pb2
 
@@ -96,19 +98,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     stub = orchestrator_pb2_grpc.OrchestratorStub(channel)
     stream = stub.Train(request)
 
-    def events() -> Iterator[serde.JobEvent]:
-        for message in stream:
-            yield serde.event_from_proto(message)
-
     job_id = ""
+
+    def events() -> Iterator[JobEvent]:
+        nonlocal job_id
+        for message in stream:
+            event = serde.event_from_proto(message)
+            job_id = event.job_id
+            yield event
+
     try:
         last = follow(events(), as_json=args.json)
     except grpc.RpcError as exc:
         return _rpc_exit(exc, args.orchestrator)
     except KeyboardInterrupt:
-        stream.cancel()
-        print(f"\ndetached; the job keeps running. Cancel it with: trainwire cancel {job_id}",
-              file=sys.stderr)
+        stream.cancel()  # type: ignore[no-untyped-call]
+        print(
+            f"\ndetached; the job keeps running. Cancel it with: trainwire cancel {job_id}",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
     finally:
         channel.close()
@@ -118,8 +126,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.json:
         if last.state is JobState.SUCCEEDED and last.result and last.result.model:
             model = last.result.model
-            print(f"Model stored: {model.name} (v{model.version}, {model.size_bytes} bytes, "
-                  f"sha256 {model.sha256})")
+            print(
+                f"Model stored: {model.name} (v{model.version}, {model.size_bytes} bytes, "
+                f"sha256 {model.sha256})"
+            )
             print(f"Test accuracy: {last.result.test_metrics.get('accuracy', float('nan')):.3f}")
         elif last.error:
             print(f"Job {last.job_id} {last.state.value}: {last.error.message}", file=sys.stderr)
@@ -139,8 +149,12 @@ def _rpc_exit(exc: object, target: str) -> int:
         return EXIT_UNREACHABLE
     name = code.name if code else "ERROR"
     print(f"{name}: {details}", file=sys.stderr)
-    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION,
-                grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNIMPLEMENTED):
+    if code in (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.UNIMPLEMENTED,
+    ):
         return EXIT_REJECTED
     return EXIT_RPC
 
@@ -156,7 +170,7 @@ def cmd_health(args: argparse.Namespace) -> int:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
             )
-        except Exception as exc:  # noqa: BLE001 - any failure is "not healthy"
+        except Exception as exc:
             print(f"{args.address}: not healthy: {exc}", file=sys.stderr)
             return EXIT_UNREACHABLE
     serving = reply.status == health_pb2.HealthCheckResponse.SERVING
@@ -172,6 +186,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # --- the parser ---------------------------------------------------------------------------------
 
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trainwire", description="gRPC training service for trading-strategy models"
@@ -183,8 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", default=_env("LISTEN", "0.0.0.0:50051"), help="HOST:PORT")
     p.add_argument("--node", action="append", help="a trainer node HOST:PORT (repeatable)")
     p.add_argument("--state-dir", default=_env("STATE_DIR", "state"), help="models live here")
-    p.add_argument("--advertise", default=_env("ADVERTISE", ""),
-                   help="HOST:PORT trainers dial to upload models (default: from --listen)")
+    p.add_argument(
+        "--advertise",
+        default=_env("ADVERTISE", ""),
+        help="HOST:PORT trainers dial to upload models (default: from --listen)",
+    )
     p.set_defaults(func=cmd_orchestrator)
 
     p = sub.add_parser("trainer", help="run a trainer node")
@@ -193,10 +211,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=_env("DATA_DIR", ""), help="root of CSV/Parquet data")
     p.add_argument("--slots", type=int, default=int(_env("SLOTS", "1")), help="concurrent jobs")
     p.add_argument("--device", default=_env("DEVICE", ""), help="cpu, cuda, cuda:N or mps")
-    p.add_argument("--orchestrator", default=_env("ORCHESTRATOR", ""),
-                   help="HOST:PORT of the orchestrator to register with")
-    p.add_argument("--advertise", default=_env("ADVERTISE", ""),
-                   help="HOST:PORT the orchestrator should dial (default: from --listen)")
+    p.add_argument(
+        "--orchestrator",
+        default=_env("ORCHESTRATOR", ""),
+        help="HOST:PORT of the orchestrator to register with",
+    )
+    p.add_argument(
+        "--advertise",
+        default=_env("ADVERTISE", ""),
+        help="HOST:PORT the orchestrator should dial (default: from --listen)",
+    )
     p.set_defaults(func=cmd_trainer)
 
     p = sub.add_parser("train", help="submit a job and follow it to the end")

@@ -44,7 +44,9 @@ def service(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "services.cli", *args],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         try:
             yield proc
@@ -65,26 +67,46 @@ def run_demo(*, epochs: int, state_dir: Path) -> int:
     orch_port, trainer_port = free_port(), free_port()
     orch, trainer = f"127.0.0.1:{orch_port}", f"127.0.0.1:{trainer_port}"
     print(f"trainwire demo: orchestrator {orch}, trainer {trainer}, state in {state_dir}/")
-    with service(
-        ["trainer", "--listen", trainer, "--work-dir", str(state_dir / "trainer-work")],
-        state_dir / "trainer.log",
-    ) as trainer_proc, service(
-        ["orchestrator", "--listen", orch, "--node", trainer, "--state-dir", str(state_dir)],
-        state_dir / "orchestrator.log",
-    ) as orch_proc:
+    with (
+        service(
+            ["trainer", "--listen", trainer, "--work-dir", str(state_dir / "trainer-work")],
+            state_dir / "trainer.log",
+        ) as trainer_proc,
+        service(
+            ["orchestrator", "--listen", orch, "--node", trainer, "--state-dir", str(state_dir)],
+            state_dir / "orchestrator.log",
+        ) as orch_proc,
+    ):
         wait_serving(trainer, trainer_proc)
         wait_serving(orch, orch_proc)
         print("both services are SERVING; training on the synthetic market (SYNTH, 1h)\n")
-        code = cli_main([
-            "train", "--orchestrator", orch, "--symbols", "SYNTH", "--timeframes", "1h",
-            "--epochs", str(epochs), "--bars", "6000",
-        ])
-    models = sorted((state_dir / "models").glob("*/*_v*/model.safetensors"),
-                    key=lambda p: p.stat().st_mtime)
+        code = cli_main(
+            [
+                "train",
+                "--orchestrator",
+                orch,
+                "--symbols",
+                "SYNTH",
+                "--timeframes",
+                "1h",
+                "--epochs",
+                str(epochs),
+                "--bars",
+                "6000",
+            ]
+        )
+    models = sorted(
+        (state_dir / "models").glob("*/*_v*/model.safetensors"), key=lambda p: p.stat().st_mtime
+    )
     if code == 0 and models:
-        print(f"\nThe model is on disk at {models[-1].parent}/ (model.safetensors + "
-              "metadata.json); logs in " f"{state_dir}/*.log")
+        print(
+            f"\nThe model is on disk at {models[-1].parent}/ (model.safetensors + "
+            "metadata.json); logs in "
+            f"{state_dir}/*.log"
+        )
     else:
-        print(f"\nthe demo's training run did not succeed (exit {code}); see {state_dir}/*.log",
-              file=sys.stderr)
+        print(
+            f"\nthe demo's training run did not succeed (exit {code}); see {state_dir}/*.log",
+            file=sys.stderr,
+        )
     return code

@@ -81,21 +81,31 @@ class LiveRenderer:
         if event.total_epochs:
             if self.epoch is None:
                 self.epoch = p.add_task("Epoch", total=event.total_epochs, info="")
-            p.update(self.epoch, completed=event.epoch, total=event.total_epochs,
-                     description=f"Epoch {event.epoch}/{event.total_epochs}",
-                     info=_metrics_text(event.metrics) if event.kind is EventKind.EPOCH else None)
+            p.update(
+                self.epoch,
+                completed=event.epoch,
+                total=event.total_epochs,
+                description=f"Epoch {event.epoch}/{event.total_epochs}",
+                info=_metrics_text(event.metrics) if event.kind is EventKind.EPOCH else None,
+            )
         if event.total_batches:
             if self.batch is None:
                 self.batch = p.add_task("Batch", total=event.total_batches, info="")
-            p.update(self.batch, completed=event.batch, total=event.total_batches,
-                     description=f"Batch {event.batch}/{event.total_batches}")
+            p.update(
+                self.batch,
+                completed=event.batch,
+                total=event.total_batches,
+                description=f"Batch {event.batch}/{event.total_batches}",
+            )
         if event.kind is EventKind.EPOCH:
             self.console.log(f"{event.message}  {_metrics_text(event.metrics)}")
         elif event.kind in (EventKind.LIFECYCLE, EventKind.UPLOAD):
             self.console.log(event.message)
 
 
-def follow(events: Iterable[JobEvent], *, as_json: bool, out: TextIO = sys.stdout) -> JobEvent | None:
+def follow(
+    events: Iterable[JobEvent], *, as_json: bool, out: TextIO = sys.stdout
+) -> JobEvent | None:
     """Render events until the terminal one, and return it (None if the stream ended early)."""
     last: JobEvent | None = None
     if as_json:

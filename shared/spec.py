@@ -56,7 +56,7 @@ class LabelMethod(enum.Enum):
 
 @dataclass(frozen=True, kw_only=True)
 class LabelSpec:
-    """BUY/HOLD/SELL labels: a move of at least ``threshold`` (fraction) within ``lookahead`` bars."""
+    """BUY/HOLD/SELL labels: a move of at least ``threshold`` (fraction) in ``lookahead`` bars."""
 
     method: LabelMethod = LabelMethod.ZIGZAG
     threshold: float = 0.02
@@ -143,6 +143,7 @@ class TrainingRequest:
 # ---------------------------------------------------------------------------------------------
 # The built-in default strategy: what a request naming only symbols and timeframes trains.
 
+
 def default_strategy() -> StrategySpec:
     return StrategySpec(
         name="default_fuzzy_mlp",
@@ -167,11 +168,15 @@ def default_strategy() -> StrategySpec:
                 input="macd_12_26_9.histogram", name="positive", shape="gaussian", params=(1, 1)
             ),
             FuzzySetSpec(
-                input="sma_20.distance", name="below", shape="trapezoidal",
+                input="sma_20.distance",
+                name="below",
+                shape="trapezoidal",
                 params=(-1, -1, -0.03, 0),
             ),
             FuzzySetSpec(
-                input="sma_20.distance", name="above", shape="trapezoidal",
+                input="sma_20.distance",
+                name="above",
+                shape="trapezoidal",
                 params=(0, 0.03, 1, 1),
             ),
             FuzzySetSpec(
@@ -211,7 +216,7 @@ def validate(request: TrainingRequest, known_indicators: Mapping[str, tuple[str,
     output an indicator id alone refers to); the pipeline owns that catalogue.
     """
     if not request.symbols:
-        raise SpecError("symbols", "at least one symbol is required, e.g. [\"SYNTH\"]")
+        raise SpecError("symbols", 'at least one symbol is required, e.g. ["SYNTH"]')
     if len(request.symbols) > MAX_SYMBOLS:
         raise SpecError("symbols", f"at most {MAX_SYMBOLS} symbols per job")
     for i, symbol in enumerate(request.symbols):
@@ -223,7 +228,7 @@ def validate(request: TrainingRequest, known_indicators: Mapping[str, tuple[str,
     if len(set(request.symbols)) != len(request.symbols):
         raise SpecError("symbols", "symbols must not repeat")
     if not request.timeframes:
-        raise SpecError("timeframes", "at least one timeframe is required, e.g. [\"1h\"]")
+        raise SpecError("timeframes", 'at least one timeframe is required, e.g. ["1h"]')
     if len(request.timeframes) > MAX_TIMEFRAMES:
         raise SpecError("timeframes", f"at most {MAX_TIMEFRAMES} timeframes per job")
     for i, tf in enumerate(request.timeframes):
@@ -268,7 +273,8 @@ def _validate_strategy(
         ind_id, _, output = fs.input.partition(".")
         if ind_id not in outputs:
             raise SpecError(
-                f"{path}.input", f"{fs.input!r} names no indicator of this strategy"
+                f"{path}.input",
+                f"{fs.input!r} names no indicator of this strategy"
                 f" (indicators: {', '.join(outputs)})",
             )
         if output and output not in outputs[ind_id]:
@@ -310,8 +316,8 @@ def _validate_strategy(
             raise SpecError(f"strategy.model.hidden_layers[{i}]", "must be between 1 and 65536")
     if model.activation not in ACTIVATIONS:
         raise SpecError(
-            "strategy.model.activation", f"unknown activation {model.activation!r}; use one of "
-            f"{', '.join(ACTIVATIONS)}",
+            "strategy.model.activation",
+            f"unknown activation {model.activation!r}; use one of {', '.join(ACTIVATIONS)}",
         )
     _finite("strategy.model.dropout", model.dropout)
     if not 0 <= model.dropout < 1:

@@ -22,7 +22,7 @@ from shared.rpc.v1 import orchestrator_pb2_grpc
 class Cluster:
     orchestrator: OrchestratorServer
     trainer: TrainerServer
-    stub: orchestrator_pb2_grpc.OrchestratorStub
+    stub: orchestrator_pb2_grpc.OrchestratorAsyncStub
     state_dir: Path
 
     @property
@@ -49,6 +49,6 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
             state_dir=tmp_path / "state",
         )
     finally:
-        await channel.close()
+        await channel.close(None)
         await orchestrator.stop(0)
         await trainer.stop(0)

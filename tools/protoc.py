@@ -45,9 +45,7 @@ def generate(out_dir: Path) -> list[Path]:
 
 def committed_files() -> list[Path]:
     return sorted(
-        p.relative_to(ROOT)
-        for p in (ROOT / OUT_PACKAGE).iterdir()
-        if p.name.endswith(SUFFIXES)
+        p.relative_to(ROOT) for p in (ROOT / OUT_PACKAGE).iterdir() if p.name.endswith(SUFFIXES)
     )
 
 

@@ -119,8 +119,12 @@ class Dispatcher:
                 if event.terminal:
                     break
             if not record.state.terminal:
-                self._fail(record, ErrorCode.NODE_LOST,
-                           f"node {node} ended the stream without a result", "relay")
+                self._fail(
+                    record,
+                    ErrorCode.NODE_LOST,
+                    f"node {node} ended the stream without a result",
+                    "relay",
+                )
         except grpc.RpcError as exc:
             code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else None
             detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
@@ -129,14 +133,20 @@ class Dispatcher:
                 if record.cancel_requested:
                     self._cancelled(record, record.cancel_requested)
                 else:
-                    self._fail(record, ErrorCode.NODE_LOST,
-                               f"lost node {node} mid-job: {detail}", "relay")
+                    self._fail(
+                        record, ErrorCode.NODE_LOST, f"lost node {node} mid-job: {detail}", "relay"
+                    )
             else:
                 name = code.name if code else "ERROR"
-                self._fail(record, ErrorCode.INVALID_REQUEST
-                           if code is grpc.StatusCode.INVALID_ARGUMENT else ErrorCode.INTERNAL,
-                           f"node {node} refused the job: {name}: {detail}", "trainer")
-        except Exception as exc:  # noqa: BLE001 - a relay must never leave a job RUNNING
+                self._fail(
+                    record,
+                    ErrorCode.INVALID_REQUEST
+                    if code is grpc.StatusCode.INVALID_ARGUMENT
+                    else ErrorCode.INTERNAL,
+                    f"node {node} refused the job: {name}: {detail}",
+                    "trainer",
+                )
+        except Exception as exc:
             _LOGGER.exception("relay for job %s failed", record.job_id)
             self._fail(record, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}", "relay")
         finally:
@@ -146,8 +156,12 @@ class Dispatcher:
     def _succeed(self, record: JobRecord, event: JobEvent) -> None:
         ref = self._repository.by_job(record.job_id)
         if ref is None:
-            self._fail(record, ErrorCode.UPLOAD_FAILED,
-                       f"node {record.node} reported success but no model was stored", "upload")
+            self._fail(
+                record,
+                ErrorCode.UPLOAD_FAILED,
+                f"node {record.node} reported success but no model was stored",
+                "upload",
+            )
             return
         result = event.result or TrainResult()
         result = TrainResult(
@@ -160,10 +174,16 @@ class Dispatcher:
         self._book.append(
             record.job_id,
             JobEvent(
-                job_id=record.job_id, seq=0, time=time.time(), state=JobState.SUCCEEDED,
-                kind=EventKind.LIFECYCLE, percentage=100.0,
+                job_id=record.job_id,
+                seq=0,
+                time=time.time(),
+                state=JobState.SUCCEEDED,
+                kind=EventKind.LIFECYCLE,
+                percentage=100.0,
                 message=f"Succeeded: model {ref.name} stored (sha256 {ref.sha256[:12]}…)",
-                node=record.node, device=event.device, result=result,
+                node=record.node,
+                device=event.device,
+                result=result,
             ),
         )
 
@@ -194,19 +214,36 @@ class Dispatcher:
 
     # -- terminal helpers --------------------------------------------------------------------
 
-    def _lifecycle(self, record: JobRecord, state: JobState, message: str,
-                   error: JobError | None = None) -> None:
+    def _lifecycle(
+        self, record: JobRecord, state: JobState, message: str, error: JobError | None = None
+    ) -> None:
         self._book.append(
             record.job_id,
-            JobEvent(job_id=record.job_id, seq=0, time=time.time(), state=state,
-                     kind=EventKind.LIFECYCLE, message=message, node=record.node, error=error),
+            JobEvent(
+                job_id=record.job_id,
+                seq=0,
+                time=time.time(),
+                state=state,
+                kind=EventKind.LIFECYCLE,
+                message=message,
+                node=record.node,
+                error=error,
+            ),
         )
 
     def _fail(self, record: JobRecord, code: ErrorCode, message: str, where: str) -> None:
         _LOGGER.warning("job %s failed: %s", record.job_id, message)
-        self._lifecycle(record, JobState.FAILED, f"Failed: {message}",
-                        JobError(code=code.value, message=message, where=where))
+        self._lifecycle(
+            record,
+            JobState.FAILED,
+            f"Failed: {message}",
+            JobError(code=code.value, message=message, where=where),
+        )
 
     def _cancelled(self, record: JobRecord, reason: str) -> None:
-        self._lifecycle(record, JobState.CANCELLED, f"Cancelled: {reason}",
-                        JobError(code=ErrorCode.CANCELLED.value, message=reason, where="orchestrator"))
+        self._lifecycle(
+            record,
+            JobState.CANCELLED,
+            f"Cancelled: {reason}",
+            JobError(code=ErrorCode.CANCELLED.value, message=reason, where="orchestrator"),
+        )

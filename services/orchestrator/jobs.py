@@ -77,8 +77,12 @@ class JobBook:
         self.append(
             job_id,
             JobEvent(
-                job_id=job_id, seq=0, time=record.created_at, state=JobState.QUEUED,
-                kind=EventKind.LIFECYCLE, message="Queued",
+                job_id=job_id,
+                seq=0,
+                time=record.created_at,
+                state=JobState.QUEUED,
+                kind=EventKind.LIFECYCLE,
+                message="Queued",
             ),
         )
         return record, True
@@ -118,8 +122,13 @@ class JobBook:
         if record.state.terminal:
             return record.events[-1]
         percentage = max(record.percentage, event.percentage)
-        event = replace(event, job_id=job_id, seq=record.last_seq + 1, percentage=percentage,
-                        node=event.node or record.node)
+        event = replace(
+            event,
+            job_id=job_id,
+            seq=record.last_seq + 1,
+            percentage=percentage,
+            node=event.node or record.node,
+        )
         record.events.append(event)
         record.state = event.state
         record.percentage = percentage
@@ -140,8 +149,8 @@ class JobBook:
             raise errors.InvalidArgumentError("must be >= 0", field="after_seq")
         if after_seq > record.last_seq:
             raise errors.OutOfRangeError(
-                f"job {job_id} has {record.last_seq} events; after_seq {after_seq} is beyond "
-                "them", field="after_seq",
+                f"job {job_id} has {record.last_seq} events; after_seq {after_seq} is beyond them",
+                field="after_seq",
             )
         index = after_seq
         while True:

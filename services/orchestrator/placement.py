@@ -44,8 +44,7 @@ def choose(placement: PlacementSpec, nodes: Sequence[NodeStatus]) -> Choice | No
 
     if placement.node:
         named = [
-            n for n in nodes
-            if placement.node in (n.address, n.info.node_id if n.info else "")
+            n for n in nodes if placement.node in (n.address, n.info.node_id if n.info else "")
         ]
         if not named:
             known = ", ".join(n.address for n in nodes)
@@ -53,9 +52,7 @@ def choose(placement: PlacementSpec, nodes: Sequence[NodeStatus]) -> Choice | No
                 f"no node {placement.node!r}; known nodes: {known}", field="placement.node"
             )
         node = named[0]
-        if node.health is NodeHealth.SERVING and (
-            not placement.require_gpu or _is_gpu(node)
-        ):
+        if node.health is NodeHealth.SERVING and (not placement.require_gpu or _is_gpu(node)):
             return Choice(node.address) if _free(node) > 0 else None
         why = (
             f"node {node.address} has no GPU"

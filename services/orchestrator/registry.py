@@ -63,7 +63,7 @@ class NodeRegistry:
         for node in self._nodes.values():
             if node.probing is not None:
                 node.probing.cancel()
-            await node.channel.close()
+            await node.channel.close(None)
 
     # -- slots ---------------------------------------------------------------------------------
 
@@ -87,8 +87,7 @@ class NodeRegistry:
         """Probe, in parallel, every node whose last probe is older than the interval."""
         now = time.monotonic()
         due = [
-            n for n in self._nodes.values()
-            if force or now - n.last_check >= self._probe_interval_s
+            n for n in self._nodes.values() if force or now - n.last_check >= self._probe_interval_s
         ]
         if due:
             await asyncio.gather(*(self._probe_once(n) for n in due))

@@ -142,7 +142,8 @@ class ModelRepository:
         if len(parts) != 2 or any(p != safe_name(p, "") for p in parts):
             raise errors.InvalidArgumentError(
                 f"{name!r} is not a model name; use STRATEGY/SYMBOLS_TIMEFRAMES[_vN] as "
-                "ListModels shows", field="name",
+                "ListModels shows",
+                field="name",
             )
         strategy_dir = self.root / parts[0]
         leaf = parts[1]
@@ -154,7 +155,8 @@ class ModelRepository:
         directory = directory.resolve()
         return self._load(directory)
 
-    def list(self, strategy: str = "") -> list[ModelRef]:
+    def catalogue(self, strategy: str = "") -> list[ModelRef]:
+        """Every stored model (optionally one strategy's), sorted by strategy, family, version."""
         refs = [m.ref for m in self._scan() if not strategy or m.ref.strategy == strategy]
         return sorted(refs, key=lambda r: (r.strategy, r.name.rsplit("_v", 1)[0], r.version))
 

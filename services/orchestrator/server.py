@@ -10,9 +10,9 @@ from typing import Any
 
 import grpc
 
+from shared.pipeline import validate_request
 from shared.rpc import plumbing
 from shared.rpc.v1 import orchestrator_pb2, orchestrator_pb2_grpc, upload_pb2, upload_pb2_grpc
-from shared.pipeline import validate_request
 
 from .config import OrchestratorConfig
 from .dispatch import Dispatcher
@@ -47,8 +47,6 @@ class OrchestratorServer:
         await self.registry.close()
 
 
-
-
 async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
     server = plumbing.create_server()
     port = plumbing.bind(server, config.listen)
@@ -68,14 +66,19 @@ async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
 
     orchestrator_pb2_grpc.add_OrchestratorServicer_to_server(
         OrchestratorServicer(
-            book=book, dispatcher=dispatcher, registry=registry, repository=repository,
+            book=book,
+            dispatcher=dispatcher,
+            registry=registry,
+            repository=repository,
             validate=validate_request,
         ),
         server,
     )
     upload_pb2_grpc.add_ModelUploadServicer_to_server(
         ModelUploadServicer(
-            book, repository, staging=config.state_dir / "staging",
+            book,
+            repository,
+            staging=config.state_dir / "staging",
             max_bytes=config.max_model_bytes,
         ),
         server,
@@ -83,11 +86,21 @@ async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
     health = await plumbing.add_health_and_reflection(server, SERVICES)
     await server.start()
     dispatcher.start()
-    _LOGGER.info("orchestrator serving on %s (uploads via %s), nodes: %s", config.listen,
-                 address, ", ".join(config.nodes) or "none yet")
+    _LOGGER.info(
+        "orchestrator serving on %s (uploads via %s), nodes: %s",
+        config.listen,
+        address,
+        ", ".join(config.nodes) or "none yet",
+    )
     return OrchestratorServer(
-        server=server, port=port, address=address, book=book, registry=registry,
-        dispatcher=dispatcher, repository=repository, health=health,
+        server=server,
+        port=port,
+        address=address,
+        book=book,
+        registry=registry,
+        dispatcher=dispatcher,
+        repository=repository,
+        health=health,
     )
 
 

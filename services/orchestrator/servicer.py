@@ -112,9 +112,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         return opb.ListJobsResponse(jobs=[job_to_proto(r) for r in page], next_page_token=token)
 
     @rpc_method
-    async def CancelJob(
-        self, request: opb.CancelJobRequest, context: Context
-    ) -> progress_pb2.Job:
+    async def CancelJob(self, request: opb.CancelJobRequest, context: Context) -> progress_pb2.Job:
         record = await self._dispatcher.cancel(request.job_id, request.reason)
         return job_to_proto(record)
 
@@ -150,7 +148,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
     ) -> opb.ListModelsResponse:
         if request.page_size < 0:
             raise errors.InvalidArgumentError("must be >= 0", field="page_size")
-        refs = await asyncio.to_thread(self._repository.list, request.strategy)
+        refs = await asyncio.to_thread(self._repository.catalogue, request.strategy)
         start = int(request.page_token) if request.page_token.isdigit() else 0
         if request.page_token and not request.page_token.isdigit():
             raise errors.InvalidArgumentError(

@@ -72,9 +72,7 @@ class _Inflater:
     def _write(self, out: bytes) -> None:
         self.size += len(out)
         if self.size > self._limit:
-            raise errors.DataLossError(
-                f"the stream inflates past the declared {self._limit} bytes"
-            )
+            raise errors.DataLossError(f"the stream inflates past the declared {self._limit} bytes")
         self.sha.update(out)
         self._file.write(out)
 
@@ -97,7 +95,7 @@ def read_metadata(path: Path) -> dict[str, Any]:
         with safe_open(str(path), framework="numpy") as f:
             keys = list(f.keys())
             raw = (f.metadata() or {}).get(METADATA_KEY)
-    except Exception as exc:  # noqa: BLE001 - any parse failure means "not a model"
+    except Exception as exc:
         raise errors.InvalidArgumentError(f"the model is not a safetensors file: {exc}") from None
     if not keys:
         raise errors.InvalidArgumentError("the model file holds no tensors")
@@ -151,7 +149,8 @@ class ModelUploadServicer(upload_pb2_grpc.ModelUploadServicer):
         if header.size_bytes > self._max_bytes:
             raise errors.ResourceExhaustedError(
                 f"the model is {header.size_bytes} bytes; this orchestrator accepts at most "
-                f"{self._max_bytes}", field="size_bytes",
+                f"{self._max_bytes}",
+                field="size_bytes",
             )
         stored = self._repository.by_job(header.job_id)
         if stored is not None:
@@ -183,8 +182,9 @@ class ModelUploadServicer(upload_pb2_grpc.ModelUploadServicer):
             digest = inflater.sha.hexdigest()
             if digest != header.sha256:
                 raise errors.DataLossError(
-                    f"sha256 mismatch: the bytes hash to {digest}, the header says "
-                    f"{header.sha256}", reason="CHECKSUM_MISMATCH", field="sha256",
+                    f"sha256 mismatch: the bytes hash to {digest}, the header says {header.sha256}",
+                    reason="CHECKSUM_MISMATCH",
+                    field="sha256",
                 )
             metadata = await asyncio.to_thread(read_metadata, staged)
             request = record.request
@@ -203,12 +203,17 @@ class ModelUploadServicer(upload_pb2_grpc.ModelUploadServicer):
             staged.unlink(missing_ok=True)
         _LOGGER.info(
             "job %s: model received (%d → %d bytes) and stored as %s",
-            header.job_id, inflater.compressed, inflater.size, ref.name,
+            header.job_id,
+            inflater.compressed,
+            inflater.size,
+            ref.name,
         )
         return _receipt(header.job_id, ref, inflater.compressed, duplicate=False)
 
 
-def _receipt(job_id: str, ref: ModelRef, received: int, *, duplicate: bool) -> upload_pb2.UploadReceipt:
+def _receipt(
+    job_id: str, ref: ModelRef, received: int, *, duplicate: bool
+) -> upload_pb2.UploadReceipt:
     return upload_pb2.UploadReceipt(
         job_id=job_id,
         model=serde.model_ref_to_proto(ref),

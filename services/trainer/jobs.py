@@ -78,8 +78,13 @@ class JobRun:
     # -- the log -----------------------------------------------------------------------------
 
     def emit(self, event: JobEvent) -> JobEvent:
-        event = replace(event, job_id=self.job_id, seq=len(self.events) + 1, node=self.node,
-                        device=event.device or self.device)
+        event = replace(
+            event,
+            job_id=self.job_id,
+            seq=len(self.events) + 1,
+            node=self.node,
+            device=event.device or self.device,
+        )
         self._percentage = max(self._percentage, event.percentage)
         self.state = event.state
         self.events.append(event)
@@ -142,7 +147,11 @@ class JobRun:
         scaled = replace(update, percentage=update.percentage * (100.0 - UPLOAD_SHARE) / 100.0)
         self.emit(
             event_from_update(
-                scaled, job_id=self.job_id, seq=0, time=time.time(), node=self.node,
+                scaled,
+                job_id=self.job_id,
+                seq=0,
+                time=time.time(),
+                node=self.node,
                 device=self.device,
             )
         )
@@ -243,37 +252,44 @@ class JobRunner:
             run.lifecycle(
                 JobState.CANCELLED,
                 f"Cancelled: {exc.reason}",
-                error=JobError(code=ErrorCode.CANCELLED.value, message=exc.reason,
-                               where=self._where(run)),
+                error=JobError(
+                    code=ErrorCode.CANCELLED.value, message=exc.reason, where=self._where(run)
+                ),
             )
         except SpecError as exc:
             run.lifecycle(
                 JobState.FAILED,
                 f"Invalid request: {exc}",
-                error=JobError(code=ErrorCode.INVALID_REQUEST.value, message=str(exc),
-                               where="validate"),
+                error=JobError(
+                    code=ErrorCode.INVALID_REQUEST.value, message=str(exc), where="validate"
+                ),
             )
         except UploadError as exc:
             run.lifecycle(
                 JobState.FAILED,
                 f"Upload failed: {exc}",
-                error=JobError(code=ErrorCode.UPLOAD_FAILED.value, message=str(exc),
-                               where="upload"),
+                error=JobError(
+                    code=ErrorCode.UPLOAD_FAILED.value, message=str(exc), where="upload"
+                ),
             )
         except DataError as exc:  # missing file, NaNs, unsorted bars, too few bars
             run.lifecycle(
                 JobState.FAILED,
                 f"Failed: {exc}",
-                error=JobError(code=ErrorCode.DATA_ERROR.value, message=str(exc),
-                               where=self._where(run)),
+                error=JobError(
+                    code=ErrorCode.DATA_ERROR.value, message=str(exc), where=self._where(run)
+                ),
             )
-        except Exception as exc:  # noqa: BLE001 - a job's crash must not take the node down
+        except Exception as exc:
             _LOGGER.exception("job %s crashed", run.job_id)
             run.lifecycle(
                 JobState.FAILED,
                 f"Failed: {type(exc).__name__}: {exc}",
-                error=JobError(code=ErrorCode.INTERNAL.value, message=f"{type(exc).__name__}: "
-                               f"{exc}", where=self._where(run)),
+                error=JobError(
+                    code=ErrorCode.INTERNAL.value,
+                    message=f"{type(exc).__name__}: {exc}",
+                    where=self._where(run),
+                ),
             )
         finally:
             shutil.rmtree(job_dir, ignore_errors=True)

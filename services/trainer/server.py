@@ -105,10 +105,15 @@ async def create_server(
     )
     health = await plumbing.add_health_and_reflection(server, [SERVICE_NAME])
     await server.start()
-    _LOGGER.info("trainer serving on %s (advertised as %s, device %s)", config.listen, address,
-                 device.name)
+    _LOGGER.info(
+        "trainer serving on %s (advertised as %s, device %s)", config.listen, address, device.name
+    )
     srv = TrainerServer(
-        server=server, port=port, address=address, runner=runner, health=health,
+        server=server,
+        port=port,
+        address=address,
+        runner=runner,
+        health=health,
         node_info=node_info,
     )
     if config.orchestrator:

@@ -88,10 +88,10 @@ async def _messages(task: UploadTask) -> AsyncIterator[upload_pb2.ModelChunk]:
         yield upload_pb2.ModelChunk(data=chunk)
 
 
-async def upload_once(task: UploadTask, timeout: float | None = None) -> ModelRef:
+async def upload_once(task: UploadTask, deadline_s: float | None = None) -> ModelRef:
     async with plumbing.create_channel(task.target) as channel:
         stub = upload_pb2_grpc.ModelUploadStub(channel)
-        receipt = await stub.UploadModel(_messages(task), timeout=timeout)
+        receipt = await stub.UploadModel(_messages(task), timeout=deadline_s)
     return serde.model_ref_from_proto(receipt.model)
 
 
@@ -112,7 +112,11 @@ async def upload(task: UploadTask, *, attempts: int = 4, backoff_s: float = 0.5)
                 ) from exc
             _LOGGER.warning(
                 "upload of job %s attempt %d/%d failed (%s); retrying in %.1fs",
-                task.job_id, attempt, attempts, code.name if code else exc, delay,
+                task.job_id,
+                attempt,
+                attempts,
+                code.name if code else exc,
+                delay,
             )
             await asyncio.sleep(delay)
             delay *= 2

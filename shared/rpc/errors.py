@@ -64,7 +64,8 @@ def to_status(exc: errors.TrainwireError) -> grpc.Status:
         details.append(bad)
     message = f"{exc.field}: {exc.message}" if exc.field else exc.message
     status = status_pb2.Status(code=code.value[0], message=message, details=details)
-    return cast(grpc.Status, rpc_status.to_status(status))
+    result: grpc.Status = rpc_status.to_status(status)
+    return result
 
 
 def as_domain_error(exc: BaseException) -> errors.TrainwireError | None:
@@ -75,7 +76,9 @@ def as_domain_error(exc: BaseException) -> errors.TrainwireError | None:
     return None
 
 
-async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: errors.TrainwireError) -> NoReturn:
+async def abort(
+    context: grpc.aio.ServicerContext[Any, Any], exc: errors.TrainwireError
+) -> NoReturn:
     status = to_status(exc)
     await context.abort(status.code, status.details, status.trailing_metadata)
     raise AssertionError("unreachable")  # context.abort raises
@@ -93,7 +96,7 @@ def rpc_method(func: F) -> F:
             try:
                 async for item in func(self, request, context):
                     yield item
-            except Exception as exc:  # noqa: BLE001 - the edge decides what the client sees
+            except Exception as exc:
                 await _handle(func.__qualname__, context, exc)
 
         return cast(F, stream_wrapper)
@@ -102,7 +105,7 @@ def rpc_method(func: F) -> F:
     async def unary_wrapper(self: Any, request: Any, context: Any) -> Any:
         try:
             return await func(self, request, context)
-        except Exception as exc:  # noqa: BLE001 - the edge decides what the client sees
+        except Exception as exc:
             await _handle(func.__qualname__, context, exc)
 
     return cast(F, unary_wrapper)

@@ -81,8 +81,11 @@ async def add_health_and_reflection(
     for name in ("", *service_names):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
-        (*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-         reflection.SERVICE_NAME),
+        (
+            *service_names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
         server,
     )
     return health
@@ -98,11 +101,11 @@ async def set_serving(health: HealthServicer, service_names: Sequence[str], serv
         await health.set(name, status)
 
 
-async def probe_health(channel: grpc.aio.Channel, timeout: float) -> bool:
-    """True when the peer answers SERVING within ``timeout`` seconds."""
+async def probe_health(channel: grpc.aio.Channel, deadline_s: float) -> bool:
+    """True when the peer answers SERVING within ``deadline_s`` seconds (a gRPC deadline)."""
     stub = health_pb2_grpc.HealthStub(channel)
     try:
-        response = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=timeout)
+        response = await stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=deadline_s)
     except grpc.RpcError as exc:
         _LOGGER.debug("health probe failed: %s", exc)
         return False

@@ -18,10 +18,8 @@ from shared.rpc.v1 import progress_pb2 as ppb
 from shared.rpc.v1 import strategy_pb2 as spb
 from shared.rpc.v1 import trainer_pb2 as tpb
 
-
-
-
 # --- timestamps ---------------------------------------------------------------------------------
+
 
 def ts_to_proto(seconds: float) -> Timestamp:
     ts = Timestamp()
@@ -69,6 +67,7 @@ def state_from_proto(value: ppb.JobState.ValueType) -> JobState:
 
 # --- the training request -----------------------------------------------------------------------
 
+
 def request_from_proto(msg: spb.TrainRequest) -> spec.TrainingRequest:
     """Translate and fill defaults. Raises ``SpecError`` for values no default can mend."""
     if msg.strategy_yaml:
@@ -97,8 +96,9 @@ def strategy_from_proto(msg: spb.StrategySpec) -> spec.StrategySpec:
             for i in msg.indicators
         )
         fuzzy_sets = tuple(
-            spec.FuzzySetSpec(input=f.input, name=f.name, shape=f.shape.lower(),
-                              params=tuple(f.params))
+            spec.FuzzySetSpec(
+                input=f.input, name=f.name, shape=f.shape.lower(), params=tuple(f.params)
+            )
             for f in msg.fuzzy_sets
         )
     else:
@@ -198,8 +198,7 @@ def request_to_proto(req: spec.TrainingRequest) -> spb.TrainRequest:
         strategy=spb.StrategySpec(
             name=s.name,
             indicators=[
-                spb.IndicatorSpec(id=i.id, type=i.type, params=dict(i.params))
-                for i in s.indicators
+                spb.IndicatorSpec(id=i.id, type=i.type, params=dict(i.params)) for i in s.indicators
             ],
             fuzzy_sets=[
                 spb.FuzzySetSpec(input=f.input, name=f.name, shape=f.shape, params=list(f.params))
@@ -256,6 +255,7 @@ def request_to_proto(req: spec.TrainingRequest) -> spb.TrainRequest:
 
 
 # --- results and events -------------------------------------------------------------------------
+
 
 def model_ref_to_proto(ref: ModelRef) -> ppb.ModelRef:
     return ppb.ModelRef(

@@ -27,7 +27,10 @@ def grpcurl_path() -> str:
 
 def grpcurl(*args: str, timeout: float = 180) -> str:
     proc = subprocess.run(
-        [grpcurl_path(), "-plaintext", *args], capture_output=True, text=True, timeout=timeout,
+        [grpcurl_path(), "-plaintext", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         check=False,
     )
     assert proc.returncode == 0, f"grpcurl {args} failed: {proc.stderr}"
@@ -52,12 +55,23 @@ def json_stream(text: str) -> list[dict[str, object]]:
 def processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
     tmp = tmp_path_factory.mktemp("e2e")
     orch, trainer = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    with service(
-        ["trainer", "--listen", trainer, "--work-dir", str(tmp / "work")], tmp / "trainer.log"
-    ) as tproc, service(
-        ["orchestrator", "--listen", orch, "--node", trainer, "--state-dir", str(tmp / "state")],
-        tmp / "orchestrator.log",
-    ) as oproc:
+    with (
+        service(
+            ["trainer", "--listen", trainer, "--work-dir", str(tmp / "work")], tmp / "trainer.log"
+        ) as tproc,
+        service(
+            [
+                "orchestrator",
+                "--listen",
+                orch,
+                "--node",
+                trainer,
+                "--state-dir",
+                str(tmp / "state"),
+            ],
+            tmp / "orchestrator.log",
+        ) as oproc,
+    ):
         wait_serving(trainer, tproc)
         wait_serving(orch, oproc)
         yield orch, trainer, tmp
@@ -66,12 +80,26 @@ def processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, s
 def test_grpcurl_lists_and_describes_both_servers(processes: tuple[str, str, Path]) -> None:
     orch, trainer, _ = processes
     services = grpcurl(orch, "list").split()
-    assert {"trainwire.v1.Orchestrator", "trainwire.v1.ModelUpload", "grpc.health.v1.Health"} <= \
-        set(services)
+    assert {
+        "trainwire.v1.Orchestrator",
+        "trainwire.v1.ModelUpload",
+        "grpc.health.v1.Health",
+    } <= set(services)
     assert "trainwire.v1.Trainer" in grpcurl(trainer, "list").split()
     described = grpcurl(orch, "describe", "trainwire.v1.Orchestrator")
-    for rpc in ("Train", "SubmitJob", "WatchJob", "GetJob", "ListJobs", "CancelJob",
-                "ListNodes", "RegisterNode", "ListModels", "GetModel", "DownloadModel"):
+    for rpc in (
+        "Train",
+        "SubmitJob",
+        "WatchJob",
+        "GetJob",
+        "ListJobs",
+        "CancelJob",
+        "ListNodes",
+        "RegisterNode",
+        "ListModels",
+        "GetModel",
+        "DownloadModel",
+    ):
         assert f"rpc {rpc}" in described
     request = grpcurl(orch, "describe", "trainwire.v1.TrainRequest")
     assert "repeated string symbols" in request and ".trainwire.v1.StrategySpec strategy" in request
@@ -89,8 +117,11 @@ def test_grpcurl_alone_trains_a_model(processes: tuple[str, str, Path]) -> None:
     model = last["result"]["model"]  # type: ignore[index]
     stored = tmp / "state" / "models" / model["name"] / "model.safetensors"
     assert hashlib.sha256(stored.read_bytes()).hexdigest() == model["sha256"]
-    job = json_stream(grpcurl("-d", json.dumps({"job_id": last["job_id"]}), orch,
-                              "trainwire.v1.Orchestrator/GetJob"))[0]
+    job = json_stream(
+        grpcurl(
+            "-d", json.dumps({"job_id": last["job_id"]}), orch, "trainwire.v1.Orchestrator/GetJob"
+        )
+    )[0]
     assert job["state"] == "JOB_STATE_SUCCEEDED"
     nodes = json_stream(grpcurl(orch, "trainwire.v1.Orchestrator/ListNodes"))[0]
     assert nodes["nodes"][0]["health"] == "NODE_HEALTH_SERVING"  # type: ignore[index]

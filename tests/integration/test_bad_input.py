@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable, Awaitable
+
 import grpc
 import pytest
 from google.rpc import error_details_pb2
@@ -31,22 +33,49 @@ def field_violations(err: grpc.aio.AioRpcError) -> list[str]:
     [
         ({"timeframes": ["1h"]}, grpc.StatusCode.INVALID_ARGUMENT, "symbols"),
         ({"symbols": ["SYNTH"]}, grpc.StatusCode.INVALID_ARGUMENT, "timeframes"),
-        ({"symbols": ["../etc"], "timeframes": ["1h"]}, grpc.StatusCode.INVALID_ARGUMENT,
-         "symbols[0]"),
-        ({"symbols": ["SYNTH"], "timeframes": ["7x"]}, grpc.StatusCode.INVALID_ARGUMENT,
-         "timeframes[0]"),
-        ({"symbols": ["SYNTH"], "timeframes": ["1h"], "strategy": {"training": {"epochs": -3}}},
-         grpc.StatusCode.INVALID_ARGUMENT, "strategy.training.epochs"),
-        ({"symbols": ["SYNTH"], "timeframes": ["1h"],
-          "strategy": {"indicators": [{"id": "x", "type": "nope"}],
-                       "fuzzy_sets": [{"input": "x", "name": "a", "shape": "gaussian",
-                                       "params": [0, 1]}]}},
-         grpc.StatusCode.INVALID_ARGUMENT, "strategy.indicators[0].type"),
-        ({"symbols": ["SYNTH"], "timeframes": ["1h"],
-          "strategy": {"indicators": [{"id": "rsi_14", "type": "rsi", "params": {"period": 14}}],
-                       "fuzzy_sets": [{"input": "missing", "name": "a", "shape": "gaussian",
-                                       "params": [0, 1]}]}},
-         grpc.StatusCode.INVALID_ARGUMENT, "strategy.fuzzy_sets[0].input"),
+        (
+            {"symbols": ["../etc"], "timeframes": ["1h"]},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "symbols[0]",
+        ),
+        (
+            {"symbols": ["SYNTH"], "timeframes": ["7x"]},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "timeframes[0]",
+        ),
+        (
+            {"symbols": ["SYNTH"], "timeframes": ["1h"], "strategy": {"training": {"epochs": -3}}},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "strategy.training.epochs",
+        ),
+        (
+            {
+                "symbols": ["SYNTH"],
+                "timeframes": ["1h"],
+                "strategy": {
+                    "indicators": [{"id": "x", "type": "nope"}],
+                    "fuzzy_sets": [
+                        {"input": "x", "name": "a", "shape": "gaussian", "params": [0, 1]}
+                    ],
+                },
+            },
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "strategy.indicators[0].type",
+        ),
+        (
+            {
+                "symbols": ["SYNTH"],
+                "timeframes": ["1h"],
+                "strategy": {
+                    "indicators": [{"id": "rsi_14", "type": "rsi", "params": {"period": 14}}],
+                    "fuzzy_sets": [
+                        {"input": "missing", "name": "a", "shape": "gaussian", "params": [0, 1]}
+                    ],
+                },
+            },
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "strategy.fuzzy_sets[0].input",
+        ),
     ],
 )
 async def test_submit_rejects_bad_requests_with_the_field_to_fix(
@@ -55,7 +84,11 @@ async def test_submit_rejects_bad_requests_with_the_field_to_fix(
     from google.protobuf import json_format
 
     request = json_format.ParseDict(request_json, spb.TrainRequest())
-    for call in (cluster.stub.SubmitJob(request), _first(cluster.stub.Train(request))):
+    calls: tuple[Awaitable[object], ...] = (
+        cluster.stub.SubmitJob(request),
+        _first(cluster.stub.Train(request)),
+    )
+    for call in calls:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await call
         assert err.value.code() == code
@@ -66,8 +99,8 @@ async def test_submit_rejects_bad_requests_with_the_field_to_fix(
     assert not cluster.models_dir.exists() or not any(cluster.models_dir.iterdir())
 
 
-async def _first(stream: object) -> object:
-    async for item in stream:  # type: ignore[attr-defined]
+async def _first(stream: AsyncIterable[object]) -> object:
+    async for item in stream:
         return item
     return None
 
@@ -81,11 +114,12 @@ async def test_strategy_yaml_is_unimplemented_with_a_pointer(cluster: Cluster) -
 
 
 async def test_unknown_job_is_not_found(cluster: Cluster) -> None:
-    for call in (
+    calls: tuple[Awaitable[object], ...] = (
         cluster.stub.GetJob(opb.GetJobRequest(job_id="nope")),
         cluster.stub.CancelJob(opb.CancelJobRequest(job_id="nope")),
         _first(cluster.stub.WatchJob(opb.WatchJobRequest(job_id="nope"))),
-    ):
+    )
+    for call in calls:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await call
         assert err.value.code() == grpc.StatusCode.NOT_FOUND

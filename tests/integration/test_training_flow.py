@@ -63,9 +63,8 @@ async def test_watch_resumes_after_a_seq_without_gap_or_duplicate(cluster: Clust
     assert first[-1].state == ppb.JOB_STATE_SUCCEEDED
     cut = len(first) // 2
     rest = [
-        e async for e in cluster.stub.WatchJob(
-            opb.WatchJobRequest(job_id=job.job_id, after_seq=cut)
-        )
+        e
+        async for e in cluster.stub.WatchJob(opb.WatchJobRequest(job_id=job.job_id, after_seq=cut))
     ]
     assert [e.seq for e in rest] == [e.seq for e in first[cut:]]
     assert [e.message for e in rest] == [e.message for e in first[cut:]]
@@ -93,9 +92,12 @@ async def test_cancel_stops_a_running_job_and_stores_nothing(cluster: Cluster) -
             assert cancelled.job_id == job.job_id
             events.append(ppb.ProgressEvent())  # marker so we cancel once
             break
-    final = [e async for e in cluster.stub.WatchJob(
-        opb.WatchJobRequest(job_id=job.job_id, after_seq=events[-2].seq)
-    )]
+    final = [
+        e
+        async for e in cluster.stub.WatchJob(
+            opb.WatchJobRequest(job_id=job.job_id, after_seq=events[-2].seq)
+        )
+    ]
     assert final[-1].state == ppb.JOB_STATE_CANCELLED
     assert final[-1].error.code == "CANCELLED"
     assert "user clicked cancel" in final[-1].error.message

@@ -26,8 +26,9 @@ def model_bytes() -> bytes:
     return save(tensors, metadata={"trainwire": json.dumps({"format_version": 1})})
 
 
-async def _chunks(header: upload_pb2.UploadHeader, data: bytes,
-                  size: int = 64 * 1024) -> AsyncIterator[upload_pb2.ModelChunk]:
+async def _chunks(
+    header: upload_pb2.UploadHeader, data: bytes, size: int = 64 * 1024
+) -> AsyncIterator[upload_pb2.ModelChunk]:
     yield upload_pb2.ModelChunk(header=header)
     for start in range(0, len(data), size):
         yield upload_pb2.ModelChunk(data=data[start : start + size])
@@ -40,8 +41,9 @@ def _new_job(cluster: Cluster) -> tuple[str, str]:
     return record.job_id, record.upload_token
 
 
-async def _upload(cluster: Cluster, header: upload_pb2.UploadHeader, data: bytes
-                  ) -> upload_pb2.UploadReceipt:
+async def _upload(
+    cluster: Cluster, header: upload_pb2.UploadHeader, data: bytes
+) -> upload_pb2.UploadReceipt:
     async with plumbing.create_channel(cluster.orchestrator.address) as channel:
         stub = upload_pb2_grpc.ModelUploadStub(channel)
         return await stub.UploadModel(_chunks(header, data))
@@ -57,8 +59,11 @@ async def test_a_sound_upload_is_stored_and_a_repeat_is_idempotent(cluster: Clus
     # Two concatenated gzip members are still one valid gzip stream.
     packed = gzip.compress(raw[:100]) + gzip.compress(raw[100:])
     header = upload_pb2.UploadHeader(
-        job_id=job_id, upload_token=token, sha256=hashlib.sha256(raw).hexdigest(),
-        size_bytes=len(raw), compression="gzip",
+        job_id=job_id,
+        upload_token=token,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        size_bytes=len(raw),
+        compression="gzip",
     )
     receipt = await _upload(cluster, header, packed)
     assert receipt.model.sha256 == header.sha256
@@ -74,18 +79,30 @@ async def test_a_sound_upload_is_stored_and_a_repeat_is_idempotent(cluster: Clus
     ("mutate", "code"),
     [
         (lambda h, d: (h.__setattr__("sha256", "0" * 64), d)[1], grpc.StatusCode.DATA_LOSS),
-        (lambda h, d: (h.__setattr__("upload_token", "wrong"), d)[1],
-         grpc.StatusCode.PERMISSION_DENIED),
+        (
+            lambda h, d: (h.__setattr__("upload_token", "wrong"), d)[1],
+            grpc.StatusCode.PERMISSION_DENIED,
+        ),
         (lambda h, d: d[: len(d) // 2], grpc.StatusCode.DATA_LOSS),
         (lambda h, d: b"not gzip at all" + d, grpc.StatusCode.DATA_LOSS),
         (lambda h, d: (h.__setattr__("size_bytes", 10), d)[1], grpc.StatusCode.DATA_LOSS),
-        (lambda h, d: (h.__setattr__("compression", "zstd"), d)[1],
-         grpc.StatusCode.INVALID_ARGUMENT),
+        (
+            lambda h, d: (h.__setattr__("compression", "zstd"), d)[1],
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
         (lambda h, d: (h.__setattr__("job_id", "nope"), d)[1], grpc.StatusCode.NOT_FOUND),
         (lambda h, d: (h.__setattr__("sha256", "xyz"), d)[1], grpc.StatusCode.INVALID_ARGUMENT),
     ],
-    ids=["wrong-sha256", "wrong-token", "truncated", "corrupt-gzip", "bomb-past-declared-size",
-         "unknown-compression", "unknown-job", "malformed-sha256"],
+    ids=[
+        "wrong-sha256",
+        "wrong-token",
+        "truncated",
+        "corrupt-gzip",
+        "bomb-past-declared-size",
+        "unknown-compression",
+        "unknown-job",
+        "malformed-sha256",
+    ],
 )
 async def test_a_bad_upload_is_rejected_and_nothing_is_stored(
     cluster: Cluster, mutate: object, code: grpc.StatusCode
@@ -93,8 +110,11 @@ async def test_a_bad_upload_is_rejected_and_nothing_is_stored(
     job_id, token = _new_job(cluster)
     raw = model_bytes()
     header = upload_pb2.UploadHeader(
-        job_id=job_id, upload_token=token, sha256=hashlib.sha256(raw).hexdigest(),
-        size_bytes=len(raw), compression="gzip",
+        job_id=job_id,
+        upload_token=token,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        size_bytes=len(raw),
+        compression="gzip",
     )
     data = mutate(header, gzip.compress(raw))  # type: ignore[operator]
     with pytest.raises(grpc.aio.AioRpcError) as err:
@@ -104,8 +124,11 @@ async def test_a_bad_upload_is_rejected_and_nothing_is_stored(
     assert list((cluster.state_dir / "staging").iterdir()) == []
     # The service keeps serving: the right upload still goes through.
     header = upload_pb2.UploadHeader(
-        job_id=job_id, upload_token=token, sha256=hashlib.sha256(raw).hexdigest(),
-        size_bytes=len(raw), compression="gzip",
+        job_id=job_id,
+        upload_token=token,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        size_bytes=len(raw),
+        compression="gzip",
     )
     receipt = await _upload(cluster, header, gzip.compress(raw))
     assert receipt.model.sha256 == hashlib.sha256(raw).hexdigest()
@@ -115,8 +138,11 @@ async def test_a_file_that_is_not_safetensors_is_refused(cluster: Cluster) -> No
     job_id, token = _new_job(cluster)
     raw = b"\x00" * 4096
     header = upload_pb2.UploadHeader(
-        job_id=job_id, upload_token=token, sha256=hashlib.sha256(raw).hexdigest(),
-        size_bytes=len(raw), compression="gzip",
+        job_id=job_id,
+        upload_token=token,
+        sha256=hashlib.sha256(raw).hexdigest(),
+        size_bytes=len(raw),
+        compression="gzip",
     )
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await _upload(cluster, header, gzip.compress(raw))
