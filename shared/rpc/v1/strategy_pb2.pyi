@@ -137,12 +137,17 @@ class FuzzySetSpec(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     SHAPE_FIELD_NUMBER: _builtins.int
     PARAMS_FIELD_NUMBER: _builtins.int
+    SET_ID_FIELD_NUMBER: _builtins.int
     input: _builtins.str
     """An indicator id ("rsi_14") or one of its outputs ("macd_12_26_9.histogram")."""
     name: _builtins.str
     """The set's name, e.g. "oversold"."""
     shape: _builtins.str
     """"triangular" (3 params), "trapezoidal" (4 params) or "gaussian" (mean, sigma)."""
+    set_id: _builtins.str
+    """The fuzzy set (KTRDR v3 `fuzzy_sets` key) this membership belongs to, e.g. "rsi_momentum";
+    empty = `input`. Features are named "{set_id}:{name}" ("@{timeframe}" with several).
+    """
     @_builtins.property
     def params(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
     def __init__(
@@ -152,14 +157,43 @@ class FuzzySetSpec(_message.Message):
         name: _builtins.str = ...,
         shape: _builtins.str = ...,
         params: _abc.Iterable[_builtins.float] | None = ...,
+        set_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input", "name", b"name", "params", b"params", "shape", b"shape"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["input", b"input", "name", b"name", "params", b"params", "set_id", b"set_id", "shape", b"shape"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___FuzzySetSpec: _TypeAlias = FuzzySetSpec  # noqa: Y015
+
+@_typing.final
+class NNInput(_message.Message):
+    """Which fuzzy set feeds the model, on which timeframes (KTRDR v3 `nn_inputs`)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FUZZY_SET_FIELD_NUMBER: _builtins.int
+    TIMEFRAMES_FIELD_NUMBER: _builtins.int
+    fuzzy_set: _builtins.str
+    """A fuzzy set id (FuzzySetSpec.set_id, or its input when set_id is empty)."""
+    @_builtins.property
+    def timeframes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Timeframes of the request to take it on; empty = all."""
+
+    def __init__(
+        self,
+        *,
+        fuzzy_set: _builtins.str = ...,
+        timeframes: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fuzzy_set", b"fuzzy_set", "timeframes", b"timeframes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NNInput: _TypeAlias = NNInput  # noqa: Y015
 
 @_typing.final
 class LabelSpec(_message.Message):
@@ -275,6 +309,7 @@ class StrategySpec(_message.Message):
     LABELS_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
     TRAINING_FIELD_NUMBER: _builtins.int
+    NN_INPUTS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     @_builtins.property
     def indicators(self) -> _containers.RepeatedCompositeFieldContainer[Global___IndicatorSpec]: ...
@@ -286,6 +321,10 @@ class StrategySpec(_message.Message):
     def model(self) -> Global___ModelSpec: ...
     @_builtins.property
     def training(self) -> Global___TrainingSpec: ...
+    @_builtins.property
+    def nn_inputs(self) -> _containers.RepeatedCompositeFieldContainer[Global___NNInput]:
+        """Model inputs in order; empty = every fuzzy set on every timeframe."""
+
     def __init__(
         self,
         *,
@@ -295,10 +334,11 @@ class StrategySpec(_message.Message):
         labels: Global___LabelSpec | None = ...,
         model: Global___ModelSpec | None = ...,
         training: Global___TrainingSpec | None = ...,
+        nn_inputs: _abc.Iterable[Global___NNInput] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["labels", b"labels", "model", b"model", "training", b"training"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fuzzy_sets", b"fuzzy_sets", "indicators", b"indicators", "labels", b"labels", "model", b"model", "name", b"name", "training", b"training"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fuzzy_sets", b"fuzzy_sets", "indicators", b"indicators", "labels", b"labels", "model", b"model", "name", b"name", "nn_inputs", b"nn_inputs", "training", b"training"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
