@@ -40,13 +40,29 @@ class FuzzySetSpec:
 
     ``input`` is an indicator id (``rsi_14``) or one of its outputs (``macd_12_26_9.histogram``).
     ``shape`` is ``triangular`` (3 params a<=b<=c), ``trapezoidal`` (4 params a<=b<=c<=d) or
-    ``gaussian`` (2 params: mean, sigma>0).
+    ``gaussian`` (2 params: mean, sigma>0). ``set_id`` is the KTRDR v3 fuzzy set this membership
+    belongs to (``rsi_momentum`` with members oversold/neutral/overbought); it defaults to
+    ``input``. ``nn_inputs`` select features by it, and features are named ``{set}:{name}``.
     """
 
     input: str
     name: str
     shape: str
     params: tuple[float, ...]
+    set_id: str = ""
+
+    @property
+    def group(self) -> str:
+        """The fuzzy set this membership belongs to: ``set_id``, or the input by default."""
+        return self.set_id or self.input
+
+
+@dataclass(frozen=True, kw_only=True)
+class NNInputSpec:
+    """KTRDR v3 ``nn_inputs`` entry: a fuzzy set's memberships on some (default: all) timeframes."""
+
+    fuzzy_set: str
+    timeframes: tuple[str, ...] = ()
 
 
 class LabelMethod(enum.Enum):
@@ -87,6 +103,8 @@ class StrategySpec:
     name: str
     indicators: tuple[IndicatorSpec, ...]
     fuzzy_sets: tuple[FuzzySetSpec, ...]
+    nn_inputs: tuple[NNInputSpec, ...] = ()
+    """Which fuzzy sets feed the model, in order; empty = every set on every timeframe."""
     labels: LabelSpec = field(default_factory=LabelSpec)
     model: ModelSpec = field(default_factory=ModelSpec)
     training: TrainingSpec = field(default_factory=TrainingSpec)
@@ -239,6 +257,7 @@ def validate(request: TrainingRequest, known_indicators: Mapping[str, tuple[str,
     if len(set(request.timeframes)) != len(request.timeframes):
         raise SpecError("timeframes", "timeframes must not repeat")
     _validate_strategy(request.strategy, known_indicators)
+    _validate_nn_inputs(request.strategy, request.timeframes)
     _validate_data(request.data)
 
 
@@ -283,9 +302,15 @@ def _validate_strategy(
                 f"indicator {ind_id!r} has no output {output!r} (outputs: "
                 f"{', '.join(outputs[ind_id])})",
             )
-        if (fs.input, fs.name) in seen:
-            raise SpecError(f"{path}.name", f"fuzzy set {fs.input}:{fs.name} is defined twice")
-        seen.add((fs.input, fs.name))
+        if fs.set_id and not _NAME_RE.match(fs.set_id):
+            raise SpecError(
+                f"{path}.set_id", f"{fs.set_id!r} is not an id: use letters, digits, '_'"
+            )
+        if not _NAME_RE.match(fs.name):
+            raise SpecError(f"{path}.name", f"{fs.name!r} is not a name: use letters, digits, '_'")
+        if (fs.group, fs.name) in seen:
+            raise SpecError(f"{path}.name", f"fuzzy set {fs.group}:{fs.name} is defined twice")
+        seen.add((fs.group, fs.name))
         if fs.shape not in FUZZY_SHAPES:
             raise SpecError(
                 f"{path}.shape", f"unknown shape {fs.shape!r}; use one of {sorted(FUZZY_SHAPES)}"
@@ -338,6 +363,27 @@ def _validate_strategy(
             raise SpecError(f"strategy.training.{name}", "must be a fraction in (0, 0.5)")
     if t.seed < 0:
         raise SpecError("strategy.training.seed", "must be >= 0")
+
+
+def _validate_nn_inputs(strategy: StrategySpec, timeframes: tuple[str, ...]) -> None:
+    groups = list(dict.fromkeys(fs.group for fs in strategy.fuzzy_sets))
+    used: set[tuple[str, str]] = set()
+    for i, nn in enumerate(strategy.nn_inputs):
+        path = f"strategy.nn_inputs[{i}]"
+        if nn.fuzzy_set not in groups:
+            raise SpecError(
+                f"{path}.fuzzy_set",
+                f"{nn.fuzzy_set!r} names no fuzzy set of this strategy (sets: {', '.join(groups)})",
+            )
+        for j, tf in enumerate(nn.timeframes or timeframes):
+            if tf not in timeframes:
+                raise SpecError(
+                    f"{path}.timeframes[{j}]",
+                    f"{tf!r} is not a timeframe of this request ({', '.join(timeframes)})",
+                )
+            if (nn.fuzzy_set, tf) in used:
+                raise SpecError(f"{path}.timeframes", f"{nn.fuzzy_set} on {tf} is already an input")
+            used.add((nn.fuzzy_set, tf))
 
 
 def _validate_data(data: DataSpec) -> None:

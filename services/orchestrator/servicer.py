@@ -14,7 +14,7 @@ from shared.rpc.errors import rpc_method
 from shared.rpc.v1 import orchestrator_pb2 as opb
 from shared.rpc.v1 import orchestrator_pb2_grpc, progress_pb2
 from shared.rpc.v1 import strategy_pb2 as spb
-from shared.spec import TrainingRequest
+from shared.spec import SpecError, TrainingRequest
 
 from .dispatch import Dispatcher
 from .jobs import JobBook, JobRecord
@@ -67,7 +67,14 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
 
     async def _submit(self, request: spb.TrainRequest) -> JobRecord:
         train_request = serde.request_from_proto(request)
-        self._validate(train_request)
+        try:
+            self._validate(train_request)
+        except SpecError as exc:
+            if request.strategy_yaml and exc.field.startswith("strategy."):
+                # The user wrote YAML, so the field to fix is in strategy_yaml.
+                path = exc.field.removeprefix("strategy.")
+                raise SpecError("strategy_yaml", f"{path}: {exc.message}") from exc
+            raise
         # A placement that cannot succeed with the nodes as they are (require_gpu and no GPU
         # node, an unknown named node) is refused now, not queued to fail later.
         await self._registry.refresh()

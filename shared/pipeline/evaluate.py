@@ -36,13 +36,22 @@ class Evaluation:
         return float(np.mean(self.f1)) if self.f1 else 0.0
 
     def metrics(self, classes: Sequence[str]) -> dict[str, float]:
-        """``accuracy``, ``precision_<CLASS>``, ``recall_<CLASS>``, ``f1_<CLASS>``, ``macro_f1``."""
+        """Per-class precision/recall/F1/support, accuracy, macro F1, and the confusion matrix.
+
+        Keys: ``accuracy``, ``precision_<C>``, ``recall_<C>``, ``f1_<C>``, ``support_<C>``,
+        ``macro_f1``, ``confusion_<TRUE>_<PREDICTED>`` (counts). A flat map, so the terminal
+        event's ``test_metrics`` carries all of it, as the artifact does.
+        """
         out = {"accuracy": self.accuracy}
         for i, name in enumerate(classes):
             out[f"precision_{name}"] = self.precision[i]
             out[f"recall_{name}"] = self.recall[i]
             out[f"f1_{name}"] = self.f1[i]
+            out[f"support_{name}"] = float(self.support[i])
         out["macro_f1"] = self.macro_f1
+        for i, true in enumerate(classes):
+            for j, predicted in enumerate(classes):
+                out[f"confusion_{true}_{predicted}"] = float(self.confusion[i][j])
         return out
 
 

@@ -1,7 +1,10 @@
 """From fuzzy memberships to a scaled feature matrix, without looking ahead.
 
-- A feature is one fuzzy set on one timeframe: ``rsi_14:oversold``; with several timeframes each
-  name gets the timeframe as a suffix, ``rsi_14:oversold@4h``.
+- A feature is one fuzzy membership on one timeframe: ``{set}:{member}`` (``rsi_14:oversold``);
+  with several timeframes each name gets the timeframe as a suffix, ``rsi_14:oversold@4h``.
+  ``resolve_features`` fixes which features exist and their order (KTRDR v3: ``nn_inputs``
+  order, then timeframe, then membership; without ``nn_inputs``, every set on every timeframe,
+  timeframe-major). That order is the model's input order and is stored in the artifact.
 - Timeframes are aligned to the *base* (first) timeframe by bar close: a base row at open time t
   is known at t + base bar; a row of another timeframe that opened at T is usable there only
   when T + its bar <= t + base bar (its bar has closed). This is ``shift + forward fill`` done
@@ -24,7 +27,7 @@ import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 from shared.pipeline.labels import NO_LABEL
 from shared.pipeline.market import DataError, timeframe_delta
-from shared.spec import FuzzySetSpec
+from shared.spec import FuzzySetSpec, StrategySpec
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -38,8 +41,32 @@ def indicator_input(name: str, frames: Mapping[str, pd.DataFrame]) -> pd.Series:
 
 
 def feature_column(spec: FuzzySetSpec, timeframe: str, multi_timeframe: bool) -> str:
-    name = f"{spec.input}:{spec.name}"
+    name = f"{spec.group}:{spec.name}"
     return f"{name}@{timeframe}" if multi_timeframe else name
+
+
+@dataclass(frozen=True)
+class ResolvedFeature:
+    """One model input: a membership function evaluated on one timeframe."""
+
+    column: str
+    timeframe: str
+    fuzzy: FuzzySetSpec
+
+
+def resolve_features(
+    strategy: StrategySpec, timeframes: Sequence[str]
+) -> tuple[ResolvedFeature, ...]:
+    """The model's inputs in their canonical order (validated requests only)."""
+    multi = len(timeframes) > 1
+    pairs: list[tuple[str, FuzzySetSpec]] = []
+    if strategy.nn_inputs:
+        for nn in strategy.nn_inputs:
+            members = [fs for fs in strategy.fuzzy_sets if fs.group == nn.fuzzy_set]
+            pairs.extend((tf, fs) for tf in nn.timeframes or timeframes for fs in members)
+    else:
+        pairs.extend((tf, fs) for tf in timeframes for fs in strategy.fuzzy_sets)
+    return tuple(ResolvedFeature(feature_column(fs, tf, multi), tf, fs) for tf, fs in pairs)
 
 
 def align_to_base(
@@ -59,13 +86,16 @@ def align_to_base(
 
 
 def symbol_features(
-    per_timeframe: Mapping[str, pd.DataFrame], timeframes: Sequence[str]
+    per_timeframe: Mapping[str, pd.DataFrame],
+    timeframes: Sequence[str],
+    order: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Membership frames of one symbol, aligned to the base timeframe and side by side."""
+    """Membership frames of one symbol, aligned to the base timeframe, columns in ``order``."""
     base_tf = timeframes[0]
     base_index = per_timeframe[base_tf].index
     parts = [align_to_base(per_timeframe[tf], tf, base_index, base_tf) for tf in timeframes]
-    return pd.concat(parts, axis=1)
+    joined = pd.concat(parts, axis=1)
+    return joined if order is None else joined[list(order)]
 
 
 @dataclass(frozen=True)

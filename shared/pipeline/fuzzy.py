@@ -70,8 +70,3 @@ def fuzzify(spec: FuzzySetSpec, values: npt.ArrayLike) -> FloatArray:
     if shape is None:
         raise ValueError(f"unknown fuzzy shape {spec.shape!r}")
     return shape(values, *spec.params)
-
-
-def feature_name(spec: FuzzySetSpec) -> str:
-    """The feature column a fuzzy set produces: ``rsi_14:oversold``."""
-    return f"{spec.input}:{spec.name}"

@@ -12,10 +12,11 @@ import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 from shared.pipeline.features import (
     Dataset,
+    ResolvedFeature,
     SymbolFrame,
     combine_symbols,
-    feature_column,
     indicator_input,
+    resolve_features,
     symbol_features,
 )
 from shared.pipeline.fuzzy import fuzzify
@@ -71,21 +72,26 @@ def compute_indicators(
 def compute_memberships(
     job: JobContext, indicators: dict[Series, dict[str, pd.DataFrame]]
 ) -> dict[Series, pd.DataFrame]:
-    """Step 3: every fuzzy set on every series, one feature column each."""
-    fuzzy_sets = job.request.strategy.fuzzy_sets
-    multi = len(job.request.timeframes) > 1
+    """Step 3: the memberships each timeframe feeds the model, one feature column each."""
+    request = job.request
+    per_tf: dict[str, list[ResolvedFeature]] = {tf: [] for tf in request.timeframes}
+    for feature in resolve_features(request.strategy, request.timeframes):
+        per_tf[feature.timeframe].append(feature)
+    total = len(request.symbols) * sum(len(v) for v in per_tf.values())
     out: dict[Series, pd.DataFrame] = {}
     with job.step(3):
-        items = job.items("fuzzy sets", len(_positions(job)) * len(fuzzy_sets))
+        items = job.items("fuzzy sets", total)
         for si, ti in _positions(job):
             key = _key(job, si, ti)
             columns = {}
             index = next(iter(indicators[key].values())).index
-            for k, fs in enumerate(fuzzy_sets):
-                detail = f"Fuzzifying {fs.input}:{fs.name}"
-                items.next(job.context(si, ti, detail, k + 1, len(fuzzy_sets)))
+            wanted = per_tf[key[1]]
+            for k, feature in enumerate(wanted):
+                fs = feature.fuzzy
+                detail = f"Fuzzifying {fs.group}:{fs.name}"
+                items.next(job.context(si, ti, detail, k + 1, len(wanted)))
                 values = indicator_input(fs.input, indicators[key]).to_numpy()
-                columns[feature_column(fs, key[1], multi)] = fuzzify(fs, values)
+                columns[feature.column] = fuzzify(fs, values)
             out[key] = pd.DataFrame(columns, index=index)
     return out
 
@@ -95,13 +101,14 @@ def build_features(
 ) -> dict[str, pd.DataFrame]:
     """Step 4: per symbol, every timeframe aligned to the base timeframe without look-ahead."""
     timeframes = job.request.timeframes
+    order = [f.column for f in resolve_features(job.request.strategy, timeframes)]
     out: dict[str, pd.DataFrame] = {}
     with job.step(4):
         items = job.items("symbols", len(job.request.symbols))
         for si, symbol in enumerate(job.request.symbols):
             items.next(job.context(si, detail="Aligning timeframes"))
             per_tf = {tf: memberships[(symbol, tf)] for tf in timeframes}
-            out[symbol] = symbol_features(per_tf, timeframes)
+            out[symbol] = symbol_features(per_tf, timeframes, order)
     return out
 
 

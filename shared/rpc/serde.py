@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from shared import errors, spec
+from shared import spec
 from shared.jobs import EventKind, JobError, JobEvent, JobState, ModelRef, TrainResult
 from shared.nodes import DeviceKind, NodeDevice, NodeHealth, NodeInfo, NodeStatus
 from shared.progress.update import ItemCounter, PreprocessContext
@@ -17,6 +17,7 @@ from shared.rpc.v1 import orchestrator_pb2 as opb
 from shared.rpc.v1 import progress_pb2 as ppb
 from shared.rpc.v1 import strategy_pb2 as spb
 from shared.rpc.v1 import trainer_pb2 as tpb
+from shared.strategy_yaml import parse_strategy_yaml
 
 # --- timestamps ---------------------------------------------------------------------------------
 
@@ -70,19 +71,21 @@ def state_from_proto(value: ppb.JobState.ValueType) -> JobState:
 
 def request_from_proto(msg: spb.TrainRequest) -> spec.TrainingRequest:
     """Translate and fill defaults. Raises ``SpecError`` for values no default can mend."""
+    symbols, timeframes = tuple(msg.symbols), tuple(msg.timeframes)
     if msg.strategy_yaml:
         if msg.HasField("strategy"):
             raise spec.SpecError("strategy_yaml", "give either strategy or strategy_yaml, not both")
-        raise errors.UnimplementedError(
-            "KTRDR v3 YAML strategies are not implemented yet (issue 3, 'full-strength "
-            "pipeline'); send a structured `strategy` instead",
-            field="strategy_yaml",
-        )
+        parsed = parse_strategy_yaml(msg.strategy_yaml)
+        strategy = parsed.strategy
+        symbols = symbols or parsed.symbols
+        timeframes = timeframes or parsed.timeframes
+    else:
+        strategy = strategy_from_proto(msg.strategy)
     return spec.TrainingRequest(
         request_id=msg.request_id,
-        symbols=tuple(msg.symbols),
-        timeframes=tuple(msg.timeframes),
-        strategy=strategy_from_proto(msg.strategy),
+        symbols=symbols,
+        timeframes=timeframes,
+        strategy=strategy,
         data=data_from_proto(msg.data),
         placement=placement_from_proto(msg.placement),
     )
@@ -97,16 +100,25 @@ def strategy_from_proto(msg: spb.StrategySpec) -> spec.StrategySpec:
         )
         fuzzy_sets = tuple(
             spec.FuzzySetSpec(
-                input=f.input, name=f.name, shape=f.shape.lower(), params=tuple(f.params)
+                input=f.input,
+                name=f.name,
+                shape=f.shape.lower(),
+                params=tuple(f.params),
+                set_id=f.set_id,
             )
             for f in msg.fuzzy_sets
         )
     else:
         indicators, fuzzy_sets = default.indicators, default.fuzzy_sets
+    nn_inputs = tuple(
+        spec.NNInputSpec(fuzzy_set=n.fuzzy_set, timeframes=tuple(n.timeframes))
+        for n in msg.nn_inputs
+    )
     return spec.StrategySpec(
         name=msg.name or default.name,
         indicators=indicators,
         fuzzy_sets=fuzzy_sets,
+        nn_inputs=nn_inputs,
         labels=_labels_from_proto(msg.labels),
         model=_model_from_proto(msg.model),
         training=_training_from_proto(msg.training),
@@ -201,8 +213,18 @@ def request_to_proto(req: spec.TrainingRequest) -> spb.TrainRequest:
                 spb.IndicatorSpec(id=i.id, type=i.type, params=dict(i.params)) for i in s.indicators
             ],
             fuzzy_sets=[
-                spb.FuzzySetSpec(input=f.input, name=f.name, shape=f.shape, params=list(f.params))
+                spb.FuzzySetSpec(
+                    input=f.input,
+                    name=f.name,
+                    shape=f.shape,
+                    params=list(f.params),
+                    set_id=f.set_id,
+                )
                 for f in s.fuzzy_sets
+            ],
+            nn_inputs=[
+                spb.NNInput(fuzzy_set=n.fuzzy_set, timeframes=list(n.timeframes))
+                for n in s.nn_inputs
             ],
             labels=spb.LabelSpec(
                 method=(

@@ -105,12 +105,48 @@ async def _first(stream: AsyncIterable[object]) -> object:
     return None
 
 
-async def test_strategy_yaml_is_unimplemented_with_a_pointer(cluster: Cluster) -> None:
-    request = spb.TrainRequest(symbols=["SYNTH"], timeframes=["1h"], strategy_yaml="name: x\n")
+@pytest.mark.parametrize(
+    ("yaml_text", "needle"),
+    [
+        ("name: x\nindicators: [\n", "line"),
+        ("name: x\nfuzzy_sets: {}\n", "indicators"),
+        (
+            "name: x\nindicators: {r: {type: rsi}}\n"
+            "fuzzy_sets: {z: {indicator: r, low: [0, 20, 40]}}\nmodle: {}\n",
+            "modle",
+        ),
+        (
+            "name: x\nindicators: {r: {type: rsi, period: fourteen}}\n"
+            "fuzzy_sets: {z: {indicator: r, low: [0, 20, 40]}}\n",
+            "indicators.r.period",
+        ),
+        (
+            "name: x\nindicators: {r: {type: rsi}}\n"
+            "fuzzy_sets: {z: {indicator: r, low: [0, 20, 40]}}\n"
+            "nn_inputs: [{fuzzy_set: zz}]\n",
+            "zz",
+        ),
+    ],
+)
+async def test_bad_strategy_yaml_names_what_to_fix(
+    cluster: Cluster, yaml_text: str, needle: str
+) -> None:
+    request = spb.TrainRequest(symbols=["SYNTH"], timeframes=["1h"], strategy_yaml=yaml_text)
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await cluster.stub.SubmitJob(request)
-    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
-    assert "strategy_yaml" in (err.value.details() or "")
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert needle in (err.value.details() or "")
+    jobs = await cluster.stub.ListJobs(opb.ListJobsRequest())
+    assert len(jobs.jobs) == 0
+
+
+async def test_strategy_and_strategy_yaml_together_are_rejected(cluster: Cluster) -> None:
+    request = spb.TrainRequest(symbols=["SYNTH"], timeframes=["1h"], strategy_yaml="name: x\n")
+    request.strategy.training.epochs = 2
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await cluster.stub.SubmitJob(request)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(err.value) == ["strategy_yaml"]
 
 
 async def test_unknown_job_is_not_found(cluster: Cluster) -> None:

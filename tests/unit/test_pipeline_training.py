@@ -171,9 +171,13 @@ def test_classification_report_by_hand() -> None:
     assert report.f1 == pytest.approx((0.5, 0.8, 2 / 3))
     metrics = report.metrics(("SELL", "HOLD", "BUY"))
     assert metrics["macro_f1"] == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    classes = ("SELL", "HOLD", "BUY")
     assert set(metrics) == {"accuracy", "macro_f1"} | {
-        f"{m}_{c}" for m in ("precision", "recall", "f1") for c in ("SELL", "HOLD", "BUY")
-    }
+        f"{m}_{c}" for m in ("precision", "recall", "f1", "support") for c in classes
+    } | {f"confusion_{t}_{p}" for t in classes for p in classes}
+    assert metrics["confusion_BUY_SELL"] == 1.0  # one true BUY predicted SELL
+    assert metrics["confusion_HOLD_HOLD"] == 2.0
+    assert metrics["support_SELL"] == 2.0
     never = classification_report([0, 1], [0, 0], 3)
     assert never.precision[2] == 0.0 and never.f1[1] == 0.0
 
