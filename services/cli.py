@@ -13,6 +13,10 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shared.rpc.plumbing import Security
 
 EXIT_OK, EXIT_FAILED, EXIT_CANCELLED, EXIT_UNREACHABLE, EXIT_REJECTED, EXIT_RPC = 0, 1, 3, 4, 5, 6
 EXIT_INTERRUPTED = 130
@@ -30,6 +34,37 @@ def _setup_logging(level: str) -> None:
     )
 
 
+def _add_security(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("security (TLS/mTLS, bearer token)")
+    g.add_argument("--tls-cert", default=_env("TLS_CERT", ""), help="PEM certificate")
+    g.add_argument("--tls-key", default=_env("TLS_KEY", ""), help="PEM private key")
+    g.add_argument(
+        "--tls-ca",
+        default=_env("TLS_CA", ""),
+        help="PEM CA: clients verify servers with it; a server given it requires client certs",
+    )
+    g.add_argument(
+        "--tls-server-name", default=_env("TLS_SERVER_NAME", ""), help="TLS name to verify"
+    )
+    g.add_argument(
+        "--token", default=_env("TOKEN", ""), help="shared bearer token (env TRAINWIRE_TOKEN)"
+    )
+
+
+def _security(args: argparse.Namespace) -> Security:
+    from shared.rpc.plumbing import Security
+
+    security = Security(
+        tls_cert=Path(args.tls_cert) if args.tls_cert else None,
+        tls_key=Path(args.tls_key) if args.tls_key else None,
+        tls_ca=Path(args.tls_ca) if args.tls_ca else None,
+        token=args.token,
+        server_name=args.tls_server_name,
+    )
+    security.validate()
+    return security
+
+
 # --- services -----------------------------------------------------------------------------------
 
 
@@ -43,6 +78,7 @@ def cmd_orchestrator(args: argparse.Namespace) -> int:
         nodes=nodes,
         state_dir=Path(args.state_dir),
         advertise=args.advertise,
+        security=_security(args),
     )
     asyncio.run(serve(config))
     return EXIT_OK
@@ -60,12 +96,36 @@ def cmd_trainer(args: argparse.Namespace) -> int:
         device=args.device,
         orchestrator=args.orchestrator,
         advertise=args.advertise,
+        security=_security(args),
     )
     asyncio.run(serve(config))
     return EXIT_OK
 
 
 # --- client verbs -------------------------------------------------------------------------------
+
+
+def _strategy_text(path: Path, epochs: int, seed: int | None) -> str:
+    """The strategy file's text, with ``--epochs``/``--seed`` written into its training section."""
+    text = path.read_text()
+    if not epochs and seed is None:
+        return text
+    import yaml
+
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"not valid YAML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ValueError("not a strategy: the YAML document must be a mapping")
+    training = doc.setdefault("training", {})
+    if not isinstance(training, dict):
+        raise ValueError("training: must be a mapping")
+    if epochs:
+        training["epochs"] = epochs
+    if seed is not None:
+        training["seed"] = seed
+    return str(yaml.safe_dump(doc, sort_keys=False))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -76,17 +136,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     from shared.rpc import plumbing, serde
     from shared.rpc.v1 import orchestrator_pb2_grpc, strategy_pb2
 
+    request = strategy_pb2.TrainRequest()
     if args.strategy:
-        text = Path(args.strategy).read_text()
-        request = strategy_pb2.TrainRequest(strategy_yaml=text)
+        try:
+            request.strategy_yaml = _strategy_text(Path(args.strategy), args.epochs, args.seed)
+        except (OSError, ValueError) as exc:
+            print(f"--strategy {args.strategy}: {exc}", file=sys.stderr)
+            return EXIT_REJECTED
     else:
-        request = strategy_pb2.TrainRequest()
-    request.symbols.extend(args.symbols)
-    request.timeframes.extend(args.timeframes)
-    if args.epochs:
-        request.strategy.training.epochs = args.epochs
-    if args.seed is not None:
-        request.strategy.training.seed = args.seed
+        if not args.symbols or not args.timeframes:
+            print("--symbols and --timeframes are required without --strategy", file=sys.stderr)
+            return EXIT_REJECTED
+        if args.epochs:
+            request.strategy.training.epochs = args.epochs
+        if args.seed is not None:
+            request.strategy.training.seed = args.seed
+    request.symbols.extend(args.symbols or ())
+    request.timeframes.extend(args.timeframes or ())
     if args.bars:
         request.data.bars = args.bars
     if args.require_gpu:
@@ -94,7 +160,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.node:
         request.placement.node = args.node
 
-    channel = plumbing.create_sync_channel(args.orchestrator)
+    channel = plumbing.create_sync_channel(args.orchestrator, _security(args))
     stub = orchestrator_pb2_grpc.OrchestratorStub(channel)
     stream = stub.Train(request)
 
@@ -165,7 +231,7 @@ def cmd_health(args: argparse.Namespace) -> int:
 
     from shared.rpc import plumbing
 
-    with plumbing.create_sync_channel(args.address) as channel:
+    with plumbing.create_sync_channel(args.address, _security(args)) as channel:
         try:
             reply = health_pb2_grpc.HealthStub(channel).Check(
                 health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
@@ -203,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("ADVERTISE", ""),
         help="HOST:PORT trainers dial to upload models (default: from --listen)",
     )
+    _add_security(p)
     p.set_defaults(func=cmd_orchestrator)
 
     p = sub.add_parser("trainer", help="run a trainer node")
@@ -221,12 +288,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("ADVERTISE", ""),
         help="HOST:PORT the orchestrator should dial (default: from --listen)",
     )
+    _add_security(p)
     p.set_defaults(func=cmd_trainer)
 
     p = sub.add_parser("train", help="submit a job and follow it to the end")
     p.add_argument("--orchestrator", default=_env("ORCHESTRATOR", "localhost:50051"))
-    p.add_argument("--symbols", nargs="+", required=True)
-    p.add_argument("--timeframes", nargs="+", required=True)
+    p.add_argument("--symbols", nargs="+", default=[], help="default: the strategy file's")
+    p.add_argument("--timeframes", nargs="+", default=[], help="default: the strategy file's")
     p.add_argument("--epochs", type=int, default=0)
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--bars", type=int, default=0, help="synthetic bars per symbol")
@@ -234,12 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--require-gpu", action="store_true")
     p.add_argument("--node", default="", help="run on this node")
     p.add_argument("--json", action="store_true", help="one JSON object per event on stdout")
+    _add_security(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("health", help="check a server's grpc.health.v1 status")
     p.add_argument("address", help="HOST:PORT")
     p.add_argument("--service", default="", help="service name (default: the whole server)")
     p.add_argument("--timeout", type=float, default=3.0)
+    _add_security(p)
     p.set_defaults(func=cmd_health)
 
     p = sub.add_parser("demo", help="start an orchestrator and a trainer, train, stop them")
@@ -254,6 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.log_level)
     try:
         return int(args.func(args))
+    except ValueError as exc:  # configuration that cannot work, e.g. a missing TLS file
+        print(f"trainwire {args.command}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
 

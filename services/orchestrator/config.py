@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shared.rpc.plumbing import INSECURE, Security
+
 
 @dataclass(frozen=True, kw_only=True)
 class OrchestratorConfig:
@@ -22,3 +24,5 @@ class OrchestratorConfig:
     """How long a probe result is trusted before the node is probed again."""
     max_model_bytes: int = 4 * 1024**3
     """Largest uncompressed model an upload may declare."""
+    security: Security = INSECURE
+    """TLS/mTLS and bearer token, for this server and for its calls to trainer nodes."""

@@ -37,7 +37,14 @@ class _Node:
 
 
 class NodeRegistry:
-    def __init__(self, *, probe_timeout_s: float, probe_interval_s: float) -> None:
+    def __init__(
+        self,
+        *,
+        probe_timeout_s: float,
+        probe_interval_s: float,
+        security: plumbing.Security = plumbing.INSECURE,
+    ) -> None:
+        self._security = security
         self._probe_timeout_s = probe_timeout_s
         self._probe_interval_s = probe_interval_s
         self._nodes: dict[str, _Node] = {}
@@ -49,7 +56,9 @@ class NodeRegistry:
     def add(self, address: str, source: str = "static") -> None:
         if address not in self._nodes:
             self._nodes[address] = _Node(
-                address=address, source=source, channel=plumbing.create_channel(address)
+                address=address,
+                source=source,
+                channel=plumbing.create_channel(address, self._security),
             )
             _LOGGER.info("node %s added (%s)", address, source)
 

@@ -48,15 +48,17 @@ class OrchestratorServer:
 
 
 async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
-    server = plumbing.create_server()
-    port = plumbing.bind(server, config.listen)
+    server = plumbing.create_server(config.security)
+    port = plumbing.bind(server, config.listen, config.security)
     host = config.listen.rsplit(":", 1)[0]
     if host in ("", "0.0.0.0", "[::]", "::"):
         host = "127.0.0.1"
     address = config.advertise or f"{host}:{port}"
 
     registry = NodeRegistry(
-        probe_timeout_s=config.probe_timeout_s, probe_interval_s=config.probe_interval_s
+        probe_timeout_s=config.probe_timeout_s,
+        probe_interval_s=config.probe_interval_s,
+        security=config.security,
     )
     for node in config.nodes:
         registry.add(node)

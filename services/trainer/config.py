@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.rpc.plumbing import INSECURE, Security
+
 
 @dataclass(frozen=True, kw_only=True)
 class TrainerConfig:
@@ -26,3 +28,5 @@ class TrainerConfig:
     """Attempts per model upload (exponential backoff between them)."""
     upload_backoff_s: float = 0.5
     """First backoff delay; doubles each attempt."""
+    security: Security = INSECURE
+    """TLS/mTLS and bearer token, for this server and for its calls to the orchestrator."""

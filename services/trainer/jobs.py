@@ -34,6 +34,7 @@ from shared.jobs import (
 from shared.pipeline.market import DataError
 from shared.pipeline.run import TrainingOutcome
 from shared.progress.update import ProgressUpdate
+from shared.rpc.plumbing import INSECURE, Security
 from shared.spec import SpecError, TrainingRequest
 
 from .uploader import UploadError, UploadTask, upload
@@ -171,7 +172,9 @@ class JobRunner:
         device: str = "",
         upload_attempts: int = 4,
         upload_backoff_s: float = 0.5,
+        security: Security = INSECURE,
     ) -> None:
+        self._security = security
         self._work_dir = work_dir
         self._slots = slots
         self.node = node
@@ -321,6 +324,7 @@ class JobRunner:
                 path=outcome.artifact_path,
                 sha256=outcome.sha256,
                 size_bytes=size,
+                security=self._security,
             ),
             attempts=self._upload_attempts,
             backoff_s=self._upload_backoff_s,

@@ -24,13 +24,14 @@ async def register_forever(
     orchestrator: str,
     address: str,
     node_info: Callable[[], trainer_pb2.NodeInfo],
+    security: plumbing.Security = plumbing.INSECURE,
     *,
     timeout_s: float = 5.0,
 ) -> None:
     interval = 5.0
     backoff = 0.5
     registered = False
-    async with plumbing.create_channel(orchestrator) as channel:
+    async with plumbing.create_channel(orchestrator, security) as channel:
         stub = orchestrator_pb2_grpc.OrchestratorStub(channel)
         while True:
             try:

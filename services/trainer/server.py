@@ -63,8 +63,8 @@ async def create_server(
 
     device = select_device(config.device)
     await asyncio.to_thread(_warm_up)
-    server = plumbing.create_server()
-    port = plumbing.bind(server, config.listen)
+    server = plumbing.create_server(config.security)
+    port = plumbing.bind(server, config.listen, config.security)
     address = advertised_address(config.listen, port, config.advertise)
     runner = JobRunner(
         work_dir=config.work_dir,
@@ -75,6 +75,7 @@ async def create_server(
         device=config.device,
         upload_attempts=config.upload_attempts,
         upload_backoff_s=config.upload_backoff_s,
+        security=config.security,
     )
 
     node_device = NodeDevice(
@@ -118,7 +119,8 @@ async def create_server(
     )
     if config.orchestrator:
         srv.registration = asyncio.create_task(
-            register_forever(config.orchestrator, address, node_info), name="registration"
+            register_forever(config.orchestrator, address, node_info, config.security),
+            name="registration",
         )
     return srv
 

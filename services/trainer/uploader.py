@@ -50,6 +50,7 @@ class UploadTask:
     path: Path
     sha256: str
     size_bytes: int
+    security: plumbing.Security = plumbing.INSECURE
 
 
 def gzip_chunks(path: Path, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
@@ -89,7 +90,7 @@ async def _messages(task: UploadTask) -> AsyncIterator[upload_pb2.ModelChunk]:
 
 
 async def upload_once(task: UploadTask, deadline_s: float | None = None) -> ModelRef:
-    async with plumbing.create_channel(task.target) as channel:
+    async with plumbing.create_channel(task.target, task.security) as channel:
         stub = upload_pb2_grpc.ModelUploadStub(channel)
         receipt = await stub.UploadModel(_messages(task), timeout=deadline_s)
     return serde.model_ref_from_proto(receipt.model)

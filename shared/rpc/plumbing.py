@@ -1,13 +1,25 @@
 """The one place for gRPC plumbing: channel and server options, health, reflection.
 
-Both services and the client build channels and servers here, so message limits, keepalive and
-reflection are set once, with the reason beside each option.
+Both services and the client build channels and servers here, so message limits, keepalive,
+TLS/mTLS, the bearer token and reflection are set once, with the reason beside each option.
+
+Security (``Security``), one record for both sides of every connection:
+- ``tls_cert``/``tls_key``: a server presents them; a client presents them as its certificate
+  for mTLS. ``tls_ca``: a client verifies servers against it; a server given it *requires*
+  client certificates signed by it (mTLS).
+- ``token``: a shared bearer token. Servers refuse calls without ``authorization: Bearer
+  <token>`` (UNAUTHENTICATED), except health checks and reflection, which load balancers and
+  grpcurl ``list`` need; clients send it on every call.
 """
 
 from __future__ import annotations
 
+import hmac
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -15,6 +27,28 @@ from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 _LOGGER = logging.getLogger(__name__)
+
+# grpc-stubs declares these generic; at runtime they are plain classes.
+if TYPE_CHECKING:
+    _AioUnaryUnary = grpc.aio.UnaryUnaryClientInterceptor[Any, Any]
+    _AioUnaryStream = grpc.aio.UnaryStreamClientInterceptor[Any, Any]
+    _AioStreamUnary = grpc.aio.StreamUnaryClientInterceptor[Any, Any]
+    _AioStreamStream = grpc.aio.StreamStreamClientInterceptor[Any, Any]
+    _UnaryUnary = grpc.UnaryUnaryClientInterceptor[Any, Any]
+    _UnaryStream = grpc.UnaryStreamClientInterceptor[Any, Any]
+    _StreamUnary = grpc.StreamUnaryClientInterceptor[Any, Any]
+    _StreamStream = grpc.StreamStreamClientInterceptor[Any, Any]
+    _AioServerInterceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    _AioUnaryUnary = grpc.aio.UnaryUnaryClientInterceptor
+    _AioUnaryStream = grpc.aio.UnaryStreamClientInterceptor
+    _AioStreamUnary = grpc.aio.StreamUnaryClientInterceptor
+    _AioStreamStream = grpc.aio.StreamStreamClientInterceptor
+    _UnaryUnary = grpc.UnaryUnaryClientInterceptor
+    _UnaryStream = grpc.UnaryStreamClientInterceptor
+    _StreamUnary = grpc.StreamUnaryClientInterceptor
+    _StreamStream = grpc.StreamStreamClientInterceptor
+    _AioServerInterceptor = grpc.aio.ServerInterceptor
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 """Per-message cap on both sides. Models travel in ≤ 1 MiB chunks, so nothing legitimate comes
@@ -50,23 +84,236 @@ SERVER_OPTIONS: Sequence[tuple[str, int | str]] = (
 )
 
 
-def create_channel(target: str) -> grpc.aio.Channel:
-    """An insecure asyncio channel to ``host:port`` with the shared options."""
-    return grpc.aio.insecure_channel(target, options=list(CHANNEL_OPTIONS))
+@dataclass(frozen=True, kw_only=True)
+class Security:
+    """TLS/mTLS material and the bearer token; the default is plaintext without a token."""
+
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    token: str = ""
+    server_name: str = ""
+    """Override the TLS name checked on servers (when dialling by IP); empty = from target."""
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None or self.tls_ca is not None
+
+    def validate(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("--tls-cert and --tls-key go together")
+        for path in (self.tls_cert, self.tls_key, self.tls_ca):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{path}: no such file")
 
 
-def create_sync_channel(target: str) -> grpc.Channel:
+INSECURE = Security()
+_PUBLIC_SERVICES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+def _read(path: Path | None) -> bytes | None:
+    return path.read_bytes() if path is not None else None
+
+
+def _channel_credentials(security: Security) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read(security.tls_ca),
+        private_key=_read(security.tls_key),
+        certificate_chain=_read(security.tls_cert),
+    )
+
+
+def _channel_options(security: Security) -> list[tuple[str, int | str]]:
+    options = list(CHANNEL_OPTIONS)
+    if security.server_name:
+        options.append(("grpc.ssl_target_name_override", security.server_name))
+    return options
+
+
+def _auth_metadata(security: Security) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {security.token}"),) if security.token else ()
+
+
+class _AddsToken:
+    """Adds ``authorization: Bearer <token>`` to a call's metadata."""
+
+    def __init__(self, token: str) -> None:
+        self._metadata = (("authorization", f"Bearer {token}"),)
+
+    def _details(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()), *self._metadata)
+        return grpc.aio.ClientCallDetails(
+            details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
+        )
+
+
+# grpc.aio files an interceptor under the *first* call type it implements, so each call type
+# needs its own class.
+class _TokenUnaryUnary(_AddsToken, _AioUnaryUnary):
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+
+class _TokenUnaryStream(_AddsToken, _AioUnaryStream):
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+
+class _TokenStreamUnary(_AddsToken, _AioStreamUnary):
+    async def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return await continuation(self._details(details), requests)
+
+
+class _TokenStreamStream(_AddsToken, _AioStreamStream):
+    async def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return await continuation(self._details(details), requests)
+
+
+def _token_interceptors(token: str) -> list[_AddsToken]:
+    kinds = (_TokenUnaryUnary, _TokenUnaryStream, _TokenStreamUnary, _TokenStreamStream)
+    return [kind(token) for kind in kinds]
+
+
+class _SyncTokenAuth(grpc.AuthMetadataPlugin):
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(
+        self, context: grpc.AuthMetadataContext, callback: grpc.AuthMetadataPluginCallback
+    ) -> None:
+        callback((("authorization", f"Bearer {self._token}"),), None)
+
+
+def create_channel(target: str, security: Security = INSECURE) -> grpc.aio.Channel:
+    """An asyncio channel to ``host:port`` with the shared options, TLS and token if configured."""
+    interceptors: Any = _token_interceptors(security.token) if security.token else None
+    options = _channel_options(security)
+    if security.tls:
+        return grpc.aio.secure_channel(
+            target, _channel_credentials(security), options=options, interceptors=interceptors
+        )
+    return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
+
+
+def create_sync_channel(target: str, security: Security = INSECURE) -> grpc.Channel:
     """A blocking channel, for callers without an event loop (scripts, the CLI's helpers)."""
-    return grpc.insecure_channel(target, options=list(CHANNEL_OPTIONS))
+    options = _channel_options(security)
+    if security.tls:
+        credentials = _channel_credentials(security)
+        if security.token:
+            call = grpc.metadata_call_credentials(_SyncTokenAuth(security.token))
+            credentials = grpc.composite_channel_credentials(credentials, call)
+        return grpc.secure_channel(target, credentials, options=options)
+    channel = grpc.insecure_channel(target, options=options)
+    if security.token:
+        metadata = _auth_metadata(security)
+        return grpc.intercept_channel(channel, _SyncMetadataInterceptor(metadata))
+    return channel
 
 
-def create_server() -> grpc.aio.Server:
-    return grpc.aio.server(options=list(SERVER_OPTIONS))
+class _SyncMetadataInterceptor(
+    _UnaryUnary,
+    _UnaryStream,
+    _StreamUnary,
+    _StreamStream,
+):
+    """Bearer token on a plaintext blocking channel (call credentials need TLS)."""
+
+    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._metadata = metadata
+
+    def _details(self, details: Any) -> Any:
+        return _SyncCallDetails(
+            details.method,
+            details.timeout,
+            (*(details.metadata or ()), *self._metadata),
+            details.credentials,
+            getattr(details, "wait_for_ready", None),
+            getattr(details, "compression", None),
+        )
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
 
 
-def bind(server: grpc.aio.Server, listen: str) -> int:
-    """Bind ``host:port`` (port 0 picks a free one) and return the port; fail loudly."""
-    port = server.add_insecure_port(listen)
+@dataclass(frozen=True)
+class _SyncCallDetails(grpc.ClientCallDetails):
+    method: str
+    timeout: float | None
+    metadata: Any
+    credentials: Any
+    wait_for_ready: bool | None
+    compression: Any
+
+
+class _BearerTokenServerInterceptor(_AioServerInterceptor):
+    """UNAUTHENTICATED for calls without the shared token (health and reflection exempt)."""
+
+    def __init__(self, token: str) -> None:
+        self._expected = f"Bearer {token}".encode()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        method = handler_call_details.method
+        if method.startswith(_PUBLIC_SERVICES):
+            return await continuation(handler_call_details)
+        metadata = dict(handler_call_details.invocation_metadata or ())
+        given = metadata.get("authorization", "")
+        given_bytes = given.encode() if isinstance(given, str) else given
+        if hmac.compare_digest(given_bytes, self._expected):
+            return await continuation(handler_call_details)
+        handler = await continuation(handler_call_details)
+        return _deny(handler, "missing or wrong bearer token: send 'authorization: Bearer <token>'")
+
+
+def _deny(
+    handler: grpc.RpcMethodHandler[Any, Any] | None, message: str
+) -> grpc.RpcMethodHandler[Any, Any]:
+    async def abort(request: object, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, message)
+
+    if handler is not None and handler.request_streaming and handler.response_streaming:
+        return grpc.stream_stream_rpc_method_handler(abort)
+    if handler is not None and handler.request_streaming:
+        return grpc.stream_unary_rpc_method_handler(abort)
+    if handler is not None and handler.response_streaming:
+        return grpc.unary_stream_rpc_method_handler(abort)
+    return grpc.unary_unary_rpc_method_handler(abort)
+
+
+def create_server(security: Security = INSECURE) -> grpc.aio.Server:
+    interceptors = [_BearerTokenServerInterceptor(security.token)] if security.token else []
+    return grpc.aio.server(options=list(SERVER_OPTIONS), interceptors=interceptors)
+
+
+def bind(server: grpc.aio.Server, listen: str, security: Security = INSECURE) -> int:
+    """Bind ``host:port`` (port 0 picks a free one) and return the port; fail loudly.
+
+    With ``security.tls_cert`` the port serves TLS; with ``security.tls_ca`` as well, mTLS.
+    """
+    if security.tls_cert is not None and security.tls_key is not None:
+        credentials = grpc.ssl_server_credentials(
+            [(security.tls_key.read_bytes(), security.tls_cert.read_bytes())],
+            root_certificates=_read(security.tls_ca),
+            require_client_auth=security.tls_ca is not None,
+        )
+        port = server.add_secure_port(listen, credentials)
+    else:
+        port = server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"cannot listen on {listen}: address in use or not available")
     return port
