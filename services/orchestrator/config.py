@@ -20,6 +20,8 @@ class OrchestratorConfig:
     """The address trainers should dial to upload models; empty = derived from listen."""
     probe_timeout_s: float = 1.0
     """Deadline of one health probe; a black-holed node costs at most this."""
+    heartbeat_interval_s: float = 5.0
+    """Registered nodes heartbeat at this interval; three missed take a node out of the pool."""
     probe_interval_s: float = 2.0
     """How long a probe result is trusted before the node is probed again."""
     max_model_bytes: int = 4 * 1024**3

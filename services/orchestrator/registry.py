@@ -1,6 +1,8 @@
 """The trainer nodes this orchestrator knows, and how healthy they are.
 
-Nodes come from ``--node`` flags (static). Probes (grpc.health.v1 ``Check`` then
+Nodes come from ``--node`` flags (static) or from ``RegisterNode`` (registered); a registered
+node heartbeats by registering again, and one that misses ``MISSED_HEARTBEATS`` heartbeats leaves
+the pool until its next heartbeat. Probes (grpc.health.v1 ``Check`` then
 ``Trainer.GetInfo``) run in parallel, each under a short deadline, and their results are cached
 for ``probe_interval_s``: a black-holed node costs a submit at most one probe deadline, and
 usually nothing. A node that fails a probe leaves the pool and returns when a probe succeeds.
@@ -21,6 +23,8 @@ from shared.rpc.v1 import trainer_pb2, trainer_pb2_grpc
 
 _LOGGER = logging.getLogger(__name__)
 
+MISSED_HEARTBEATS = 3
+
 
 @dataclass
 class _Node:
@@ -34,6 +38,7 @@ class _Node:
     detail: str = "not probed yet"
     running: set[str] = field(default_factory=set)
     probing: asyncio.Task[None] | None = None
+    last_heartbeat: float = 0.0
 
 
 class NodeRegistry:
@@ -43,8 +48,10 @@ class NodeRegistry:
         probe_timeout_s: float,
         probe_interval_s: float,
         security: plumbing.Security = plumbing.INSECURE,
+        heartbeat_interval_s: float = 5.0,
     ) -> None:
         self._security = security
+        self.heartbeat_interval_s = heartbeat_interval_s
         self._probe_timeout_s = probe_timeout_s
         self._probe_interval_s = probe_interval_s
         self._nodes: dict[str, _Node] = {}
@@ -61,6 +68,20 @@ class NodeRegistry:
                 channel=plumbing.create_channel(address, self._security),
             )
             _LOGGER.info("node %s added (%s)", address, source)
+
+    def heartbeat(self, address: str) -> bool:
+        """Record a registration/heartbeat of ``address``; True when it (re)joins the pool."""
+        self.add(address, source="registered")
+        node = self._nodes[address]
+        node.source = "registered"
+        lapsed = self._heartbeat_lapsed(node, time.monotonic())
+        node.last_heartbeat = time.monotonic()
+        return lapsed or node.health is not NodeHealth.SERVING
+
+    def _heartbeat_lapsed(self, node: _Node, now: float) -> bool:
+        if node.source != "registered" or not node.last_heartbeat:
+            return False
+        return now - node.last_heartbeat > MISSED_HEARTBEATS * self.heartbeat_interval_s
 
     def addresses(self) -> list[str]:
         return list(self._nodes)
@@ -111,6 +132,14 @@ class NodeRegistry:
         started = time.monotonic()
         before = node.health
         stub = trainer_pb2_grpc.TrainerStub(node.channel)
+        if self._heartbeat_lapsed(node, started):
+            node.health = NodeHealth.UNREACHABLE
+            node.detail = f"missed {MISSED_HEARTBEATS} heartbeats; out until it registers again"
+            node.last_check = time.monotonic()
+            if before is not node.health:
+                _LOGGER.warning("node %s is %s: %s", node.address, node.health.value, node.detail)
+                self._notify()
+            return
         serving = await plumbing.probe_health(node.channel, self._probe_timeout_s)
         if not serving:
             node.health = NodeHealth.UNREACHABLE

@@ -58,6 +58,7 @@ async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
     registry = NodeRegistry(
         probe_timeout_s=config.probe_timeout_s,
         probe_interval_s=config.probe_interval_s,
+        heartbeat_interval_s=config.heartbeat_interval_s,
         security=config.security,
     )
     for node in config.nodes:

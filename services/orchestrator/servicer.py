@@ -24,7 +24,6 @@ from .repository import ModelRepository
 
 Context = grpc.aio.ServicerContext[Any, Any]
 DOWNLOAD_CHUNK_BYTES = 512 * 1024
-HEARTBEAT_INTERVAL_S = 5.0
 
 
 def job_to_proto(record: JobRecord) -> progress_pb2.Job:
@@ -142,11 +141,11 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
             raise errors.InvalidArgumentError(
                 f"{address!r} is not HOST:PORT the orchestrator can dial", field="address"
             )
-        self._registry.add(address, source="registered")
-        asyncio.create_task(self._registry.refresh(force=True))  # noqa: RUF006 - best effort
+        if self._registry.heartbeat(address):
+            asyncio.create_task(self._registry.refresh(force=True))  # noqa: RUF006 - best effort
         return opb.RegisterNodeResponse(
             node_id=request.info.node_id or address,
-            heartbeat_interval_seconds=HEARTBEAT_INTERVAL_S,
+            heartbeat_interval_seconds=self._registry.heartbeat_interval_s,
         )
 
     @rpc_method
