@@ -1,23 +1,48 @@
 """Technical indicators: vectorised, pure, standard definitions.
 
 Every indicator takes an OHLCV frame and returns a frame of its outputs on the same index;
-warm-up rows (not enough history yet) are NaN. No progress or logging happens here: the
-pipeline reports progress around these calls.
+warm-up rows (not enough history yet) are NaN, never 0. No progress or logging happens here:
+the pipeline reports progress around these calls.
 
 Conventions (the ones TA-Lib and Wilder's book use; tests pin them with hand-worked values):
 
 - SMA(n): mean of the last n closes; first value at row n-1.
+- WMA(n): linearly weighted mean of the last n closes, weights 1..n (newest n), divided by
+  n(n+1)/2; first value at row n-1.
 - EMA(n): alpha = 2/(n+1), *seeded with the SMA of the first n values* at row n-1, then
   ``ema_t = alpha·x_t + (1-alpha)·ema_{t-1}``.
-- Wilder smoothing (RSI, ATR): the same recursion with alpha = 1/n, seeded with a simple mean.
+- Wilder smoothing (RSI, ATR, ADX): the same recursion with alpha = 1/n, seeded with a simple
+  mean. (Wilder's running *sums* give the same ratios: sum = n × average.)
 - RSI(n): gains/losses of close-to-close changes; the first average covers changes 1..n, so the
   first RSI is at row n. avg_loss = 0 gives 100 (50 when there was no move at all).
 - ATR(n): true range, where the first bar's TR is its high - low; first ATR (mean of the first n
   TRs) at row n-1.
 - MACD(fast, slow, signal): line = EMA_fast - EMA_slow (each seeded at its own period), so the
   line starts at row slow-1; signal = EMA_signal(line) seeded from the line's first values;
-  histogram = line - signal.
+  histogram = line - signal; histogram_pct = histogram / close (scale-free).
 - Bollinger(n, k): middle = SMA(n), band = k·population std (ddof 0); width = (upper-lower)/middle.
+- Stochastic(k, d, smooth_k): raw %K over k bars; %K = SMA_smooth_k(raw) (smooth_k 1: the fast
+  stochastic); %D = SMA_d(%K). A flat window (high == low) gives 50.
+- Williams %R(n): -100·(highest - close)/(highest - lowest); a flat window gives -50.
+- ROC(n) = 100·(close/close[n] - 1); Momentum(n) = close - close[n]; both first at row n.
+- CCI(n): typical price TP = (high+low+close)/3; (TP - SMA_n(TP)) / (0.015 · mean absolute
+  deviation of TP about that SMA); first at row n-1; a flat window gives 0.
+- ADX(n) (Wilder): +DM = H_t-H_{t-1} when that exceeds L_{t-1}-L_t and is > 0 (else 0), -DM the
+  mirror; TR needs the previous close, so the first TR/DM is at row 1. ±DI = 100·Wilder(±DM)/
+  Wilder(TR), first at row n; DX = 100·|+DI - -DI|/(+DI + -DI); ADX = Wilder(DX), first at row
+  2n-1 (TA-Lib's lookback). No movement at all gives DI 0 and DX 0.
+- OBV: running sum of ±volume by the sign of the close change; the first bar is the origin (0).
+- MFI(n): raw money flow TP·volume, positive when TP rose, negative when it fell (unchanged
+  bars count for neither); 100·pos/(pos+neg) over the last n changes, first at row n. No
+  negative flow gives 100; no flow at all (flat prices or zero volume) gives 50.
+- VWAP(period): sum(TP·volume)/sum(volume), cumulative since the first bar when period is 0
+  (no warm-up), else over the last ``period`` bars (first at row period-1). Where no volume
+  traded in the window the equal-weighted mean of TP stands in (never inf). distance =
+  close/vwap - 1 (scale-free, like the moving averages' distance).
+
+KTRDR v3 names: ``TYPE_ALIASES`` and ``PARAM_ALIASES`` below are the one place aliases live.
+``INDICATOR_OUTPUTS`` has a key for every alias too (the spec validator looks types up there);
+``INDICATOR_TYPES`` lists the canonical types only.
 """
 
 from __future__ import annotations
@@ -26,45 +51,95 @@ import math
 from collections.abc import Callable, Mapping
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 from shared.spec import IndicatorSpec
 
-INDICATOR_OUTPUTS: dict[str, tuple[str, ...]] = {
+# ---------------------------------------------------------------------------------------------
+# Catalogue
+
+_OUTPUTS: dict[str, tuple[str, ...]] = {
     "sma": ("value", "distance"),
     "ema": ("value", "distance"),
+    "wma": ("value", "distance"),
     "rsi": ("value",),
-    "macd": ("line", "signal", "histogram"),
+    "macd": ("line", "signal", "histogram", "histogram_pct"),
     "bollinger": ("upper", "middle", "lower", "width", "percent_b"),
     "atr": ("value", "relative"),
     "stochastic": ("k", "d"),
     "roc": ("value",),
+    "momentum": ("value",),
     "williams_r": ("value",),
+    "cci": ("value",),
+    "adx": ("adx", "plus_di", "minus_di"),
     "obv": ("value",),
+    "mfi": ("value",),
+    "vwap": ("value", "distance"),
 }
-"""Indicator type → output names; the first output is what a bare indicator id refers to."""
 
 INDICATOR_PARAMS: dict[str, dict[str, float]] = {
     "sma": {"period": 20},
     "ema": {"period": 20},
+    "wma": {"period": 20},
     "rsi": {"period": 14},
     "macd": {"fast": 12, "slow": 26, "signal": 9},
     "bollinger": {"period": 20, "std": 2.0},
     "atr": {"period": 14},
-    "stochastic": {"k_period": 14, "d_period": 3},
+    "stochastic": {"k_period": 14, "d_period": 3, "smooth_k": 1},
     "roc": {"period": 10},
+    "momentum": {"period": 10},
     "williams_r": {"period": 14},
+    "cci": {"period": 20},
+    "adx": {"period": 14},
     "obv": {},
+    "mfi": {"period": 14},
+    "vwap": {"period": 0},
 }
-"""Indicator type → its parameters with defaults. Keys ending in ``period``/``fast``/``slow``/
-``signal`` are whole numbers of bars."""
+"""Canonical indicator type → its parameters with defaults. Keys ending in ``period``/``fast``/
+``slow``/``signal`` and ``smooth_k`` are whole numbers of bars (>= 1; vwap's period may be 0)."""
+
+TYPE_ALIASES: dict[str, str] = {
+    "bbands": "bollinger",
+    "bollinger_bands": "bollinger",
+    "bollingerbands": "bollinger",
+    "stoch": "stochastic",
+    "williams": "williams_r",
+    "willr": "williams_r",
+    "williamsr": "williams_r",
+    "mom": "momentum",
+}
+"""Other names for an indicator type (KTRDR v3 YAML spellings) → the canonical type."""
+
+PARAM_ALIASES: dict[str, dict[str, str]] = {
+    "macd": {"fast_period": "fast", "slow_period": "slow", "signal_period": "signal"},
+    "bollinger": {"multiplier": "std"},
+}
+"""Canonical type → {other parameter name (KTRDR v3) → canonical parameter name}."""
+
+INDICATOR_TYPES: tuple[str, ...] = tuple(_OUTPUTS)
+"""The canonical indicator types, without aliases."""
+
+INDICATOR_OUTPUTS: dict[str, tuple[str, ...]] = {
+    **_OUTPUTS,
+    **{alias: _OUTPUTS[target] for alias, target in TYPE_ALIASES.items()},
+}
+"""Indicator type or alias → output names; the first output is what a bare indicator id refers
+to. New outputs are only ever appended, so an id's default output never changes."""
 
 _MAX_PERIOD = 100_000
-_INTEGER_PARAMS = ("period", "fast", "slow", "signal")
+_INTEGER_PARAMS = ("period", "fast", "slow", "signal", "smooth_k")
+_MIN_BARS: dict[tuple[str, str], int] = {("vwap", "period"): 0}
+"""(type, parameter) → smallest allowed whole number where it is not 1."""
+
+
+def canonical_type(indicator_type: str) -> str:
+    """The canonical name of ``indicator_type`` (itself when it is not an alias)."""
+    return TYPE_ALIASES.get(indicator_type, indicator_type)
 
 
 class ParamError(ValueError):
-    """An indicator parameter that cannot be used; ``key`` names it."""
+    """An indicator parameter that cannot be used; ``key`` names it as the request spelled it."""
 
     def __init__(self, key: str, message: str) -> None:
         super().__init__(f"{key}: {message}")
@@ -73,23 +148,39 @@ class ParamError(ValueError):
 
 
 def resolve_params(indicator_type: str, params: Mapping[str, float]) -> dict[str, float]:
-    """Defaults merged with ``params``; raises ``ParamError`` for unknown or invalid values."""
-    defaults = INDICATOR_PARAMS[indicator_type]
-    for key in params:
-        if key not in defaults:
-            known = ", ".join(defaults) or "none"
+    """Defaults merged with ``params`` under canonical names (aliases of type and parameter
+    names accepted); raises ``ParamError`` for unknown or invalid values."""
+    canonical = canonical_type(indicator_type)
+    if canonical not in INDICATOR_PARAMS:
+        raise ValueError(f"unknown indicator type {indicator_type!r}")
+    defaults = INDICATOR_PARAMS[canonical]
+    renames = PARAM_ALIASES.get(canonical, {})
+    given: dict[str, float] = {}
+    spelled: dict[str, str] = {}  # canonical parameter -> the name the request used
+    for key, value in params.items():
+        name = renames.get(key, key)
+        if name not in defaults:
+            known = ", ".join([*defaults, *renames]) or "none"
             raise ParamError(key, f"{indicator_type} has no parameter {key!r} (known: {known})")
-    merged = {**defaults, **{k: float(v) for k, v in params.items()}}
-    for key, value in merged.items():
+        if name in given:
+            raise ParamError(key, f"same parameter as {spelled[name]!r}: give only one")
+        given[name] = float(value)
+        spelled[name] = key
+    merged = {**defaults, **given}
+    for name, value in merged.items():
+        key = spelled.get(name, name)
         if not math.isfinite(value):
             raise ParamError(key, "must be a finite number")
-        if key.endswith(_INTEGER_PARAMS):
-            if value != int(value) or not 1 <= value <= _MAX_PERIOD:
-                raise ParamError(key, f"must be a whole number of bars in 1..{_MAX_PERIOD}")
+        if name.endswith(_INTEGER_PARAMS):
+            low = _MIN_BARS.get((canonical, name), 1)
+            if value != int(value) or not low <= value <= _MAX_PERIOD:
+                raise ParamError(key, f"must be a whole number of bars in {low}..{_MAX_PERIOD}")
         elif value <= 0:
             raise ParamError(key, "must be > 0")
-    if indicator_type == "macd" and merged["fast"] >= merged["slow"]:
-        raise ParamError("fast", "the fast period must be shorter than the slow period")
+    if canonical == "macd" and merged["fast"] >= merged["slow"]:
+        raise ParamError(
+            spelled.get("fast", "fast"), "the fast period must be shorter than the slow period"
+        )
     return merged
 
 
@@ -120,6 +211,34 @@ def sma(close: pd.Series, period: int) -> pd.Series:
     return close.rolling(period, min_periods=period).mean()
 
 
+_WMA_DIRECT_MAX = 1024
+"""Periods up to this take the exact sliding dot product; longer ones the O(rows) form."""
+
+
+def wma(close: pd.Series, period: int) -> pd.Series:
+    """Linearly weighted moving average (weights 1..n, newest n).
+
+    Up to ``_WMA_DIRECT_MAX`` bars: a direct convolution, each value a dot product of its own
+    window (O(rows·period)). Longer: the weight of x_j in the window ending at t is j - (t - n),
+    so the numerator is ``sum(j·x_j) - (t - n)·sum(x_j)``: two rolling sums, O(rows), with a
+    relative rounding error of about rows·1e-16/period (negligible at such periods).
+    """
+    values = close.to_numpy(dtype=np.float64)
+    out: npt.NDArray[np.float64] = np.full(len(values), np.nan)
+    divisor = period * (period + 1) / 2.0
+    if len(values) < period:
+        return pd.Series(out, index=close.index)
+    if period <= _WMA_DIRECT_MAX:
+        weights = np.arange(period, 0, -1, dtype=np.float64)  # reversed by the convolution
+        out[period - 1 :] = np.convolve(values, weights, mode="valid") / divisor
+        return pd.Series(out, index=close.index)
+    series = pd.Series(values, index=close.index)
+    position = pd.Series(np.arange(len(values), dtype=np.float64), index=close.index)
+    window_sum = series.rolling(period, min_periods=period).sum()
+    weighted_sum = (position * series).rolling(period, min_periods=period).sum()
+    return (weighted_sum - (position - period) * window_sum) / divisor
+
+
 def ema(close: pd.Series, period: int) -> pd.Series:
     return seeded_ewm(close, period, 2.0 / (period + 1))
 
@@ -138,17 +257,18 @@ def rsi(close: pd.Series, period: int) -> pd.Series:
     return value.where(avg_gain.notna())
 
 
+def typical_price(bars: pd.DataFrame) -> pd.Series:
+    return (bars["high"] + bars["low"] + bars["close"]) / 3.0
+
+
 def true_range(bars: pd.DataFrame) -> pd.Series:
-    prev_close = bars["close"].shift(1)
-    ranges = pd.concat(
-        [
-            bars["high"] - bars["low"],
-            (bars["high"] - prev_close).abs(),
-            (bars["low"] - prev_close).abs(),
-        ],
-        axis=1,
-    )
-    return ranges.max(axis=1, skipna=True)
+    """max(high - low, |high - prev close|, |low - prev close|); the first bar's is high - low."""
+    high = bars["high"].to_numpy(dtype=np.float64)
+    low = bars["low"].to_numpy(dtype=np.float64)
+    prev_close = bars["close"].shift(1).to_numpy(dtype=np.float64)
+    # fmax ignores a NaN previous close (first bar), as max(skipna=True) would.
+    value = np.fmax(high - low, np.fmax(np.abs(high - prev_close), np.abs(low - prev_close)))
+    return pd.Series(value, index=bars.index)
 
 
 def _rolling_extremes(bars: pd.DataFrame, period: int) -> tuple[pd.Series, pd.Series]:
@@ -164,20 +284,54 @@ def _ratio(numerator: pd.Series, denominator: pd.Series, flat: float) -> pd.Seri
     return out.where(denominator != 0.0, flat).where(denominator.notna())
 
 
+_MAD_CHUNK = 1 << 20
+"""Elements per block of windows in ``_rolling_mean_abs_dev`` (bounds memory to ~8 MB)."""
+
+
+def _rolling_mean_abs_dev(values: pd.Series, period: int, mean: pd.Series) -> pd.Series:
+    """Mean |x_j - mean_t| over each window of ``period`` values ending at t.
+
+    The deviation is about each window's own mean, so no running-sum trick applies: the
+    windows are strided views, processed a block of rows at a time (O(rows·period)).
+    """
+    x = values.to_numpy(dtype=np.float64)
+    m = mean.to_numpy(dtype=np.float64)
+    out: npt.NDArray[np.float64] = np.full(len(x), np.nan)
+    if len(x) < period:
+        return pd.Series(out, index=values.index)
+    windows = np.lib.stride_tricks.sliding_window_view(x, period)
+    centres = m[period - 1 :]
+    step = max(1, _MAD_CHUNK // period)
+    for start in range(0, len(windows), step):
+        block = windows[start : start + step]
+        dev = np.abs(block - centres[start : start + step, None]).mean(axis=1)
+        out[period - 1 + start : period - 1 + start + len(block)] = dev
+    return pd.Series(out, index=values.index)
+
+
 # ---------------------------------------------------------------------------------------------
 # Indicators: (bars, params) -> frame of outputs
 
 _Params = Mapping[str, float]
 
 
+def _distance(close: pd.Series, value: pd.Series) -> pd.Series:
+    return (close - value) / value
+
+
 def _sma(bars: pd.DataFrame, p: _Params) -> pd.DataFrame:
     value = sma(bars["close"], int(p["period"]))
-    return pd.DataFrame({"value": value, "distance": (bars["close"] - value) / value})
+    return pd.DataFrame({"value": value, "distance": _distance(bars["close"], value)})
 
 
 def _ema(bars: pd.DataFrame, p: _Params) -> pd.DataFrame:
     value = ema(bars["close"], int(p["period"]))
-    return pd.DataFrame({"value": value, "distance": (bars["close"] - value) / value})
+    return pd.DataFrame({"value": value, "distance": _distance(bars["close"], value)})
+
+
+def _wma(bars: pd.DataFrame, p: _Params) -> pd.DataFrame:
+    value = wma(bars["close"], int(p["period"]))
+    return pd.DataFrame({"value": value, "distance": _distance(bars["close"], value)})
 
 
 def _rsi(bars: pd.DataFrame, p: _Params) -> pd.DataFrame:
@@ -188,7 +342,15 @@ def _macd(bars: pd.DataFrame, p: _Params) -> pd.DataFrame:
     close = bars["close"]
     line = ema(close, int(p["fast"])) - ema(close, int(p["slow"]))
     signal = ema(line, int(p["signal"]))
-    return pd.DataFrame({"line": line, "signal": signal, "histogram": line - signal})
+    histogram = line - signal
+    return pd.DataFrame(
+        {
+            "line": line,
+            "signal": signal,
+            "histogram": histogram,
+            "histogram_pct": histogram / close,
+        }
+    )
 
 
 def _bollinger(bars: pd.DataFrame, p: _Params) -> pd.DataFrame:
@@ -216,6 +378,9 @@ def _atr(bars: pd.DataFrame, p: _Params) -> pd.DataFrame:
 def _stochastic(bars: pd.DataFrame, p: _Params) -> pd.DataFrame:
     highest, lowest = _rolling_extremes(bars, int(p["k_period"]))
     k = 100.0 * _ratio(bars["close"] - lowest, highest - lowest, 0.5)
+    smooth = int(p["smooth_k"])
+    if smooth > 1:
+        k = sma(k, smooth)
     return pd.DataFrame({"k": k, "d": sma(k, int(p["d_period"]))})
 
 
@@ -224,9 +389,42 @@ def _roc(bars: pd.DataFrame, p: _Params) -> pd.DataFrame:
     return pd.DataFrame({"value": 100.0 * (close / close.shift(int(p["period"])) - 1.0)})
 
 
+def _momentum(bars: pd.DataFrame, p: _Params) -> pd.DataFrame:
+    close = bars["close"]
+    return pd.DataFrame({"value": close - close.shift(int(p["period"]))})
+
+
 def _williams_r(bars: pd.DataFrame, p: _Params) -> pd.DataFrame:
     highest, lowest = _rolling_extremes(bars, int(p["period"]))
     return pd.DataFrame({"value": -100.0 * _ratio(highest - bars["close"], highest - lowest, 0.5)})
+
+
+def _cci(bars: pd.DataFrame, p: _Params) -> pd.DataFrame:
+    period = int(p["period"])
+    tp = typical_price(bars)
+    mean = tp.rolling(period, min_periods=period).mean()
+    deviation = _rolling_mean_abs_dev(tp, period, mean)
+    # A flat window (exact extremes equal) reads 0: its deviation is 0 (0/0), and any rounding
+    # residue left in its mean and deviation would be of one size, a garbage ratio of ±66.7.
+    window = tp.rolling(period, min_periods=period)
+    flat = window.max() == window.min()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = (tp - mean) / (0.015 * deviation)
+    return pd.DataFrame({"value": value.where(~flat, 0.0).where(mean.notna())})
+
+
+def _adx(bars: pd.DataFrame, p: _Params) -> pd.DataFrame:
+    period = int(p["period"])
+    up = bars["high"].diff()
+    down = -bars["low"].diff()
+    plus_dm = up.where((up > down) & (up > 0.0), 0.0).where(up.notna())
+    minus_dm = down.where((down > up) & (down > 0.0), 0.0).where(down.notna())
+    tr = true_range(bars).where(bars["close"].shift(1).notna())
+    smoothed_tr = wilder(tr, period)
+    plus_di = 100.0 * _ratio(wilder(plus_dm, period), smoothed_tr, 0.0)
+    minus_di = 100.0 * _ratio(wilder(minus_dm, period), smoothed_tr, 0.0)
+    dx = 100.0 * _ratio((plus_di - minus_di).abs(), plus_di + minus_di, 0.0)
+    return pd.DataFrame({"adx": wilder(dx, period), "plus_di": plus_di, "minus_di": minus_di})
 
 
 def _obv(bars: pd.DataFrame, p: _Params) -> pd.DataFrame:
@@ -234,27 +432,65 @@ def _obv(bars: pd.DataFrame, p: _Params) -> pd.DataFrame:
     return pd.DataFrame({"value": (direction * bars["volume"]).cumsum()})
 
 
+def _mfi(bars: pd.DataFrame, p: _Params) -> pd.DataFrame:
+    period = int(p["period"])
+    tp = typical_price(bars)
+    flow = tp * bars["volume"]
+    change = tp.diff()
+    # A window whose terms are all 0 sums to exactly 0 (pandas restarts on a run of equal
+    # values), so "no negative flow" is tested exactly; the tests pin it.
+    positive = flow.where(change > 0.0, 0.0).where(change.notna()).rolling(period).sum()
+    negative = flow.where(change < 0.0, 0.0).where(change.notna()).rolling(period).sum()
+    return pd.DataFrame({"value": 100.0 * _ratio(positive, positive + negative, 0.5)})
+
+
+def _vwap(bars: pd.DataFrame, p: _Params) -> pd.DataFrame:
+    period = int(p["period"])
+    tp = typical_price(bars)
+    volume = bars["volume"]
+    if period == 0:
+        pv_sum, volume_sum, equal_weight = (tp * volume).cumsum(), volume.cumsum(), tp.expanding()
+    else:
+        pv_sum = (tp * volume).rolling(period).sum()
+        volume_sum = volume.rolling(period).sum()
+        equal_weight = tp.rolling(period)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        value = pv_sum / volume_sum
+    value = value.where(volume_sum > 0.0, equal_weight.mean())
+    return pd.DataFrame({"value": value, "distance": _distance(bars["close"], value)})
+
+
 _COMPUTE: dict[str, Callable[[pd.DataFrame, _Params], pd.DataFrame]] = {
     "sma": _sma,
     "ema": _ema,
+    "wma": _wma,
     "rsi": _rsi,
     "macd": _macd,
     "bollinger": _bollinger,
     "atr": _atr,
     "stochastic": _stochastic,
     "roc": _roc,
+    "momentum": _momentum,
     "williams_r": _williams_r,
+    "cci": _cci,
+    "adx": _adx,
     "obv": _obv,
+    "mfi": _mfi,
+    "vwap": _vwap,
 }
 
 
 def compute_indicator(spec: IndicatorSpec, bars: pd.DataFrame) -> pd.DataFrame:
-    """The outputs of ``spec`` over ``bars``: columns ``INDICATOR_OUTPUTS[spec.type]``, float64."""
-    if spec.type not in _COMPUTE:
+    """The outputs of ``spec`` over ``bars``: columns ``INDICATOR_OUTPUTS[spec.type]``, float64.
+
+    ``spec.type`` and its parameter names may be aliases (``TYPE_ALIASES``, ``PARAM_ALIASES``).
+    """
+    indicator_type = canonical_type(spec.type)
+    if indicator_type not in _COMPUTE:
         raise ValueError(f"unknown indicator type {spec.type!r}")
     params = resolve_params(spec.type, spec.params)
-    frame = _COMPUTE[spec.type](bars, params)
-    frame = frame[list(INDICATOR_OUTPUTS[spec.type])].astype(np.float64)
+    frame = _COMPUTE[indicator_type](bars, params)
+    frame = frame[list(_OUTPUTS[indicator_type])].astype(np.float64)
     frame.index = bars.index
     return frame
 
