@@ -98,7 +98,7 @@ def cmd_trainer(args: argparse.Namespace) -> int:
         advertise=args.advertise,
         security=_security(args),
     )
-    asyncio.run(serve(config))
+    asyncio.run(serve(config, grace_s=args.grace))
     return EXIT_OK
 
 
@@ -287,6 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--advertise",
         default=_env("ADVERTISE", ""),
         help="HOST:PORT the orchestrator should dial (default: from --listen)",
+    )
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=float(_env("GRACE", "30")),
+        help="on SIGTERM/SIGINT, seconds running jobs may finish before they are cancelled",
     )
     _add_security(p)
     p.set_defaults(func=cmd_trainer)

@@ -63,10 +63,16 @@ def test_end_to_end_produces_a_loadable_artifact(tmp_path: Path) -> None:
     assert set(outcome.feature_importance) == set(outcome.feature_names)
 
     test = outcome.test_metrics
-    assert set(test) == {"accuracy", "macro_f1"} | {
+    rates = {"accuracy", "macro_f1"} | {
         f"{m}_{c}" for m in ("precision", "recall", "f1") for c in CLASSES
     }
-    assert all(0.0 <= v <= 1.0 for v in test.values())
+    counts = {f"support_{c}" for c in CLASSES} | {
+        f"confusion_{t}_{p}" for t in CLASSES for p in CLASSES
+    }
+    assert set(test) == rates | counts
+    assert all(0.0 <= test[k] <= 1.0 for k in rates)
+    confusion_total = sum(test[f"confusion_{t}_{p}"] for t in CLASSES for p in CLASSES)
+    assert confusion_total == sum(test[f"support_{c}"] for c in CLASSES) > 0
     train = outcome.train_metrics
     assert {"loss", "accuracy", "val_loss", "val_accuracy", "epochs_run", "learning_rate"} <= set(
         train
