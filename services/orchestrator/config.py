@@ -15,7 +15,7 @@ class OrchestratorConfig:
     nodes: tuple[str, ...] = field(default_factory=tuple)
     """Static trainer node addresses (host:port), from --node."""
     state_dir: Path = Path("state")
-    """Where models (and, later, the job store) live."""
+    """Where models (``models/``), the job store (``jobs.sqlite3``) and upload staging live."""
     advertise: str = ""
     """The address trainers should dial to upload models; empty = derived from listen."""
     probe_timeout_s: float = 1.0
@@ -26,5 +26,7 @@ class OrchestratorConfig:
     """How long a probe result is trusted before the node is probed again."""
     max_model_bytes: int = 4 * 1024**3
     """Largest uncompressed model an upload may declare."""
+    max_attempts: int = 2
+    """Runs a job may get: a node lost mid-job costs one, and the job moves to another node."""
     security: Security = INSECURE
     """TLS/mTLS and bearer token, for this server and for its calls to trainer nodes."""

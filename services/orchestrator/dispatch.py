@@ -5,6 +5,12 @@ node with a free slot (or fails the job when placement can never succeed, e.g. `
 with no GPU node), and starts a relay task for it. The relay re-sequences the trainer's events
 into the job's log; a trainer ``SUCCEEDED`` becomes the job's ``SUCCEEDED`` only once the model
 is in the repository, so a client that sees SUCCEEDED can always fetch the model.
+
+After a restart, ``recover`` re-queues the jobs that were waiting and re-attaches
+(``Trainer.Attach`` after the last relayed trainer seq) to those that were running, so they
+finish normally; a job whose node no longer knows it is failed with the reason, never left
+RUNNING. A node lost mid-job gets the job retried on another node while attempts remain (and the
+placement allows a fallback), with the retry visible in the job's events.
 """
 
 from __future__ import annotations
@@ -13,13 +19,14 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator
 
 import grpc
 
 from shared import errors
 from shared.jobs import ErrorCode, EventKind, JobError, JobEvent, JobState, TrainResult
 from shared.rpc import serde
-from shared.rpc.v1 import trainer_pb2, trainer_pb2_grpc
+from shared.rpc.v1 import progress_pb2, trainer_pb2, trainer_pb2_grpc
 
 from .jobs import JobBook, JobRecord
 from .placement import choose
@@ -28,6 +35,8 @@ from .repository import ModelRepository
 
 _LOGGER = logging.getLogger(__name__)
 CANCEL_TIMEOUT_S = 5.0
+REATTACH_WINDOW_S = 30.0
+"""How long a restarted orchestrator keeps trying to reach a running job's node."""
 
 
 class Dispatcher:
@@ -38,7 +47,11 @@ class Dispatcher:
         repository: ModelRepository,
         *,
         upload_target: str,
+        max_attempts: int = 2,
+        reattach_window_s: float = REATTACH_WINDOW_S,
     ) -> None:
+        self._max_attempts = max_attempts
+        self._reattach_window_s = reattach_window_s
         self._book = book
         self._registry = registry
         self._repository = repository
@@ -50,6 +63,22 @@ class Dispatcher:
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._placement_loop(), name="placement")
+
+    def recover(self) -> int:
+        """Resume the store's unfinished jobs: re-queue waiting ones, re-attach running ones."""
+        jobs = self._book.unfinished()
+        for record in jobs:
+            if not record.node:
+                self.submit(record)
+                continue
+            self._registry.add(record.node, source="recovered")
+            self._registry.claim(record.node, record.job_id)
+            self._relays[record.job_id] = asyncio.create_task(
+                self._relay(record, reattach=True), name=f"reattach-{record.job_id}"
+            )
+        if jobs:
+            _LOGGER.info("recovered %d unfinished job(s)", len(jobs))
+        return len(jobs)
 
     async def stop(self) -> None:
         tasks = [t for t in (self._loop_task, *self._relays.values()) if t is not None]
@@ -89,6 +118,8 @@ class Dispatcher:
             self._queue.popleft()
             record.node = choice.address
             record.attempt += 1
+            record.node_seq = 0
+            self._book.save_placement(record)
             self._registry.claim(choice.address, record.job_id)
             if choice.note:
                 self._lifecycle(record, JobState.QUEUED, f"Placement: {choice.note}")
@@ -98,24 +129,50 @@ class Dispatcher:
 
     # -- the relay ---------------------------------------------------------------------------
 
-    async def _relay(self, record: JobRecord) -> None:
+    async def _attach(
+        self, stub: trainer_pb2_grpc.TrainerAsyncStub, record: JobRecord
+    ) -> AsyncIterator[progress_pb2.ProgressEvent]:
+        """The job's remaining events from its node, retrying while the node comes back."""
+        deadline = time.monotonic() + self._reattach_window_s
+        delay = 0.2
+        while True:
+            call = stub.Attach(
+                trainer_pb2.AttachRequest(job_id=record.job_id, after_seq=record.node_seq)
+            )
+            try:
+                async for message in call:
+                    yield message
+                return
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() is not grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def _relay(self, record: JobRecord, *, reattach: bool = False) -> None:
         node = record.node
         try:
             stub = trainer_pb2_grpc.TrainerStub(self._registry.channel(node))
-            call = stub.Train(
-                trainer_pb2.TrainerJob(
-                    job_id=record.job_id,
-                    request=serde.request_to_proto(record.request),
-                    upload_target=self.upload_target,
-                    upload_token=record.upload_token,
+            messages: AsyncIterable[progress_pb2.ProgressEvent]
+            if reattach:
+                messages = self._attach(stub, record)
+            else:
+                messages = stub.Train(
+                    trainer_pb2.TrainerJob(
+                        job_id=record.job_id,
+                        request=serde.request_to_proto(record.request),
+                        upload_target=self.upload_target,
+                        upload_token=record.upload_token,
+                    )
                 )
-            )
-            async for message in call:
+            async for message in messages:
+                if message.seq <= record.node_seq:
+                    continue  # already relayed before a restart
                 event = serde.event_from_proto(message)
                 if event.state is JobState.SUCCEEDED:
                     self._succeed(record, event)
                 else:
-                    self._book.append(record.job_id, event)
+                    self._book.append(record.job_id, event, node_seq=message.seq)
                 if event.terminal:
                     break
             if not record.state.terminal:
@@ -128,10 +185,20 @@ class Dispatcher:
         except grpc.RpcError as exc:
             code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else None
             detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
-            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+            if code is grpc.StatusCode.NOT_FOUND and reattach:
+                self._fail(
+                    record,
+                    ErrorCode.NODE_LOST,
+                    f"node {node} no longer knows this job (it restarted while the orchestrator "
+                    "was down)",
+                    "reattach",
+                )
+            elif code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
                 self._registry.mark_unreachable(node, f"stream lost: {detail}")
                 if record.cancel_requested:
                     self._cancelled(record, record.cancel_requested)
+                elif self._may_retry(record):
+                    self._retry(record, f"lost node {node} mid-job: {detail}")
                 else:
                     self._fail(
                         record, ErrorCode.NODE_LOST, f"lost node {node} mid-job: {detail}", "relay"
@@ -152,6 +219,21 @@ class Dispatcher:
         finally:
             self._registry.release(node, record.job_id)
             self._relays.pop(record.job_id, None)
+
+    def _may_retry(self, record: JobRecord) -> bool:
+        placement = record.request.placement
+        if record.attempt >= self._max_attempts:
+            return False
+        return not (placement.node and not placement.allow_fallback)
+
+    def _retry(self, record: JobRecord, why: str) -> None:
+        attempts = f"attempt {record.attempt + 1}/{self._max_attempts}"
+        self._lifecycle(record, JobState.QUEUED, f"Retrying ({attempts}): {why}")
+        record.node = ""
+        record.node_seq = 0
+        self._book.save_placement(record)
+        self._queue.appendleft(record.job_id)
+        self._queued.set()
 
     def _succeed(self, record: JobRecord, event: JobEvent) -> None:
         ref = self._repository.by_job(record.job_id)
@@ -198,6 +280,7 @@ class Dispatcher:
             self._cancelled(record, reason)
             return record
         record.cancel_requested = reason
+        self._book.save_placement(record)
         stub = trainer_pb2_grpc.TrainerStub(self._registry.channel(record.node))
         try:
             await stub.Cancel(

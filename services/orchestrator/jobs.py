@@ -3,8 +3,8 @@
 Every event a job produces is appended here with the next seq; a watcher reads the log from any
 seq and then waits for more, so watchers never slow the job or each other (each one holds only
 an index into the shared log), and a watcher that reconnects with its last seq gets every later
-event exactly once, in order. This first cut keeps jobs in memory; the store interface for a
-persistent (SQLite) implementation comes with the orchestrator's persistence work.
+event exactly once, in order. Every change is written through to a ``JobStore`` (SQLite in
+``--state-dir``) before anyone sees it, and a new ``JobBook`` starts from what the store holds.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, replace
 from shared import errors
 from shared.jobs import EventKind, JobError, JobEvent, JobState, TrainResult
 from shared.spec import TrainingRequest
+
+from .store import JobStore, MemoryJobStore, StoredJob
 
 
 @dataclass
@@ -39,6 +41,8 @@ class JobRecord:
     error: JobError | None = None
     events: list[JobEvent] = field(default_factory=list)
     cancel_requested: str = ""
+    node_seq: int = 0
+    """The last trainer-side seq relayed (``Trainer.Attach`` resumes after it)."""
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -47,9 +51,42 @@ class JobRecord:
 
 
 class JobBook:
-    def __init__(self) -> None:
+    def __init__(self, store: JobStore | None = None) -> None:
+        self._store: JobStore = store if store is not None else MemoryJobStore()
         self._jobs: dict[str, JobRecord] = {}
         self._by_request_id: dict[str, str] = {}
+        for stored in self._store.load():
+            record = JobRecord(
+                job_id=stored.job_id,
+                request=stored.request,
+                upload_token=stored.upload_token,
+                created_at=stored.created_at,
+                node=stored.node,
+                attempt=stored.attempt,
+                cancel_requested=stored.cancel_requested,
+                node_seq=stored.node_seq,
+            )
+            self._jobs[record.job_id] = record
+            if stored.request_id:
+                self._by_request_id[stored.request_id] = record.job_id
+            for event in stored.events:
+                self._fold(record, event)
+
+    def unfinished(self) -> list[JobRecord]:
+        """Jobs that were not terminal when the store was loaded, oldest first."""
+        return sorted(
+            (r for r in self._jobs.values() if not r.state.terminal), key=lambda r: r.created_at
+        )
+
+    def save_placement(self, record: JobRecord) -> None:
+        """Persist where the job runs (node, attempt, relayed seq) and any pending cancel."""
+        self._store.update_placement(
+            record.job_id,
+            node=record.node,
+            attempt=record.attempt,
+            node_seq=record.node_seq,
+            cancel_requested=record.cancel_requested,
+        )
 
     def create(self, request: TrainingRequest) -> tuple[JobRecord, bool]:
         """A new QUEUED job, or the existing one for a repeated ``request_id`` (created=False)."""
@@ -71,20 +108,32 @@ class JobBook:
             upload_token=secrets.token_urlsafe(32),
             created_at=time.time(),
         )
+        queued = JobEvent(
+            job_id=job_id,
+            seq=1,
+            time=record.created_at,
+            state=JobState.QUEUED,
+            kind=EventKind.LIFECYCLE,
+            message="Queued",
+        )
+        self._store.insert_job(
+            StoredJob(
+                job_id=job_id,
+                request_id=request.request_id,
+                request=request,
+                upload_token=record.upload_token,
+                created_at=record.created_at,
+                node="",
+                attempt=0,
+                node_seq=0,
+                cancel_requested="",
+                events=(queued,),
+            )
+        )
         self._jobs[job_id] = record
         if request.request_id:
             self._by_request_id[request.request_id] = job_id
-        self.append(
-            job_id,
-            JobEvent(
-                job_id=job_id,
-                seq=0,
-                time=record.created_at,
-                state=JobState.QUEUED,
-                kind=EventKind.LIFECYCLE,
-                message="Queued",
-            ),
-        )
+        self._fold(record, queued)
         return record, True
 
     def get(self, job_id: str) -> JobRecord:
@@ -116,8 +165,11 @@ class JobBook:
         token = base64.urlsafe_b64encode(str(end).encode()).decode() if end < len(jobs) else ""
         return page, token
 
-    def append(self, job_id: str, event: JobEvent) -> JobEvent:
-        """Add an event with the next seq and fold it into the job's summary."""
+    def append(self, job_id: str, event: JobEvent, *, node_seq: int | None = None) -> JobEvent:
+        """Add an event with the next seq (persisted first), fold it into the job's summary.
+
+        ``node_seq`` is the trainer-side seq of a relayed event, kept for ``Trainer.Attach``.
+        """
         record = self._jobs[job_id]
         if record.state.terminal:
             return record.events[-1]
@@ -129,6 +181,14 @@ class JobBook:
             percentage=percentage,
             node=event.node or record.node,
         )
+        self._store.append_event(job_id, event, node_seq)
+        if node_seq is not None:
+            record.node_seq = node_seq
+        self._fold(record, event)
+        return event
+
+    def _fold(self, record: JobRecord, event: JobEvent) -> None:
+        percentage = max(record.percentage, event.percentage)
         record.events.append(event)
         record.state = event.state
         record.percentage = percentage
@@ -141,7 +201,6 @@ class JobBook:
             record.error = event.error
         changed, record.changed = record.changed, asyncio.Event()
         changed.set()
-        return event
 
     async def watch(self, job_id: str, after_seq: int) -> AsyncIterator[JobEvent]:
         record = self.get(job_id)

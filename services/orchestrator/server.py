@@ -20,6 +20,7 @@ from .jobs import JobBook
 from .registry import NodeRegistry
 from .repository import ModelRepository
 from .servicer import OrchestratorServicer
+from .store import SqliteJobStore
 from .upload import ModelUploadServicer
 
 _LOGGER = logging.getLogger(__name__)
@@ -39,12 +40,15 @@ class OrchestratorServer:
     dispatcher: Dispatcher
     repository: ModelRepository
     health: Any
+    store: SqliteJobStore
 
     async def stop(self, grace_s: float = 5.0) -> None:
+        """Stop serving. Running jobs stay RUNNING in the store: a restart re-attaches to them."""
         await plumbing.set_serving(self.health, SERVICES, serving=False)
         await self.dispatcher.stop()
         await self.server.stop(grace_s)
         await self.registry.close()
+        self.store.close()
 
 
 async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
@@ -63,9 +67,12 @@ async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
     )
     for node in config.nodes:
         registry.add(node)
-    book = JobBook()
+    store = SqliteJobStore(config.state_dir / "jobs.sqlite3")
+    book = JobBook(store)
     repository = ModelRepository(config.state_dir / "models")
-    dispatcher = Dispatcher(book, registry, repository, upload_target=address)
+    dispatcher = Dispatcher(
+        book, registry, repository, upload_target=address, max_attempts=config.max_attempts
+    )
 
     orchestrator_pb2_grpc.add_OrchestratorServicer_to_server(
         OrchestratorServicer(
@@ -88,6 +95,7 @@ async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
     )
     health = await plumbing.add_health_and_reflection(server, SERVICES)
     await server.start()
+    dispatcher.recover()
     dispatcher.start()
     _LOGGER.info(
         "orchestrator serving on %s (uploads via %s), nodes: %s",
@@ -104,6 +112,7 @@ async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
         dispatcher=dispatcher,
         repository=repository,
         health=health,
+        store=store,
     )
 
 
