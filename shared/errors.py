@@ -16,6 +16,8 @@ class TrainwireError(Exception):
         if reason:
             self.reason = reason
         self.field = field
+        self.code = ""
+        """The gRPC status name, on errors a client received (e.g. ``NOT_FOUND``)."""
 
 
 class InvalidArgumentError(TrainwireError):

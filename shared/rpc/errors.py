@@ -16,7 +16,7 @@ from typing import Any, NoReturn, TypeVar, cast
 
 import grpc
 from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from shared import errors
@@ -127,4 +127,43 @@ def status_code_number(code: grpc.StatusCode) -> int:
     return int(code.value[0])
 
 
-__all__ = ["abort", "as_domain_error", "code_pb2", "rpc_method", "to_status"]
+_CLASSES: dict[grpc.StatusCode, type[errors.TrainwireError]] = {v: k for k, v in _CODES.items()}
+
+
+def from_rpc_error(exc: grpc.RpcError, target: str = "") -> errors.TrainwireError:
+    """The domain error a client sees for a failed call: the class fixed by the status code,
+    the server's message, ``reason`` from ErrorInfo and ``field`` from BadRequest details."""
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    message = (exc.details() if hasattr(exc, "details") else "") or str(code)
+    reason, field = "", ""
+    try:
+        status = rpc_status.from_call(exc)  # type: ignore[arg-type]
+    except (ValueError, AttributeError):
+        status = None
+    if status is not None:
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                reason = info.reason
+            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                if bad.field_violations:
+                    field = bad.field_violations[0].field
+    cls = _CLASSES.get(code, errors.TrainwireError)
+    if code is grpc.StatusCode.UNAVAILABLE and target:
+        message = f"{target} is unreachable: {message}"
+    elif code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        cls = errors.UnavailableError
+        message = f"deadline exceeded{f' talking to {target}' if target else ''}: {message}"
+    error = cls(
+        message,
+        reason=reason or (cls.reason if cls is not errors.TrainwireError else code.name),
+        field=field,
+    )
+    error.code = code.name
+    return error
+
+
+__all__ = ["abort", "as_domain_error", "from_rpc_error", "rpc_method", "to_status"]

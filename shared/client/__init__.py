@@ -1,0 +1,42 @@
+"""The Python client SDK: typed, sync and async, dataclass results, typed errors.
+
+    from shared.client import Client
+
+    with Client("localhost:50051") as tw:
+        for event in tw.train(["SYNTH"], ["1h"], epochs=5):
+            print(f"{event.percentage:5.1f}% {event.message}")
+        print(event.result.model.name if event.result else event.error)
+
+No grpc or protobuf type reaches the caller: results are ``shared.jobs`` / ``shared.nodes`` /
+``shared.client.types`` dataclasses and failures are ``shared.errors.TrainwireError``
+subclasses (``.code`` the gRPC status name, ``.field`` the request field to fix).
+"""
+
+from shared.client.aio import AsyncClient
+from shared.client.sync import Client
+from shared.client.types import Job, ModelInfo
+from shared.errors import (
+    FailedPreconditionError,
+    InvalidArgumentError,
+    NotFoundError,
+    TrainwireError,
+    UnauthenticatedError,
+    UnavailableError,
+)
+from shared.jobs import JobEvent, JobState, ModelRef
+
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "FailedPreconditionError",
+    "InvalidArgumentError",
+    "Job",
+    "JobEvent",
+    "JobState",
+    "ModelInfo",
+    "ModelRef",
+    "NotFoundError",
+    "TrainwireError",
+    "UnauthenticatedError",
+    "UnavailableError",
+]

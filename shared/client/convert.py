@@ -1,0 +1,98 @@
+"""Protobuf ↔ SDK types and the request builder: the only client code that sees protobuf."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from shared.client.types import Job, ModelInfo
+from shared.rpc import serde
+from shared.rpc.v1 import orchestrator_pb2 as opb
+from shared.rpc.v1 import progress_pb2 as ppb
+from shared.rpc.v1 import strategy_pb2 as spb
+
+
+def build_request(
+    *,
+    symbols: Sequence[str] = (),
+    timeframes: Sequence[str] = (),
+    epochs: int | None = None,
+    seed: int | None = None,
+    batch_size: int | None = None,
+    bars: int | None = None,
+    strategy_yaml: str | None = None,
+    strategy_file: str | Path | None = None,
+    request_id: str = "",
+    require_gpu: bool = False,
+    node: str = "",
+) -> spb.TrainRequest:
+    """A ``TrainRequest``: the default strategy, or a KTRDR v3 YAML (text or file) whose
+    training section takes ``epochs``/``seed``/``batch_size`` when given."""
+    request = spb.TrainRequest(
+        request_id=request_id, symbols=list(symbols), timeframes=list(timeframes)
+    )
+    if strategy_file is not None:
+        strategy_yaml = Path(strategy_file).read_text()
+    if strategy_yaml is not None:
+        request.strategy_yaml = _with_training(strategy_yaml, epochs, seed, batch_size)
+    else:
+        if epochs:
+            request.strategy.training.epochs = epochs
+        if seed is not None:
+            request.strategy.training.seed = seed
+        if batch_size:
+            request.strategy.training.batch_size = batch_size
+    if bars:
+        request.data.bars = bars
+    if require_gpu:
+        request.placement.require_gpu = True
+    if node:
+        request.placement.node = node
+    return request
+
+
+def _with_training(text: str, epochs: int | None, seed: int | None, batch: int | None) -> str:
+    overrides = {k: v for k, v in (("epochs", epochs), ("seed", seed), ("batch_size", batch)) if v}
+    if seed == 0:
+        overrides["seed"] = 0
+    if not overrides:
+        return text
+    import yaml
+
+    doc = yaml.safe_load(text)
+    if not isinstance(doc, dict):
+        raise ValueError("not a strategy: the YAML document must be a mapping")
+    training = doc.setdefault("training", {})
+    if not isinstance(training, dict):
+        raise ValueError("training: must be a mapping")
+    training.update(overrides)
+    return str(yaml.safe_dump(doc, sort_keys=False))
+
+
+def job_from_proto(msg: ppb.Job) -> Job:
+    return Job(
+        job_id=msg.job_id,
+        state=serde.state_from_proto(msg.state),
+        node=msg.node,
+        request_id=msg.request_id,
+        created_at=serde.ts_from_proto(msg.created_at),
+        started_at=serde.ts_from_proto(msg.started_at),
+        finished_at=serde.ts_from_proto(msg.finished_at),
+        percentage=msg.percentage,
+        message=msg.message,
+        last_seq=msg.last_seq,
+        attempt=msg.attempt,
+        result=serde.result_from_proto(msg.result) if msg.HasField("result") else None,
+        error=serde.error_from_proto(msg.error) if msg.HasField("error") else None,
+    )
+
+
+def model_from_proto(msg: opb.Model) -> ModelInfo:
+    return ModelInfo(
+        ref=serde.model_ref_from_proto(msg.ref),
+        training_metrics=dict(msg.training_metrics),
+        test_metrics=dict(msg.test_metrics),
+        feature_names=tuple(msg.feature_names),
+        metadata=json.loads(msg.metadata_json) if msg.metadata_json else {},
+    )
