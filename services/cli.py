@@ -11,15 +11,16 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from shared.jobs import JobState
 
 if TYPE_CHECKING:
     from shared.rpc.plumbing import Security
 
-EXIT_OK, EXIT_FAILED, EXIT_CANCELLED, EXIT_UNREACHABLE, EXIT_REJECTED, EXIT_RPC = 0, 1, 3, 4, 5, 6
-EXIT_INTERRUPTED = 130
+EXIT_OK, EXIT_FAILED, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 4, 130
 
 
 def _env(name: str, default: str) -> str:
@@ -102,127 +103,16 @@ def cmd_trainer(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-# --- client verbs -------------------------------------------------------------------------------
+# --- client verbs (services.commands) -----------------------------------------------------------
 
 
-def _strategy_text(path: Path, epochs: int, seed: int | None) -> str:
-    """The strategy file's text, with ``--epochs``/``--seed`` written into its training section."""
-    text = path.read_text()
-    if not epochs and seed is None:
-        return text
-    import yaml
+def _client_verb(name: str) -> Callable[[argparse.Namespace], int]:
+    def run_verb(args: argparse.Namespace) -> int:
+        from services import commands
 
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ValueError(f"not valid YAML: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ValueError("not a strategy: the YAML document must be a mapping")
-    training = doc.setdefault("training", {})
-    if not isinstance(training, dict):
-        raise ValueError("training: must be a mapping")
-    if epochs:
-        training["epochs"] = epochs
-    if seed is not None:
-        training["seed"] = seed
-    return str(yaml.safe_dump(doc, sort_keys=False))
+        return commands.run(args, _security(args), getattr(commands, f"cmd_{name}"))
 
-
-def cmd_train(args: argparse.Namespace) -> int:
-    import grpc
-
-    from services.follow import follow
-    from shared.jobs import JobEvent, JobState
-    from shared.rpc import plumbing, serde
-    from shared.rpc.v1 import orchestrator_pb2_grpc, strategy_pb2
-
-    request = strategy_pb2.TrainRequest()
-    if args.strategy:
-        try:
-            request.strategy_yaml = _strategy_text(Path(args.strategy), args.epochs, args.seed)
-        except (OSError, ValueError) as exc:
-            print(f"--strategy {args.strategy}: {exc}", file=sys.stderr)
-            return EXIT_REJECTED
-    else:
-        if not args.symbols or not args.timeframes:
-            print("--symbols and --timeframes are required without --strategy", file=sys.stderr)
-            return EXIT_REJECTED
-        if args.epochs:
-            request.strategy.training.epochs = args.epochs
-        if args.seed is not None:
-            request.strategy.training.seed = args.seed
-    request.symbols.extend(args.symbols or ())
-    request.timeframes.extend(args.timeframes or ())
-    if args.bars:
-        request.data.bars = args.bars
-    if args.require_gpu:
-        request.placement.require_gpu = True
-    if args.node:
-        request.placement.node = args.node
-
-    channel = plumbing.create_sync_channel(args.orchestrator, _security(args))
-    stub = orchestrator_pb2_grpc.OrchestratorStub(channel)
-    stream = stub.Train(request)
-
-    job_id = ""
-
-    def events() -> Iterator[JobEvent]:
-        nonlocal job_id
-        for message in stream:
-            event = serde.event_from_proto(message)
-            job_id = event.job_id
-            yield event
-
-    try:
-        last = follow(events(), as_json=args.json)
-    except grpc.RpcError as exc:
-        return _rpc_exit(exc, args.orchestrator)
-    except KeyboardInterrupt:
-        stream.cancel()  # type: ignore[no-untyped-call]
-        print(
-            f"\ndetached; the job keeps running. Cancel it with: trainwire cancel {job_id}",
-            file=sys.stderr,
-        )
-        return EXIT_INTERRUPTED
-    finally:
-        channel.close()
-    if last is None:
-        print("the stream ended before the job finished", file=sys.stderr)
-        return EXIT_RPC
-    if not args.json:
-        if last.state is JobState.SUCCEEDED and last.result and last.result.model:
-            model = last.result.model
-            print(
-                f"Model stored: {model.name} (v{model.version}, {model.size_bytes} bytes, "
-                f"sha256 {model.sha256})"
-            )
-            print(f"Test accuracy: {last.result.test_metrics.get('accuracy', float('nan')):.3f}")
-        elif last.error:
-            print(f"Job {last.job_id} {last.state.value}: {last.error.message}", file=sys.stderr)
-    return {
-        JobState.SUCCEEDED: EXIT_OK,
-        JobState.CANCELLED: EXIT_CANCELLED,
-    }.get(last.state, EXIT_FAILED)
-
-
-def _rpc_exit(exc: object, target: str) -> int:
-    import grpc
-
-    code = exc.code() if isinstance(exc, grpc.Call) else None
-    details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
-    if code is grpc.StatusCode.UNAVAILABLE:
-        print(f"cannot reach the orchestrator at {target}: {details}", file=sys.stderr)
-        return EXIT_UNREACHABLE
-    name = code.name if code else "ERROR"
-    print(f"{name}: {details}", file=sys.stderr)
-    if code in (
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.FAILED_PRECONDITION,
-        grpc.StatusCode.NOT_FOUND,
-        grpc.StatusCode.UNIMPLEMENTED,
-    ):
-        return EXIT_REJECTED
-    return EXIT_RPC
+    return run_verb
 
 
 def cmd_health(args: argparse.Namespace) -> int:
@@ -297,19 +187,63 @@ def build_parser() -> argparse.ArgumentParser:
     _add_security(p)
     p.set_defaults(func=cmd_trainer)
 
-    p = sub.add_parser("train", help="submit a job and follow it to the end")
-    p.add_argument("--orchestrator", default=_env("ORCHESTRATOR", "localhost:50051"))
-    p.add_argument("--symbols", nargs="+", default=[], help="default: the strategy file's")
-    p.add_argument("--timeframes", nargs="+", default=[], help="default: the strategy file's")
-    p.add_argument("--epochs", type=int, default=0)
-    p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--bars", type=int, default=0, help="synthetic bars per symbol")
-    p.add_argument("--strategy", help="a KTRDR v3 strategy YAML file")
-    p.add_argument("--require-gpu", action="store_true")
-    p.add_argument("--node", default="", help="run on this node")
-    p.add_argument("--json", action="store_true", help="one JSON object per event on stdout")
-    _add_security(p)
-    p.set_defaults(func=cmd_train)
+    def client(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument(
+            "--orchestrator",
+            default=_env("ORCHESTRATOR", "localhost:50051"),
+            help="HOST:PORT (env TRAINWIRE_ORCHESTRATOR)",
+        )
+        p.add_argument("--json", action="store_true", help="JSON lines on stdout, for scripts")
+        _add_security(p)
+        p.set_defaults(func=_client_verb(name.replace("-", "_")))
+        return p
+
+    def request_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--symbols", nargs="+", default=[], help="default: the strategy file's")
+        p.add_argument("--timeframes", nargs="+", default=[], help="default: the strategy file's")
+        p.add_argument("--epochs", type=int, default=0)
+        p.add_argument("--seed", type=int, default=None)
+        p.add_argument("--bars", type=int, default=0, help="synthetic bars per symbol")
+        p.add_argument("--strategy", help="a KTRDR v3 strategy YAML file")
+        p.add_argument("--require-gpu", action="store_true")
+        p.add_argument("--node", default="", help="run on this node")
+        p.add_argument("--request-id", default="", help="makes a retried submit idempotent")
+
+    request_flags(client("train", "submit a job and follow it live to the end"))
+    request_flags(client("submit", "submit a job; print its id"))
+    p = client("watch", "follow a job live (reconnect with --after-seq)")
+    p.add_argument("job_id")
+    p.add_argument("--after-seq", type=int, default=0)
+    p = client("jobs", "list jobs, newest first")
+    p.add_argument("--state", action="append", default=[], choices=[s.value for s in JobState])
+    p.add_argument("--limit", type=int, default=50)
+    p = client("cancel", "cancel a job (queued: at once; running: at the next batch)")
+    p.add_argument("job_id")
+    p.add_argument("--reason", default="")
+    client("nodes", "list trainer nodes with health, device and slots")
+    p = sub.add_parser("models", help="the model repository: list, show, download")
+    models = p.add_subparsers(dest="models_command", required=True)
+    for verb, help_text in (
+        ("list", "list stored models"),
+        ("show", "a model's metrics and metadata"),
+        ("download", "download a model's weights (sha256-verified)"),
+    ):
+        q = models.add_parser(verb, help=help_text)
+        q.add_argument(
+            "--orchestrator",
+            default=_env("ORCHESTRATOR", "localhost:50051"),
+            help="HOST:PORT (env TRAINWIRE_ORCHESTRATOR)",
+        )
+        q.add_argument("--json", action="store_true", help="JSON on stdout")
+        _add_security(q)
+        q.set_defaults(func=_client_verb(f"models_{verb}"))
+        if verb == "list":
+            q.add_argument("--strategy", dest="strategy_name", default="", help="one strategy")
+        else:
+            q.add_argument("name", help="strategy/SYMBOLS_TFS[_vN]; without _vN: the latest")
+        if verb == "download":
+            q.add_argument("--dest", default="models", help="directory to save under")
 
     p = sub.add_parser("health", help="check a server's grpc.health.v1 status")
     p.add_argument("address", help="HOST:PORT")

@@ -1,0 +1,100 @@
+"""The `trainwire` client verbs as a user runs them: real processes, real exit codes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.demo import free_port, service, wait_serving
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+
+
+@pytest.fixture(scope="module")
+def orchestrator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    tmp = tmp_path_factory.mktemp("cli")
+    orch, trainer = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    with (
+        service(["trainer", "--listen", trainer, "--work-dir", str(tmp / "w")], tmp / "t.log") as t,
+        service(
+            ["orchestrator", "--listen", orch, "--node", trainer, "--state-dir", str(tmp / "s")],
+            tmp / "o.log",
+        ) as o,
+    ):
+        wait_serving(trainer, t)
+        wait_serving(orch, o)
+        yield orch
+
+
+def trainwire(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_train_json_then_models_list_show_download(orchestrator: str, tmp_path: Path) -> None:
+    done = trainwire(
+        "train", "--orchestrator", orchestrator, "--symbols", "SYNTH", "--timeframes", "1h",
+        "--epochs", "1", "--bars", "1200", "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert events[-1]["state"] == "succeeded"
+    model = events[-1]["result"]["model"]
+
+    listed = trainwire("models", "list", "--orchestrator", orchestrator, "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert model["name"] in [json.loads(line)["name"] for line in listed.stdout.splitlines()]
+
+    shown = trainwire("models", "show", model["name"], "--orchestrator", orchestrator)
+    assert shown.returncode == 0 and "feature_names" in shown.stdout
+
+    got = trainwire(
+        "models", "download", model["name"], "--orchestrator", orchestrator,
+        "--dest", str(tmp_path),
+    )  # fmt: skip
+    assert got.returncode == 0, got.stderr
+    path = Path(got.stdout.strip())
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == model["sha256"]
+
+    jobs = trainwire("jobs", "--orchestrator", orchestrator)
+    assert events[-1]["job_id"] in jobs.stdout and "succeeded" in jobs.stdout
+
+
+def test_submit_watch_cancel_exit_codes(orchestrator: str) -> None:
+    submitted = trainwire(
+        "submit", "--orchestrator", orchestrator, "--symbols", "SYNTH", "--timeframes", "1h",
+        "--epochs", "100000", "--bars", "1500",
+    )  # fmt: skip
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip()
+    cancelled = trainwire("cancel", job_id, "--orchestrator", orchestrator, "--reason", "test")
+    assert cancelled.returncode == 0, cancelled.stderr
+    watched = trainwire("watch", job_id, "--orchestrator", orchestrator)
+    assert watched.returncode == 3, watched.stderr  # cancelled
+    assert "Cancelled" in watched.stdout
+
+
+def test_bad_input_unknown_job_and_unreachable_have_distinct_codes(orchestrator: str) -> None:
+    bad = trainwire(
+        "train", "--orchestrator", orchestrator, "--symbols", "SYNTH", "--timeframes", "7x",
+    )  # fmt: skip
+    assert bad.returncode == 5 and "timeframes[0]" in bad.stderr
+    unknown = trainwire("watch", "nope", "--orchestrator", orchestrator)
+    assert unknown.returncode == 5 and "nope" in unknown.stderr
+    unreachable = trainwire("nodes", "--orchestrator", f"127.0.0.1:{free_port()}")
+    assert unreachable.returncode == 4 and "unreachable" in unreachable.stderr
+    nodes = trainwire("nodes", "--orchestrator", orchestrator)
+    assert nodes.returncode == 0 and "serving" in nodes.stdout
