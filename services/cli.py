@@ -35,6 +35,14 @@ def _setup_logging(level: str) -> None:
     )
 
 
+def _add_metrics(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--metrics-listen",
+        default=_env("METRICS_LISTEN", ""),
+        help="HOST:PORT to serve Prometheus /metrics on (default: off)",
+    )
+
+
 def _add_security(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("security (TLS/mTLS, bearer token)")
     g.add_argument("--tls-cert", default=_env("TLS_CERT", ""), help="PEM certificate")
@@ -79,6 +87,7 @@ def cmd_orchestrator(args: argparse.Namespace) -> int:
         nodes=nodes,
         state_dir=Path(args.state_dir),
         advertise=args.advertise,
+        metrics_listen=args.metrics_listen,
         security=_security(args),
     )
     asyncio.run(serve(config))
@@ -159,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("ADVERTISE", ""),
         help="HOST:PORT trainers dial to upload models (default: from --listen)",
     )
+    _add_metrics(p)
     _add_security(p)
     p.set_defaults(func=cmd_orchestrator)
 

@@ -28,5 +28,7 @@ class OrchestratorConfig:
     """Largest uncompressed model an upload may declare."""
     max_attempts: int = 2
     """Runs a job may get: a node lost mid-job costs one, and the job moves to another node."""
+    metrics_listen: str = ""
+    """host:port for Prometheus ``/metrics``; empty = no metrics endpoint."""
     security: Security = INSECURE
     """TLS/mTLS and bearer token, for this server and for its calls to trainer nodes."""

@@ -86,6 +86,10 @@ class Dispatcher:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
+    @property
+    def queue_length(self) -> int:
+        return len(self._queue)
+
     def submit(self, record: JobRecord) -> None:
         self._queue.append(record.job_id)
         self._queued.set()
@@ -276,6 +280,7 @@ class Dispatcher:
         reason = reason or "cancelled by request"
         if record.state.terminal:
             return record
+        record.cancel_requested_at = time.monotonic()
         if record.state is JobState.QUEUED and not record.node:
             self._cancelled(record, reason)
             return record

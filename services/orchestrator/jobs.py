@@ -14,7 +14,7 @@ import base64
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from shared import errors
@@ -43,6 +43,8 @@ class JobRecord:
     cancel_requested: str = ""
     node_seq: int = 0
     """The last trainer-side seq relayed (``Trainer.Attach`` resumes after it)."""
+    cancel_requested_at: float = 0.0
+    """monotonic() of the CancelJob call, for the cancel-latency metric (not persisted)."""
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -55,6 +57,10 @@ class JobBook:
         self._store: JobStore = store if store is not None else MemoryJobStore()
         self._jobs: dict[str, JobRecord] = {}
         self._by_request_id: dict[str, str] = {}
+        self.events_appended = 0
+        """Events appended since start (the events/s metric)."""
+        self.on_cancelled: Callable[[float], None] | None = None
+        """Called with the seconds from CancelJob to the CANCELLED event."""
         for stored in self._store.load():
             record = JobRecord(
                 job_id=stored.job_id,
@@ -185,7 +191,21 @@ class JobBook:
         if node_seq is not None:
             record.node_seq = node_seq
         self._fold(record, event)
+        self.events_appended += 1
+        if (
+            event.state is JobState.CANCELLED
+            and record.cancel_requested_at
+            and self.on_cancelled is not None
+        ):
+            self.on_cancelled(time.monotonic() - record.cancel_requested_at)
         return event
+
+    def counts(self) -> dict[JobState, int]:
+        """Jobs per state."""
+        out = dict.fromkeys(JobState, 0)
+        for record in self._jobs.values():
+            out[record.state] += 1
+        return out
 
     def _fold(self, record: JobRecord, event: JobEvent) -> None:
         percentage = max(record.percentage, event.percentage)

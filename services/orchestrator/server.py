@@ -10,6 +10,7 @@ from typing import Any
 
 import grpc
 
+from shared.metrics import MetricsServer, serve_metrics
 from shared.pipeline import validate_request
 from shared.rpc import plumbing
 from shared.rpc.v1 import orchestrator_pb2, orchestrator_pb2_grpc, upload_pb2, upload_pb2_grpc
@@ -17,6 +18,7 @@ from shared.rpc.v1 import orchestrator_pb2, orchestrator_pb2_grpc, upload_pb2, u
 from .config import OrchestratorConfig
 from .dispatch import Dispatcher
 from .jobs import JobBook
+from .metrics import OrchestratorMetrics
 from .registry import NodeRegistry
 from .repository import ModelRepository
 from .servicer import OrchestratorServicer
@@ -41,6 +43,8 @@ class OrchestratorServer:
     repository: ModelRepository
     health: Any
     store: SqliteJobStore
+    metrics: OrchestratorMetrics
+    metrics_server: MetricsServer | None = None
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """Stop serving. Running jobs stay RUNNING in the store: a restart re-attaches to them."""
@@ -49,6 +53,8 @@ class OrchestratorServer:
         await self.server.stop(grace_s)
         await self.registry.close()
         self.store.close()
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
 
 
 async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
@@ -93,6 +99,7 @@ async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
         ),
         server,
     )
+    metrics = OrchestratorMetrics(book, registry, dispatcher)
     health = await plumbing.add_health_and_reflection(server, SERVICES)
     await server.start()
     dispatcher.recover()
@@ -113,6 +120,8 @@ async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
         repository=repository,
         health=health,
         store=store,
+        metrics=metrics,
+        metrics_server=serve_metrics(config.metrics_listen, metrics.registry),
     )
 
 
