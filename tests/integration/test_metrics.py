@@ -49,9 +49,8 @@ async def test_orchestrator_metrics_after_a_finished_and_a_cancelled_job(tmp_pat
                 if event.state is JobState.RUNNING:
                     break
             await tw.cancel(job.job_id)
-            async for event in tw.watch(job.job_id):
-                pass
-            assert event.state is JobState.CANCELLED
+            rest = [e async for e in tw.watch(job.job_id)]
+            assert rest[-1].state is JobState.CANCELLED
         assert orchestrator.metrics_server is not None
         m = await asyncio.to_thread(scrape, orchestrator.metrics_server.port)
     finally:
