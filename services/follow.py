@@ -11,6 +11,7 @@ from typing import Any, TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.table import Column
 
 from shared.jobs import EventKind, JobEvent, JobState
 
@@ -43,15 +44,24 @@ class LiveRenderer:
 
     def __init__(self, console: Console) -> None:
         self.console = console
+        # Columns share the terminal's width: the bar and the info text shrink on a narrow
+        # terminal instead of collapsing (80 columns is the common worst case).
         self.progress = Progress(
-            TextColumn("{task.description:<34}"),
-            BarColumn(bar_width=36),
-            TextColumn("{task.percentage:>5.1f}%"),
+            TextColumn(
+                "{task.description}",
+                table_column=Column(width=26, no_wrap=True, overflow="ellipsis"),
+            ),
+            BarColumn(bar_width=None, table_column=Column(ratio=2, min_width=10)),
+            TextColumn("{task.percentage:>5.1f}%", table_column=Column(width=6)),
             TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
+            TextColumn(
+                "{task.fields[info]}",
+                table_column=Column(ratio=3, no_wrap=True, overflow="ellipsis"),
+            ),
             console=console,
             transient=False,
             refresh_per_second=8,
+            expand=True,
         )
         self.overall: TaskID = self.progress.add_task("Overall", total=100, info="")
         self.step: TaskID = self.progress.add_task("Step", total=100, info="")
@@ -75,7 +85,7 @@ class LiveRenderer:
                 self.console.log(f"Step {event.step_index}/{event.step_total}: {event.step_name}")
             p.update(
                 self.step,
-                description=f"Step {event.step_index}/{event.step_total} {event.step_name}"[:34],
+                description=f"Step {event.step_index}/{event.step_total} {event.step_name}",
                 completed=event.step_percentage,
             )
         if event.total_epochs:
@@ -98,7 +108,7 @@ class LiveRenderer:
                 description=f"Batch {event.batch}/{event.total_batches}",
             )
         if event.kind is EventKind.EPOCH:
-            self.console.log(f"{event.message}  {_metrics_text(event.metrics)}")
+            self.console.log(event.message)
         elif event.kind in (EventKind.LIFECYCLE, EventKind.UPLOAD):
             self.console.log(event.message)
 
@@ -113,7 +123,7 @@ def follow(
             print(event_json(event), file=out, flush=True)
             last = event
         return last if last and last.terminal else None
-    console = Console(file=out)
+    console = Console(file=out, log_path=False)
     if not console.is_terminal:
         for event in events:
             if event.kind is not EventKind.BATCH or event.batch == event.total_batches:
