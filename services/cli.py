@@ -88,6 +88,8 @@ def cmd_orchestrator(args: argparse.Namespace) -> int:
         state_dir=Path(args.state_dir),
         advertise=args.advertise,
         metrics_listen=args.metrics_listen,
+        max_attempts=args.max_attempts,
+        heartbeat_interval_s=args.heartbeat_interval,
         security=_security(args),
     )
     asyncio.run(serve(config))
@@ -162,11 +164,27 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("orchestrator", help="run the orchestrator (the public endpoint)")
     p.add_argument("--listen", default=_env("LISTEN", "0.0.0.0:50051"), help="HOST:PORT")
     p.add_argument("--node", action="append", help="a trainer node HOST:PORT (repeatable)")
-    p.add_argument("--state-dir", default=_env("STATE_DIR", "state"), help="models live here")
+    p.add_argument(
+        "--state-dir",
+        default=_env("STATE_DIR", "state"),
+        help="models, the job store (jobs.sqlite3) and upload staging live here",
+    )
     p.add_argument(
         "--advertise",
         default=_env("ADVERTISE", ""),
         help="HOST:PORT trainers dial to upload models (default: from --listen)",
+    )
+    p.add_argument(
+        "--max-attempts",
+        type=int,
+        default=int(_env("MAX_ATTEMPTS", "2")),
+        help="runs a job may get when its node is lost mid-job (1 = never retry)",
+    )
+    p.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=float(_env("HEARTBEAT_INTERVAL", "5")),
+        help="seconds between registered nodes' heartbeats; 3 missed take a node out",
     )
     _add_metrics(p)
     _add_security(p)
