@@ -259,6 +259,7 @@ def validate(request: TrainingRequest, known_indicators: Mapping[str, tuple[str,
     _validate_strategy(request.strategy, known_indicators)
     _validate_nn_inputs(request.strategy, request.timeframes)
     _validate_data(request.data)
+    _validate_placement(request.placement)
 
 
 def _validate_strategy(
@@ -384,6 +385,17 @@ def _validate_nn_inputs(strategy: StrategySpec, timeframes: tuple[str, ...]) -> 
             if (nn.fuzzy_set, tf) in used:
                 raise SpecError(f"{path}.timeframes", f"{nn.fuzzy_set} on {tf} is already an input")
             used.add((nn.fuzzy_set, tf))
+
+
+_DEVICE_RE = re.compile(r"^(cpu|mps|cuda(:[0-9]{1,2})?)$")
+
+
+def _validate_placement(placement: PlacementSpec) -> None:
+    if placement.device and not _DEVICE_RE.match(placement.device):
+        raise SpecError(
+            "placement.device",
+            f"{placement.device!r} is not a device: use cpu, cuda, cuda:N or mps",
+        )
 
 
 def _validate_data(data: DataSpec) -> None:

@@ -28,6 +28,7 @@ import yaml
 from shared import spec
 
 MAX_YAML_BYTES = 256 * 1024
+MAX_DEPTH = 32
 FIELD = "strategy_yaml"
 
 _SHAPE_ALIASES = {
@@ -86,6 +87,7 @@ def parse_strategy_yaml(text: str) -> ParsedStrategy:
     if len(text.encode()) > MAX_YAML_BYTES:
         raise spec.SpecError(FIELD, f"larger than {MAX_YAML_BYTES // 1024} KiB")
     try:
+        _check_shape(text)
         document = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
@@ -97,6 +99,29 @@ def parse_strategy_yaml(text: str) -> ParsedStrategy:
         return _translate(document)
     except _YamlError as exc:
         raise spec.SpecError(FIELD, str(exc)) from None
+
+
+def _check_shape(text: str) -> None:
+    """Refuse aliases (``*a`` expands exponentially: a 600-byte billion-laughs file costs
+    gigabytes) and nesting deeper than ``MAX_DEPTH`` (the composer recurses), by scanning the
+    event stream first, which is iterative and cheap."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            raise spec.SpecError(
+                FIELD, f"YAML aliases (*name) are not supported{_line(event)}; write values out"
+            )
+        if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise spec.SpecError(FIELD, f"nested deeper than {MAX_DEPTH} levels{_line(event)}")
+        elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+            depth -= 1
+
+
+def _line(event: yaml.Event) -> str:
+    mark = event.start_mark
+    return f" (line {mark.line + 1})" if mark is not None else ""
 
 
 # --- helpers ------------------------------------------------------------------------------------

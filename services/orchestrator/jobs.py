@@ -159,6 +159,8 @@ class JobBook:
         size = min(page_size or 50, 1000)
         try:
             start = int(base64.urlsafe_b64decode(page_token.encode()).decode()) if page_token else 0
+            if start < 0:
+                raise ValueError("negative position")
         except ValueError:
             raise errors.InvalidArgumentError(
                 "not a token this server returned", field="page_token"

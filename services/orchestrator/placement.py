@@ -97,9 +97,14 @@ def choose(placement: PlacementSpec, nodes: Sequence[NodeStatus]) -> Choice | No
 
     if not any(order):
         raise errors.UnavailableError(f"no trainer node is serving ({_summary(nodes)})")
-    for group in order:
+    for rank, group in enumerate(order):
         free = sorted((n for n in group if _free(n) > 0), key=lambda n: -_free(n))
         if free:
+            if rank and not note and placement.mode is not PlacementMode.AUTO:
+                # An explicit mode served by the other kind is a fallback, and shows as one.
+                wanted = placement.mode.value.upper()
+                other = "CPU" if placement.mode is PlacementMode.GPU else "GPU"
+                note = f"no free {wanted} node; falling back to a {other} node"
             return Choice(free[0].address, note)
     return None
 

@@ -155,8 +155,9 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         if request.page_size < 0:
             raise errors.InvalidArgumentError("must be >= 0", field="page_size")
         refs = await asyncio.to_thread(self._repository.catalogue, request.strategy)
-        start = int(request.page_token) if request.page_token.isdigit() else 0
-        if request.page_token and not request.page_token.isdigit():
+        token_ok = request.page_token.isascii() and request.page_token.isdigit()
+        start = int(request.page_token) if token_ok else 0
+        if request.page_token and not token_ok:
             raise errors.InvalidArgumentError(
                 "not a token this server returned", field="page_token"
             )

@@ -40,6 +40,17 @@ _CODES: dict[type[errors.TrainwireError], grpc.StatusCode] = {
 }
 
 
+MAX_MESSAGE_CHARS = 1024
+"""Status messages echo bad input; a huge value must not turn INVALID_ARGUMENT into a
+RESOURCE_EXHAUSTED from gRPC's 16 KiB metadata limit, so messages are cut to this."""
+
+
+def _clip(text: str) -> str:
+    if len(text) <= MAX_MESSAGE_CHARS:
+        return text
+    return f"{text[: MAX_MESSAGE_CHARS - 40]}… ({len(text)} characters in all)"
+
+
 def to_status(exc: errors.TrainwireError) -> grpc.Status:
     code = _CODES.get(type(exc), grpc.StatusCode.UNKNOWN)
     for cls, mapped in _CODES.items():
@@ -56,13 +67,13 @@ def to_status(exc: errors.TrainwireError) -> grpc.Status:
             error_details_pb2.BadRequest(
                 field_violations=[
                     error_details_pb2.BadRequest.FieldViolation(
-                        field=exc.field, description=exc.message
+                        field=_clip(exc.field), description=_clip(exc.message)
                     )
                 ]
             )
         )
         details.append(bad)
-    message = f"{exc.field}: {exc.message}" if exc.field else exc.message
+    message = _clip(f"{exc.field}: {exc.message}" if exc.field else exc.message)
     status = status_pb2.Status(code=code.value[0], message=message, details=details)
     result: grpc.Status = rpc_status.to_status(status)
     return result
