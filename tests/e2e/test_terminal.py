@@ -21,13 +21,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 @pytest.fixture
 def orchestrator(tmp_path: Path) -> Iterator[str]:
     orch, trainer = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    trainer_args = ["trainer", "--listen", trainer, "--work-dir", str(tmp_path / "w")]
+    orchestrator_args = ["orchestrator", "--listen", orch, "--node", trainer]
+    orchestrator_args += ["--state-dir", str(tmp_path / "s")]
     with (
-        service(["trainer", "--listen", trainer, "--work-dir", str(tmp_path / "w")], tmp_path / "t.log") as t,
-        service(
-            ["orchestrator", "--listen", orch, "--node", trainer, "--state-dir", str(tmp_path / "s")],
-            tmp_path / "o.log",
-        ) as o,
-    ):  # fmt: skip
+        service(trainer_args, tmp_path / "t.log") as t,
+        service(orchestrator_args, tmp_path / "o.log") as o,
+    ):
         wait_serving(trainer, t)
         wait_serving(orch, o)
         yield orch
