@@ -125,3 +125,75 @@ def test_grpcurl_alone_trains_a_model(processes: tuple[str, str, Path]) -> None:
     assert job["state"] == "JOB_STATE_SUCCEEDED"
     nodes = json_stream(grpcurl(orch, "trainwire.v1.Orchestrator/ListNodes"))[0]
     assert nodes["nodes"][0]["health"] == "NODE_HEALTH_SERVING"  # type: ignore[index]
+
+
+def grpcurl_status(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
+    proc = subprocess.run(
+        [grpcurl_path(), "-plaintext", *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        input=stdin,
+    )
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def test_grpcurl_calls_every_rpc_as_the_readme_shows(processes: tuple[str, str, Path]) -> None:
+    """The README's grpcurl cookbook, and every RPC of the three services reachable by name."""
+    orch, trainer, _ = processes
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "strategies" / "rsi_mean_reversion.yaml").read_text()
+    body = json.dumps(
+        {"strategy_yaml": text.replace("epochs: 30", "epochs: 1"), "data": {"bars": 1200}}
+    )
+    code, out, err = grpcurl_status("-d", "@", orch, "trainwire.v1.Orchestrator/Train", stdin=body)
+    assert code == 0, err
+    trained = json_stream(out)[-1]
+    assert trained["state"] == "JOB_STATE_SUCCEEDED", trained
+    model = trained["result"]["model"]  # type: ignore[index]
+
+    submit = '{"symbols":["SYNTH"],"timeframes":["1h"],"strategy":{"training":{"epochs":100000}}}'
+    job = json_stream(grpcurl("-d", submit, orch, "trainwire.v1.Orchestrator/SubmitJob"))[0]
+    job_id = str(job["job_id"])
+    cancel = json.dumps({"job_id": job_id, "reason": "enough"})
+    grpcurl("-d", cancel, orch, "trainwire.v1.Orchestrator/CancelJob")
+    watched = json_stream(
+        grpcurl(
+            "-d",
+            json.dumps({"job_id": job_id, "after_seq": 1}),
+            orch,
+            "trainwire.v1.Orchestrator/WatchJob",
+        )
+    )
+    assert int(str(watched[0]["seq"])) == 2 and watched[-1]["state"] == "JOB_STATE_CANCELLED"
+
+    calls = {
+        "trainwire.v1.Orchestrator/ListJobs": ("{}", 0),
+        "trainwire.v1.Orchestrator/ListNodes": ("{}", 0),
+        "trainwire.v1.Orchestrator/ListModels": ("{}", 0),
+        "trainwire.v1.Orchestrator/GetModel": (json.dumps({"name": model["name"]}), 0),  # type: ignore[index]
+        "trainwire.v1.Orchestrator/DownloadModel": (json.dumps({"name": model["name"]}), 0),  # type: ignore[index]
+        "trainwire.v1.Orchestrator/RegisterNode": (json.dumps({"address": trainer}), 0),
+    }
+    for method, (data, expected) in calls.items():
+        code, out, err = grpcurl_status("-d", data, orch, method)
+        assert code == expected, (method, err)
+    nodes = json_stream(grpcurl(orch, "trainwire.v1.Orchestrator/ListNodes"))[0]
+    assert nodes["nodes"][0]["health"] == "NODE_HEALTH_SERVING"  # type: ignore[index]
+
+    info = json_stream(grpcurl(trainer, "trainwire.v1.Trainer/GetInfo"))[0]
+    assert info["device"]["kind"]  # type: ignore[index]
+    # Calls that reach their handler and are refused precisely (grpcurl exit 64 + status code).
+    refused = {
+        (trainer, "trainwire.v1.Trainer/Cancel"): ('{"job_id":"nope"}', "NotFound"),
+        (trainer, "trainwire.v1.Trainer/Attach"): ('{"job_id":"nope"}', "NotFound"),
+        (trainer, "trainwire.v1.Trainer/Train"): ('{"job_id":"x"}', "InvalidArgument"),
+        (orch, "trainwire.v1.ModelUpload/UploadModel"): (
+            '{"header":{"job_id":"nope","upload_token":"t"}}',
+            "NotFound",
+        ),
+    }
+    for (address, method), (data, status) in refused.items():
+        code, out, err = grpcurl_status("-d", data, address, method)
+        assert code != 0 and status in err, (method, err)
