@@ -172,8 +172,8 @@ def test_grpcurl_calls_every_rpc_as_the_readme_shows(processes: tuple[str, str, 
         "trainwire.v1.Orchestrator/ListJobs": ("{}", 0),
         "trainwire.v1.Orchestrator/ListNodes": ("{}", 0),
         "trainwire.v1.Orchestrator/ListModels": ("{}", 0),
-        "trainwire.v1.Orchestrator/GetModel": (json.dumps({"name": model["name"]}), 0),  # type: ignore[index]
-        "trainwire.v1.Orchestrator/DownloadModel": (json.dumps({"name": model["name"]}), 0),  # type: ignore[index]
+        "trainwire.v1.Orchestrator/GetModel": (json.dumps({"name": model["name"]}), 0),
+        "trainwire.v1.Orchestrator/DownloadModel": (json.dumps({"name": model["name"]}), 0),
         "trainwire.v1.Orchestrator/RegisterNode": (json.dumps({"address": trainer}), 0),
     }
     for method, (data, expected) in calls.items():
