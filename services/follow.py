@@ -107,9 +107,7 @@ class LiveRenderer:
                 total=event.total_batches,
                 description=f"Batch {event.batch}/{event.total_batches}",
             )
-        if event.kind is EventKind.EPOCH:
-            self.console.log(event.message)
-        elif event.kind in (EventKind.LIFECYCLE, EventKind.UPLOAD):
+        if event.kind is EventKind.EPOCH or event.kind in (EventKind.LIFECYCLE, EventKind.UPLOAD):
             self.console.log(event.message)
 
 
