@@ -108,6 +108,8 @@ def cmd_trainer(args: argparse.Namespace) -> int:
         device=args.device,
         orchestrator=args.orchestrator,
         advertise=args.advertise,
+        torch_threads=args.torch_threads,
+        metrics_listen=args.metrics_listen,
         security=_security(args),
     )
     asyncio.run(serve(config, grace_s=args.grace))
@@ -212,6 +214,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=float(_env("GRACE", "30")),
         help="on SIGTERM/SIGINT, seconds running jobs may finish before they are cancelled",
     )
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        default=int(_env("TORCH_THREADS", "0")),
+        help="intra-op threads per job (default: (cores - 1) / slots)",
+    )
+    _add_metrics(p)
     _add_security(p)
     p.set_defaults(func=cmd_trainer)
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 
 from shared import errors
+from shared.jobs import JobEvent
 from shared.rpc import serde
 from shared.rpc.errors import rpc_method
 from shared.rpc.v1 import orchestrator_pb2 as opb
@@ -24,6 +26,8 @@ from .repository import ModelRepository
 
 Context = grpc.aio.ServicerContext[Any, Any]
 DOWNLOAD_CHUNK_BYTES = 512 * 1024
+WIRE_CACHE_EVENTS = 65_536
+"""Recent events kept as protobuf messages: fan-out converts each event once, not per watcher."""
 
 
 def job_to_proto(record: JobRecord) -> progress_pb2.Job:
@@ -63,6 +67,18 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         self._registry = registry
         self._repository = repository
         self._validate = validate
+        self._wire_cache: OrderedDict[tuple[str, int], progress_pb2.ProgressEvent] = OrderedDict()
+
+    def _wire(self, event: JobEvent) -> progress_pb2.ProgressEvent:
+        """The event's message, built once however many watchers stream it (bounded cache)."""
+        key = (event.job_id, event.seq)
+        message = self._wire_cache.get(key)
+        if message is None:
+            message = serde.event_to_proto(event)
+            self._wire_cache[key] = message
+            if len(self._wire_cache) > WIRE_CACHE_EVENTS:
+                self._wire_cache.popitem(last=False)
+        return message
 
     async def _submit(self, request: spb.TrainRequest) -> JobRecord:
         train_request = serde.request_from_proto(request)
@@ -89,7 +105,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
     ) -> AsyncIterator[progress_pb2.ProgressEvent]:
         record = await self._submit(request)
         async for event in self._book.watch(record.job_id, 0):
-            yield serde.event_to_proto(event)
+            yield self._wire(event)
 
     @rpc_method
     async def SubmitJob(self, request: spb.TrainRequest, context: Context) -> progress_pb2.Job:
@@ -100,7 +116,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         self, request: opb.WatchJobRequest, context: Context
     ) -> AsyncIterator[progress_pb2.ProgressEvent]:
         async for event in self._book.watch(request.job_id, request.after_seq):
-            yield serde.event_to_proto(event)
+            yield self._wire(event)
 
     @rpc_method
     async def GetJob(self, request: opb.GetJobRequest, context: Context) -> progress_pb2.Job:

@@ -117,6 +117,9 @@ class SqliteJobStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.Lock()
+        self._states: dict[str, JobState] = {}
+        """Last state written per job (the jobs.state column is a query aid; load() derives
+        states from the events)."""
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -164,7 +167,9 @@ class SqliteJobStore:
             "INSERT INTO events(job_id, seq, event) VALUES (?,?,?)",
             (job_id, event.seq, serde.event_to_proto(event).SerializeToString()),
         )
-        self._db.execute("UPDATE jobs SET state=? WHERE job_id=?", (event.state.value, job_id))
+        if self._states.get(job_id) is not event.state:  # most events keep the state
+            self._db.execute("UPDATE jobs SET state=? WHERE job_id=?", (event.state.value, job_id))
+            self._states[job_id] = event.state
 
     def append_event(self, job_id: str, event: JobEvent, node_seq: int | None) -> None:
         with self._transaction():

@@ -28,5 +28,9 @@ class TrainerConfig:
     """Attempts per model upload (exponential backoff between them)."""
     upload_backoff_s: float = 0.5
     """First backoff delay; doubles each attempt."""
+    torch_threads: int = 0
+    """Intra-op threads per job; 0 = (cores - 1) / slots, at least 1."""
+    metrics_listen: str = ""
+    """host:port for Prometheus ``/metrics``; empty = no metrics endpoint."""
     security: Security = INSECURE
     """TLS/mTLS and bearer token, for this server and for its calls to the orchestrator."""

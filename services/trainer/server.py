@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import platform
 import signal
 from collections.abc import Callable
@@ -62,6 +63,7 @@ async def create_server(
     from shared.pipeline.run import run_training, validate_request
 
     device = select_device(config.device)
+    _set_torch_threads(config.torch_threads, config.slots)
     await asyncio.to_thread(_warm_up)
     server = plumbing.create_server(config.security)
     port = plumbing.bind(server, config.listen, config.security)
@@ -123,6 +125,18 @@ async def create_server(
             name="registration",
         )
     return srv
+
+
+def _set_torch_threads(requested: int, slots: int) -> None:
+    """Give each slot its share of the cores: torch's default (every core per op) makes
+    concurrent jobs, and the event loop beside them, fight for the same cores; on a busy
+    2-core box a batch then takes 100+ ms and Cancel waits that long for the next check."""
+    import torch
+
+    spare = max(1, (os.cpu_count() or 1) - 1)  # one core stays with the event loop and gRPC
+    threads = requested or max(1, spare // max(1, slots))
+    torch.set_num_threads(threads)
+    _LOGGER.info("torch uses %d intra-op thread(s) per job", threads)
 
 
 def _warm_up() -> None:
