@@ -28,6 +28,8 @@ class UploadHeader(_message.Message):
     COMPRESSION_FIELD_NUMBER: _builtins.int
     COMPRESSED_SIZE_BYTES_FIELD_NUMBER: _builtins.int
     FILENAME_FIELD_NUMBER: _builtins.int
+    RESUME_OFFSET_FIELD_NUMBER: _builtins.int
+    STREAM_ID_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     upload_token: _builtins.str
     """The per-job token the orchestrator put in Trainer.Train."""
@@ -41,6 +43,15 @@ class UploadHeader(_message.Message):
     """Size of the compressed stream, when known in advance; 0 when not."""
     filename: _builtins.str
     """File name of the model within its artifact, e.g. "model.safetensors"."""
+    resume_offset: _builtins.int
+    """Offset in the compressed stream of this call's first data byte. 0 starts over (anything
+    staged for the job is discarded); > 0 continues the staged stream and must not exceed
+    UploadStatus.received_bytes (else FAILED_PRECONDITION naming the expected offset).
+    """
+    stream_id: _builtins.str
+    """Names the exact compressed byte stream (e.g. block size, level, zlib version), which the
+    sender must reproduce byte for byte to resume; a resume must repeat the staged stream_id.
+    """
     def __init__(
         self,
         *,
@@ -51,10 +62,12 @@ class UploadHeader(_message.Message):
         compression: _builtins.str = ...,
         compressed_size_bytes: _builtins.int = ...,
         filename: _builtins.str = ...,
+        resume_offset: _builtins.int = ...,
+        stream_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["compressed_size_bytes", b"compressed_size_bytes", "compression", b"compression", "filename", b"filename", "job_id", b"job_id", "sha256", b"sha256", "size_bytes", b"size_bytes", "upload_token", b"upload_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compressed_size_bytes", b"compressed_size_bytes", "compression", b"compression", "filename", b"filename", "job_id", b"job_id", "resume_offset", b"resume_offset", "sha256", b"sha256", "size_bytes", b"size_bytes", "stream_id", b"stream_id", "upload_token", b"upload_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -93,11 +106,16 @@ class UploadReceipt(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     RECEIVED_BYTES_FIELD_NUMBER: _builtins.int
     DUPLICATE_FIELD_NUMBER: _builtins.int
+    RESUME_OFFSET_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     received_bytes: _builtins.int
-    """Compressed bytes received."""
+    """Compressed bytes of the whole stream (all calls together)."""
     duplicate: _builtins.bool
     """True when this upload repeated one already stored for the job."""
+    resume_offset: _builtins.int
+    """Where this call started in the compressed stream: received_bytes - resume_offset bytes
+    came in this call.
+    """
     @_builtins.property
     def model(self) -> _progress_pb2.ModelRef: ...
     def __init__(
@@ -107,11 +125,71 @@ class UploadReceipt(_message.Message):
         model: _progress_pb2.ModelRef | None = ...,
         received_bytes: _builtins.int = ...,
         duplicate: _builtins.bool = ...,
+        resume_offset: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "job_id", b"job_id", "model", b"model", "received_bytes", b"received_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "job_id", b"job_id", "model", b"model", "received_bytes", b"received_bytes", "resume_offset", b"resume_offset"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___UploadReceipt: _TypeAlias = UploadReceipt  # noqa: Y015
+
+@_typing.final
+class UploadStatusRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    UPLOAD_TOKEN_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    upload_token: _builtins.str
+    """The per-job token the orchestrator put in Trainer.Train."""
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        upload_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "upload_token", b"upload_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadStatusRequest: _TypeAlias = UploadStatusRequest  # noqa: Y015
+
+@_typing.final
+class UploadStatus(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    RECEIVED_BYTES_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    STREAM_ID_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    received_bytes: _builtins.int
+    """Compressed bytes staged for the job: the offset to resume at (0 when nothing is staged)."""
+    sha256: _builtins.str
+    """sha256 and stream_id of the staged upload's header; resume only when both match yours."""
+    stream_id: _builtins.str
+    @_builtins.property
+    def model(self) -> _progress_pb2.ModelRef:
+        """Set when the job's model is already stored: nothing to send."""
+
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        received_bytes: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+        stream_id: _builtins.str = ...,
+        model: _progress_pb2.ModelRef | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "model", b"model", "received_bytes", b"received_bytes", "sha256", b"sha256", "stream_id", b"stream_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UploadStatus: _TypeAlias = UploadStatus  # noqa: Y015

@@ -39,13 +39,27 @@ class ModelUploadStub:
                 request_serializer=shared_dot_rpc_dot_v1_dot_upload__pb2.ModelChunk.SerializeToString,
                 response_deserializer=shared_dot_rpc_dot_v1_dot_upload__pb2.UploadReceipt.FromString,
                 _registered_method=True)
+        self.GetUploadStatus = channel.unary_unary(
+                '/trainwire.v1.ModelUpload/GetUploadStatus',
+                request_serializer=shared_dot_rpc_dot_v1_dot_upload__pb2.UploadStatusRequest.SerializeToString,
+                response_deserializer=shared_dot_rpc_dot_v1_dot_upload__pb2.UploadStatus.FromString,
+                _registered_method=True)
 
 
 class ModelUploadServicer:
     """Missing associated documentation comment in .proto file."""
 
     def UploadModel(self, request_iterator, context):
-        """The first chunk is a header; the rest carry the gzip-compressed model bytes in order.
+        """The first chunk is a header; the rest carry the gzip-compressed model bytes in order,
+        starting at the header's resume_offset of the compressed stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetUploadStatus(self, request, context):
+        """How much of a job's compressed stream the orchestrator holds (staged, durable), so an
+        interrupted upload resumes there; or the stored model when the upload already completed.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -58,6 +72,11 @@ def add_ModelUploadServicer_to_server(servicer, server):
                     servicer.UploadModel,
                     request_deserializer=shared_dot_rpc_dot_v1_dot_upload__pb2.ModelChunk.FromString,
                     response_serializer=shared_dot_rpc_dot_v1_dot_upload__pb2.UploadReceipt.SerializeToString,
+            ),
+            'GetUploadStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUploadStatus,
+                    request_deserializer=shared_dot_rpc_dot_v1_dot_upload__pb2.UploadStatusRequest.FromString,
+                    response_serializer=shared_dot_rpc_dot_v1_dot_upload__pb2.UploadStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,6 +106,33 @@ class ModelUpload:
             '/trainwire.v1.ModelUpload/UploadModel',
             shared_dot_rpc_dot_v1_dot_upload__pb2.ModelChunk.SerializeToString,
             shared_dot_rpc_dot_v1_dot_upload__pb2.UploadReceipt.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUploadStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trainwire.v1.ModelUpload/GetUploadStatus',
+            shared_dot_rpc_dot_v1_dot_upload__pb2.UploadStatusRequest.SerializeToString,
+            shared_dot_rpc_dot_v1_dot_upload__pb2.UploadStatus.FromString,
             options,
             channel_credentials,
             insecure,

@@ -32,13 +32,25 @@ class ModelUploadStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ModelUploadAsyncStub: ...
     UploadModel: _grpc.StreamUnaryMultiCallable[_upload_pb2.ModelChunk, _upload_pb2.UploadReceipt]
-    """The first chunk is a header; the rest carry the gzip-compressed model bytes in order."""
+    """The first chunk is a header; the rest carry the gzip-compressed model bytes in order,
+    starting at the header's resume_offset of the compressed stream.
+    """
+    GetUploadStatus: _grpc.UnaryUnaryMultiCallable[_upload_pb2.UploadStatusRequest, _upload_pb2.UploadStatus]
+    """How much of a job's compressed stream the orchestrator holds (staged, durable), so an
+    interrupted upload resumes there; or the stored model when the upload already completed.
+    """
 
 @_typing.type_check_only
 class ModelUploadAsyncStub(ModelUploadStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     UploadModel: _aio.StreamUnaryMultiCallable[_upload_pb2.ModelChunk, _upload_pb2.UploadReceipt]  # type: ignore[assignment]
-    """The first chunk is a header; the rest carry the gzip-compressed model bytes in order."""
+    """The first chunk is a header; the rest carry the gzip-compressed model bytes in order,
+    starting at the header's resume_offset of the compressed stream.
+    """
+    GetUploadStatus: _aio.UnaryUnaryMultiCallable[_upload_pb2.UploadStatusRequest, _upload_pb2.UploadStatus]  # type: ignore[assignment]
+    """How much of a job's compressed stream the orchestrator holds (staged, durable), so an
+    interrupted upload resumes there; or the stored model when the upload already completed.
+    """
 
 class ModelUploadServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -47,6 +59,18 @@ class ModelUploadServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_upload_pb2.ModelChunk],
         context: _ServicerContext,
     ) -> _typing.Union[_upload_pb2.UploadReceipt, _abc.Awaitable[_upload_pb2.UploadReceipt]]:
-        """The first chunk is a header; the rest carry the gzip-compressed model bytes in order."""
+        """The first chunk is a header; the rest carry the gzip-compressed model bytes in order,
+        starting at the header's resume_offset of the compressed stream.
+        """
+
+    @_abc_1.abstractmethod
+    def GetUploadStatus(
+        self,
+        request: _upload_pb2.UploadStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_upload_pb2.UploadStatus, _abc.Awaitable[_upload_pb2.UploadStatus]]:
+        """How much of a job's compressed stream the orchestrator holds (staged, durable), so an
+        interrupted upload resumes there; or the stored model when the upload already completed.
+        """
 
 def add_ModelUploadServicer_to_server(servicer: ModelUploadServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
