@@ -1,10 +1,39 @@
-"""Receive models from trainers (``ModelUpload.UploadModel``) and store them — only if sound.
+"""Receive models from trainers (``ModelUpload``) and store them — only if sound; resumably.
 
-Nothing is stored until every check passes: the job exists and is running, the per-job token
-matches, the declared size is within the cap, the gzip stream (one or more members) inflates to
-exactly the declared size (inflation is bounded, so a gzip bomb stops at the cap), its sha256
-matches the header, and the file opens as safetensors with trainwire metadata. The bytes are
-staged in a temporary file that is renamed into the repository, or deleted on any failure.
+Nothing is stored until every check passes: the job exists, the per-job token matches, the
+declared size is within the cap, the gzip stream (one or more members) inflates to exactly the
+declared size (inflation is bounded, so a gzip bomb stops at the cap), its sha256 matches the
+header, and the file opens as safetensors with trainwire metadata. The model is inflated into a
+temporary file that is renamed into the repository, or deleted on any failure.
+
+Resume. The *compressed* stream is staged per job in ``staging/<job>.gz`` as it arrives, beside
+``staging/<job>.json`` (the header: sha256, size, stream_id; never the token). Only bytes that
+inflated cleanly are appended, so the staged file is always a valid prefix of the stream. A call
+that breaks off (client gone, connection lost, orchestrator stopped) keeps that prefix;
+``GetUploadStatus`` reports its length, and the sender continues with ``resume_offset`` = that
+length. A resumed call rebuilds the inflater by re-reading the staged prefix from disk — the
+same code path whether or not the orchestrator restarted in between — then continues with the
+new bytes. A resume_offset past the staged length is FAILED_PRECONDITION naming the expected
+offset; one before it truncates the staged file there (the sender's stream is deterministic, so
+it re-sends identical bytes; a racing old call may have staged a little more than the sender
+was told).
+
+What is durable. Appends are unbuffered writes, so they survive the orchestrator's process
+dying; they are fsync'd in the background every ``FSYNC_BYTES`` and when a call ends, and the
+header file is written atomically (temp file, fsync, rename). Correctness never depends on it:
+the sender asks for the staged length after any failure, and the sha256 checks the end result.
+After a power loss the staged prefix may be shorter than it was (GetUploadStatus shows the
+shorter length) or end in garbage (the replay or the sha256 fails with DATA_LOSS, the staging is
+discarded, the sender starts over once). The inflated model is fsync'd before it is stored, so a
+receipt — after which the trainer deletes its spool — is only sent for a model on disk.
+
+Outcomes. A stream that ends before the gzip stream or the declared size does is DATA_LOSS
+(reason TRUNCATED) but *resumable*: its prefix stays staged. Corrupt gzip, inflation past the
+declared size, a sha256 or compressed-size mismatch (DATA_LOSS) and a file that is not a model
+(INVALID_ARGUMENT) discard the staging. Only one call per job writes at a time: a new call for a
+job pre-empts the one still running (its client has given up — the sender is the only holder of
+the token and retries only after a failure). Staged uploads older than ``STAGING_TTL_S`` are
+swept away.
 """
 
 from __future__ import annotations
@@ -14,7 +43,10 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import re
+import threading
+import time
 import uuid
 import zlib
 from collections.abc import AsyncIterator
@@ -35,9 +67,21 @@ from .repository import ModelRepository
 
 _LOGGER = logging.getLogger(__name__)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 METADATA_KEY = "trainwire"
+FSYNC_BYTES = 16 * 1024 * 1024
+"""Staged bytes between fsyncs (and one when every call ends)."""
+STAGING_TTL_S = 24 * 3600.0
+"""A staged, unfinished upload untouched this long is deleted."""
+REPLAY_BYTES = 1024 * 1024
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def compressed_limit(size_bytes: int) -> int:
+    """The most compressed bytes a gzip of ``size_bytes`` needs (stored blocks cost ~0.01 %,
+    each member ~20 bytes), with room for small members; more is not an honest stream."""
+    return size_bytes + size_bytes // 8 + 1024 * 1024
 
 
 class _Inflater:
@@ -46,14 +90,14 @@ class _Inflater:
     def __init__(self, out: Path, limit: int) -> None:
         self._file = out.open("wb")
         self._limit = limit
-        self._d = zlib.decompressobj(31)
+        self._d: Any = zlib.decompressobj(31)
         self.size = 0
-        self.compressed = 0
         self.sha = hashlib.sha256()
 
     def feed(self, data: bytes) -> None:
-        self.compressed += len(data)
         while data:
+            if self._d is None:  # the previous member ended exactly at a chunk boundary
+                self._d = zlib.decompressobj(31)
             room = self._limit - self.size
             try:
                 out = self._d.decompress(data, room + 1)
@@ -64,8 +108,7 @@ class _Inflater:
                 data = self._d.unconsumed_tail
             elif self._d.eof:
                 data = self._d.unused_data
-                if data:
-                    self._d = zlib.decompressobj(31)  # the next concatenated member
+                self._d = None  # the next concatenated member, if any, starts a new one
             else:
                 data = b""
 
@@ -76,17 +119,160 @@ class _Inflater:
         self.sha.update(out)
         self._file.write(out)
 
-    def finish(self) -> None:
-        if not self._d.eof:
-            raise errors.DataLossError(
-                "the gzip stream ended early: truncated upload", reason="TRUNCATED"
-            )
-        self._file.flush()
-        self.close()
+    @property
+    def at_member_end(self) -> bool:
+        return self._d is None
 
-    def close(self) -> None:
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def close(self, *, sync: bool = False) -> None:
         if not self._file.closed:
+            self._file.flush()
+            if sync:
+                os.fsync(self._file.fileno())
             self._file.close()
+
+
+class _Session:
+    """One call's work on a job's staged stream. File work runs on a worker thread; ``close``
+    (from the event loop, also when the call is cancelled) waits for the one step in progress."""
+
+    def __init__(self, staged: Path, part: Path, size_bytes: int, offset: int) -> None:
+        self.staged = staged
+        self.part = part
+        self.inflater = _Inflater(part, size_bytes)
+        self.received = offset
+        self.limit = compressed_limit(size_bytes)
+        self._lock = threading.Lock()
+        self._abort = False
+        self._unsynced = 0
+        self._syncer: threading.Thread | None = None
+        self._out = staged.open("ab", buffering=0)
+
+    def replay(self, length: int) -> None:
+        """Inflate the first ``length`` staged bytes again (a resumed call)."""
+        with self._lock, self.staged.open("rb") as f:
+            done = 0
+            while done < length and not self._abort:
+                data = f.read(min(REPLAY_BYTES, length - done))
+                if not data:
+                    raise errors.DataLossError(
+                        f"the staged stream is shorter than {length} bytes", reason="STAGING_LOST"
+                    )
+                self.inflater.feed(data)
+                done += len(data)
+
+    def accept(self, data: bytes) -> None:
+        with self._lock:
+            if self._abort:
+                return
+            if self.received + len(data) > self.limit:
+                raise errors.DataLossError(
+                    f"the compressed stream passes {self.limit} bytes, more than any gzip of "
+                    "the declared size needs"
+                )
+            self.inflater.feed(data)  # raises before a bad byte is staged
+            self._out.write(data)
+            self.received += len(data)
+            self._unsynced += len(data)
+            if self._unsynced >= FSYNC_BYTES and not (self._syncer and self._syncer.is_alive()):
+                # Flush both files to disk beside the stream, not in its way: the disk works
+                # while the next chunks inflate, and the final fsync finds little left to do.
+                fds = (self._out.fileno(), self.inflater.fileno())
+                self._syncer = threading.Thread(target=_fsync_all, args=fds, daemon=True)
+                self._syncer.start()
+                self._unsynced = 0
+
+    def close(self, *, keep_inflated: bool = False) -> None:
+        """Close both files (fsync'd); ``keep_inflated`` makes the inflated file durable too,
+        before it is stored and a receipt lets the sender delete its copy."""
+        self._abort = True
+        with self._lock:
+            if self._syncer is not None:
+                self._syncer.join()
+                self._syncer = None
+            if not self._out.closed:
+                os.fsync(self._out.fileno())
+                self._out.close()
+            self.inflater.close(sync=keep_inflated)
+
+
+def _fsync_all(*fds: int) -> None:
+    for fd in fds:
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            _LOGGER.warning("background fsync failed: %s", exc)
+
+
+class _Staging:
+    """The staged streams: ``<job>.gz`` (compressed prefix) and ``<job>.json`` (its header)."""
+
+    def __init__(self, root: Path, ttl_s: float) -> None:
+        self.root = root
+        self.ttl_s = ttl_s
+        root.mkdir(parents=True, exist_ok=True)
+        for part in root.glob("*.part"):  # inflated files of calls a restart cut off
+            part.unlink(missing_ok=True)
+        self.sweep()
+
+    def data(self, job_id: str) -> Path:
+        return self.root / f"{job_id}.gz"
+
+    def _meta(self, job_id: str) -> Path:
+        return self.root / f"{job_id}.json"
+
+    def header(self, job_id: str) -> dict[str, Any] | None:
+        try:
+            loaded = json.loads(self._meta(job_id).read_text())
+        except (OSError, ValueError):
+            return None
+        return loaded if isinstance(loaded, dict) else None
+
+    def received(self, job_id: str) -> int:
+        try:
+            return self.data(job_id).stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def begin(self, job_id: str, header: dict[str, Any]) -> None:
+        self.discard(job_id)
+        tmp = self.root / f".{job_id}-{uuid.uuid4().hex}.tmp"
+        with tmp.open("wb") as f:
+            f.write(json.dumps(header, sort_keys=True).encode())
+            f.flush()
+            os.fsync(f.fileno())
+        self.data(job_id).touch()
+        os.replace(tmp, self._meta(job_id))
+        fd = os.open(self.root, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def truncate(self, job_id: str, length: int) -> None:
+        with self.data(job_id).open("r+b") as f:
+            f.truncate(length)
+            os.fsync(f.fileno())
+
+    def discard(self, job_id: str) -> None:
+        self._meta(job_id).unlink(missing_ok=True)
+        self.data(job_id).unlink(missing_ok=True)
+
+    def sweep(self) -> None:
+        cutoff = time.time() - self.ttl_s
+        for path in self.root.glob("*.gz"):
+            try:
+                stale = path.stat().st_mtime < cutoff
+            except FileNotFoundError:
+                continue
+            if stale:
+                _LOGGER.info("dropping stale staged upload %s", path.name)
+                self.discard(path.stem)
+        for path in self.root.glob("*.json"):
+            if not self.data(path.stem).exists():
+                path.unlink(missing_ok=True)
 
 
 def read_metadata(path: Path) -> dict[str, Any]:
@@ -110,15 +296,68 @@ def read_metadata(path: Path) -> dict[str, Any]:
     return metadata
 
 
+def _header_record(header: upload_pb2.UploadHeader) -> dict[str, Any]:
+    return {
+        "job_id": header.job_id,
+        "sha256": header.sha256,
+        "size_bytes": header.size_bytes,
+        "compression": header.compression,
+        "stream_id": header.stream_id,
+        "started_at": time.time(),
+    }
+
+
+def _same_stream(staged: dict[str, Any] | None, header: upload_pb2.UploadHeader) -> bool:
+    return staged is not None and (
+        staged.get("sha256"),
+        staged.get("size_bytes"),
+        staged.get("stream_id"),
+    ) == (header.sha256, header.size_bytes, header.stream_id)
+
+
 class ModelUploadServicer(upload_pb2_grpc.ModelUploadServicer):
     def __init__(
-        self, book: JobBook, repository: ModelRepository, *, staging: Path, max_bytes: int
+        self,
+        book: JobBook,
+        repository: ModelRepository,
+        *,
+        staging: Path,
+        max_bytes: int,
+        staging_ttl_s: float = STAGING_TTL_S,
     ) -> None:
         self._book = book
         self._repository = repository
-        self._staging = staging
-        self._staging.mkdir(parents=True, exist_ok=True)
+        self._staging = _Staging(staging, staging_ttl_s)
         self._max_bytes = max_bytes
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # per job: lock, calls using it
+        self._active: dict[str, asyncio.Task[Any]] = {}
+        self._preempted: set[asyncio.Task[Any]] = set()
+
+    def _authorise(self, job_id: str, token: str) -> None:
+        record = self._book.get(job_id)
+        if not hmac.compare_digest(token.encode(), record.upload_token.encode()):
+            raise errors.PermissionDeniedError(
+                f"the upload token does not match job {job_id}", field="upload_token"
+            )
+        if not _JOB_ID.match(job_id):  # never true for a job the book made; a path guard
+            raise errors.InvalidArgumentError("not a job id", field="job_id")
+
+    @rpc_method
+    async def GetUploadStatus(
+        self, request: upload_pb2.UploadStatusRequest, context: Context
+    ) -> upload_pb2.UploadStatus:
+        self._authorise(request.job_id, request.upload_token)
+        status = upload_pb2.UploadStatus(job_id=request.job_id)
+        stored = self._repository.by_job(request.job_id)
+        if stored is not None:
+            status.model.CopyFrom(serde.model_ref_to_proto(stored))
+            return status
+        staged = self._staging.header(request.job_id)
+        if staged is not None:
+            status.received_bytes = self._staging.received(request.job_id)
+            status.sha256 = str(staged.get("sha256", ""))
+            status.stream_id = str(staged.get("stream_id", ""))
+        return status
 
     @rpc_method
     async def UploadModel(
@@ -130,11 +369,8 @@ class ModelUploadServicer(upload_pb2_grpc.ModelUploadServicer):
                 "the first message must be the upload header", field="header"
             )
         header = first.header
+        self._authorise(header.job_id, header.upload_token)
         record = self._book.get(header.job_id)
-        if not hmac.compare_digest(header.upload_token.encode(), record.upload_token.encode()):
-            raise errors.PermissionDeniedError(
-                f"the upload token does not match job {header.job_id}", field="upload_token"
-            )
         if not _SHA256.match(header.sha256):
             raise errors.InvalidArgumentError(
                 "must be the 64 lowercase hex digits of the file's sha256", field="sha256"
@@ -152,33 +388,128 @@ class ModelUploadServicer(upload_pb2_grpc.ModelUploadServicer):
                 f"{self._max_bytes}",
                 field="size_bytes",
             )
+        if header.resume_offset < 0:
+            raise errors.InvalidArgumentError("must be >= 0", field="resume_offset")
         stored = self._repository.by_job(header.job_id)
         if stored is not None:
             if stored.sha256 != header.sha256:
                 raise errors.AlreadyExistsError(
                     f"job {header.job_id} already stored a different model ({stored.name})"
                 )
-            return _receipt(header.job_id, stored, 0, duplicate=True)
+            self._staging.discard(header.job_id)
+            return _receipt(header.job_id, stored, 0, 0, duplicate=True)
         if record.state.terminal:
             raise errors.FailedPreconditionError(
                 f"job {header.job_id} is {record.state.value}; it takes no model"
             )
 
-        staged = self._staging / f"{header.job_id}-{uuid.uuid4().hex}.part"
-        inflater = _Inflater(staged, header.size_bytes)
+        job_id = header.job_id
+        previous = self._active.get(job_id)
+        if previous is not None and not previous.done() and previous not in self._preempted:
+            _LOGGER.info("job %s: a new upload call pre-empts the one still running", job_id)
+            self._preempted.add(previous)
+            previous.cancel()
+        lock, users = self._locks.get(job_id, (asyncio.Lock(), 0))
+        self._locks[job_id] = (lock, users + 1)
+        task = asyncio.current_task()
         try:
-            async for chunk in request_iterator:
-                if chunk.HasField("header"):
-                    raise errors.InvalidArgumentError(
-                        "only the first message may be a header", field="header"
-                    )
-                await asyncio.to_thread(inflater.feed, chunk.data)
-            inflater.finish()
-            if inflater.size != header.size_bytes:
+            async with lock:
+                if task is not None:
+                    self._active[job_id] = task
+                try:
+                    return await self._receive(header, request_iterator, context)
+                finally:
+                    if self._active.get(job_id) is task:
+                        del self._active[job_id]
+        except asyncio.CancelledError:
+            if task is None or task not in self._preempted:
+                raise
+            # Tell the old caller, if it still listens, instead of leaving its call hanging.
+            task.uncancel()
+            await context.abort(
+                grpc.StatusCode.ABORTED,
+                f"a newer upload call for job {job_id} took over; ask GetUploadStatus",
+            )
+            raise AssertionError("unreachable") from None  # abort raises
+        finally:
+            self._preempted.discard(task)
+            lock, users = self._locks[job_id]
+            if users > 1:
+                self._locks[job_id] = (lock, users - 1)
+            else:
+                del self._locks[job_id]
+
+    async def _receive(
+        self,
+        header: upload_pb2.UploadHeader,
+        request_iterator: AsyncIterator[upload_pb2.ModelChunk],
+        context: Context,
+    ) -> upload_pb2.UploadReceipt:
+        job_id = header.job_id
+        offset = header.resume_offset
+        staging = self._staging
+        if offset == 0:
+            staging.sweep()
+            staging.begin(job_id, _header_record(header))
+        else:
+            staged = staging.header(job_id)
+            have = staging.received(job_id) if _same_stream(staged, header) else 0
+            if staged is None or not _same_stream(staged, header) or offset > have:
+                what = (
+                    f"{have} bytes of this stream are staged"
+                    if _same_stream(staged, header)
+                    else "no staged bytes of this stream (same sha256, size and stream_id)"
+                )
+                raise errors.FailedPreconditionError(
+                    f"cannot resume job {job_id} at byte {offset}: {what}; "
+                    f"expected resume_offset {have}",
+                    reason="RESUME_OFFSET_MISMATCH",
+                    field="resume_offset",
+                )
+            if offset < have:
+                staging.truncate(job_id, offset)
+
+        part = staging.root / f"{job_id}-{uuid.uuid4().hex}.part"
+        session = _Session(staging.data(job_id), part, header.size_bytes, offset)
+        keep = True  # the staged prefix, for a resume; False once it is known bad or stored
+        try:
+            try:
+                if offset:
+                    await asyncio.to_thread(session.replay, offset)
+                async for chunk in request_iterator:
+                    if chunk.HasField("header"):
+                        raise errors.InvalidArgumentError(
+                            "only the first message may be a header", field="header"
+                        )
+                    if chunk.data:
+                        await asyncio.to_thread(session.accept, chunk.data)
+            except errors.DataLossError:
+                keep = False
+                raise
+            inflater = session.inflater
+            if context.cancelled():  # the sender went away; its bytes stay staged
+                _LOGGER.info(
+                    "job %s: upload interrupted after %d compressed bytes; kept for a resume",
+                    job_id,
+                    session.received,
+                )
+                raise asyncio.CancelledError
+            if not inflater.at_member_end or inflater.size != header.size_bytes:
+                where = "inside a gzip member" if not inflater.at_member_end else "between members"
                 raise errors.DataLossError(
-                    f"received {inflater.size} bytes, the header declared {header.size_bytes}",
+                    f"the stream ended {where} after {session.received} compressed bytes "
+                    f"({inflater.size} of the declared {header.size_bytes} bytes): truncated; "
+                    f"resume with resume_offset {session.received}",
                     reason="TRUNCATED",
                 )
+            keep = False
+            if header.compressed_size_bytes and session.received != header.compressed_size_bytes:
+                raise errors.DataLossError(
+                    f"received {session.received} compressed bytes, the header declared "
+                    f"{header.compressed_size_bytes}",
+                    reason="SIZE_MISMATCH",
+                )
+            await asyncio.to_thread(session.close, keep_inflated=True)
             digest = inflater.sha.hexdigest()
             if digest != header.sha256:
                 raise errors.DataLossError(
@@ -186,37 +517,45 @@ class ModelUploadServicer(upload_pb2_grpc.ModelUploadServicer):
                     reason="CHECKSUM_MISMATCH",
                     field="sha256",
                 )
-            metadata = await asyncio.to_thread(read_metadata, staged)
+            metadata = await asyncio.to_thread(read_metadata, part)
+            record = self._book.get(job_id)
             request = record.request
             ref = await asyncio.to_thread(
                 self._repository.store,
-                job_id=header.job_id,
-                staged_weights=staged,
+                job_id=job_id,
+                staged_weights=part,
                 sha256=digest,
                 metadata=metadata,
                 strategy=request.strategy.name,
                 symbols=request.symbols,
                 timeframes=request.timeframes,
             )
+        except BaseException:
+            if not keep:
+                staging.discard(job_id)
+            raise
         finally:
-            inflater.close()
-            staged.unlink(missing_ok=True)
+            session.close()
+            part.unlink(missing_ok=True)
+        staging.discard(job_id)
         _LOGGER.info(
-            "job %s: model received (%d → %d bytes) and stored as %s",
-            header.job_id,
-            inflater.compressed,
+            "job %s: model received (%d → %d bytes, %d in this call) and stored as %s",
+            job_id,
+            session.received,
             inflater.size,
+            session.received - offset,
             ref.name,
         )
-        return _receipt(header.job_id, ref, inflater.compressed, duplicate=False)
+        return _receipt(job_id, ref, session.received, offset, duplicate=False)
 
 
 def _receipt(
-    job_id: str, ref: ModelRef, received: int, *, duplicate: bool
+    job_id: str, ref: ModelRef, received: int, offset: int, *, duplicate: bool
 ) -> upload_pb2.UploadReceipt:
     return upload_pb2.UploadReceipt(
         job_id=job_id,
         model=serde.model_ref_to_proto(ref),
         received_bytes=received,
         duplicate=duplicate,
+        resume_offset=offset,
     )

@@ -6,11 +6,19 @@ cancel path), and events reach the event loop through ``call_soon_threadsafe`` w
 Each job's events go to an append-only log, so any number of streams (``Train``, then ``Attach``
 after the orchestrator reconnects) read it from any seq with no gap and no duplicate; a stream
 that goes away never blocks or stops the job — only ``Cancel`` does.
+
+The model is spooled in the job's directory (``work_dir/jobs/<job>/``) until the orchestrator's
+receipt says it is stored; only then is the directory deleted. The upload resumes from what the
+orchestrator confirms it holds, and rides out an orchestrator restart by retrying UNAVAILABLE for
+``upload_window_s``. A model that never got its receipt (the upload failed for good, or the job
+was cancelled or the node shut down mid-upload) stays spooled, with an ``upload.json`` saying
+what it is, for the newest ``keep_failed_spools`` such jobs and at most ``spool_ttl_s``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import shutil
 import time
@@ -37,7 +45,7 @@ from shared.progress.update import ProgressUpdate
 from shared.rpc.plumbing import INSECURE, Security
 from shared.spec import SpecError, TrainingRequest
 
-from .uploader import UploadError, UploadTask, upload
+from .uploader import GzipOptions, Uploader, UploadError, UploadTask
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -45,6 +53,11 @@ UPLOAD_SHARE = 2.0
 """Percent of the bar kept for the upload: the pipeline fills 0..98, a stored model makes 100."""
 KEEP_FINISHED = 256
 """Finished jobs kept for Attach and GetInfo before the oldest are forgotten."""
+KEEP_FAILED_SPOOLS = 8
+"""Spools of models whose upload failed, newest first, kept for a re-send."""
+SPOOL_TTL_S = 24 * 3600.0
+"""How long such a spool is kept at most."""
+SPOOL_NOTE = "upload.json"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,6 +185,10 @@ class JobRunner:
         device: str = "",
         upload_attempts: int = 4,
         upload_backoff_s: float = 0.5,
+        upload_window_s: float = 300.0,
+        upload_workers: int = 0,
+        keep_failed_spools: int = KEEP_FAILED_SPOOLS,
+        spool_ttl_s: float = SPOOL_TTL_S,
         security: Security = INSECURE,
     ) -> None:
         self._security = security
@@ -183,9 +200,14 @@ class JobRunner:
         self._device = device
         self._upload_attempts = upload_attempts
         self._upload_backoff_s = upload_backoff_s
+        self._upload_window_s = upload_window_s
+        self._upload_workers = upload_workers
+        self._keep_failed_spools = keep_failed_spools
+        self._spool_ttl_s = spool_ttl_s
         self._executor = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="train")
         self._runs: OrderedDict[str, JobRun] = OrderedDict()
         self.accepting = True
+        self._prune_spools()
 
     @property
     def slots(self) -> int:
@@ -244,13 +266,16 @@ class JobRunner:
     async def _run(self, run: JobRun) -> None:
         job_dir = self._work_dir / "jobs" / run.job_id
         run.lifecycle(JobState.RUNNING, f"Started on {self.node}", percentage=0.0)
+        unsent: TrainingOutcome | None = None  # a model spooled here, with no receipt yet
         try:
             job_dir.mkdir(parents=True, exist_ok=True)
             outcome = await asyncio.get_running_loop().run_in_executor(
                 self._executor, self._call_pipeline, run, job_dir
             )
             run.device = outcome.device
+            unsent = outcome
             await self._upload(run, outcome)
+            unsent = None
         except CancelledError as exc:
             run.lifecycle(
                 JobState.CANCELLED,
@@ -295,7 +320,55 @@ class JobRunner:
                 ),
             )
         finally:
-            shutil.rmtree(job_dir, ignore_errors=True)
+            if unsent is None:
+                shutil.rmtree(job_dir, ignore_errors=True)
+            else:
+                self._keep_spool(run, job_dir, unsent)
+
+    def _keep_spool(self, run: JobRun, job_dir: Path, outcome: TrainingOutcome) -> None:
+        """Keep an unsent model for a re-send, with a note saying what it is."""
+        error = run.events[-1].error if run.events else None
+        note = {
+            "job_id": run.job_id,
+            "artifact": str(outcome.artifact_path),
+            "sha256": outcome.sha256,
+            "size_bytes": outcome.size_bytes,
+            "upload_target": run.spec.upload_target,
+            "failed_at": time.time(),
+            "error": error.message if error else "",
+        }
+        try:
+            (job_dir / SPOOL_NOTE).write_text(json.dumps(note, indent=2))
+        except OSError as exc:
+            _LOGGER.warning("cannot write the spool note of job %s: %s", run.job_id, exc)
+        _LOGGER.warning(
+            "job %s: the model was not stored; kept at %s for a re-send",
+            run.job_id,
+            outcome.artifact_path,
+        )
+        self._prune_spools()
+
+    def _prune_spools(self) -> None:
+        """Delete spools past the newest ``keep_failed_spools`` or older than the TTL (never
+        a running job's directory)."""
+        root = self._work_dir / "jobs"
+        if not root.is_dir():
+            return
+        busy = {r.job_id for r in self.running()}
+        spools: list[tuple[float, Path]] = []
+        for path in root.iterdir():
+            if path.name in busy or not path.is_dir():
+                continue
+            try:
+                spools.append((path.stat().st_mtime, path))
+            except FileNotFoundError:
+                continue
+        spools.sort(reverse=True)
+        cutoff = time.time() - self._spool_ttl_s
+        for index, (mtime, path) in enumerate(spools):
+            if index >= self._keep_failed_spools or mtime < cutoff:
+                _LOGGER.info("dropping the spool %s", path)
+                shutil.rmtree(path, ignore_errors=True)
 
     def _call_pipeline(self, run: JobRun, job_dir: Path) -> TrainingOutcome:
         device = run.spec.request.placement.device or self._device
@@ -316,7 +389,7 @@ class JobRunner:
             f"Uploading model ({size / 1e6:.2f} MB, gzip) to {run.spec.upload_target}",
             kind=EventKind.UPLOAD,
         )
-        ref = await upload(
+        ref = await Uploader(
             UploadTask(
                 target=run.spec.upload_target,
                 job_id=run.job_id,
@@ -328,7 +401,10 @@ class JobRunner:
             ),
             attempts=self._upload_attempts,
             backoff_s=self._upload_backoff_s,
-        )
+            unavailable_window_s=self._upload_window_s,
+            options=GzipOptions(workers=self._upload_workers),
+            cancel=run.token,
+        ).run()
         result = TrainResult(
             model=ref,
             training_metrics=dict(outcome.train_metrics),
