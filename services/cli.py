@@ -109,6 +109,7 @@ def cmd_trainer(args: argparse.Namespace) -> int:
         orchestrator=args.orchestrator,
         advertise=args.advertise,
         torch_threads=args.torch_threads,
+        upload_window_s=args.upload_window,
         metrics_listen=args.metrics_listen,
         security=_security(args),
     )
@@ -213,6 +214,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=float(_env("GRACE", "30")),
         help="on SIGTERM/SIGINT, seconds running jobs may finish before they are cancelled",
+    )
+    p.add_argument(
+        "--upload-window",
+        type=float,
+        default=float(_env("UPLOAD_WINDOW", "300")),
+        help="seconds an upload keeps retrying while the orchestrator is unreachable",
     )
     p.add_argument(
         "--torch-threads",

@@ -39,6 +39,10 @@ class OrchestratorMetrics:
         self.registry.register(_LiveState(book, registry, dispatcher))
         book.on_cancelled = self.cancel_latency.observe
 
+    def upload_stored(self, received_bytes: int, seconds: float) -> None:
+        self.upload_bytes.inc(received_bytes)
+        self.upload_duration.observe(seconds)
+
 
 class _LiveState(Collector):
     def __init__(self, book: JobBook, nodes: NodeRegistry, dispatcher: Dispatcher) -> None:

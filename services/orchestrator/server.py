@@ -90,16 +90,15 @@ async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
         ),
         server,
     )
-    upload_pb2_grpc.add_ModelUploadServicer_to_server(
-        ModelUploadServicer(
-            book,
-            repository,
-            staging=config.state_dir / "staging",
-            max_bytes=config.max_model_bytes,
-        ),
-        server,
+    uploads = ModelUploadServicer(
+        book,
+        repository,
+        staging=config.state_dir / "staging",
+        max_bytes=config.max_model_bytes,
     )
+    upload_pb2_grpc.add_ModelUploadServicer_to_server(uploads, server)
     metrics = OrchestratorMetrics(book, registry, dispatcher)
+    uploads.on_stored = metrics.upload_stored
     health = await plumbing.add_health_and_reflection(server, SERVICES)
     await server.start()
     dispatcher.recover()

@@ -49,7 +49,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -332,6 +332,8 @@ class ModelUploadServicer(upload_pb2_grpc.ModelUploadServicer):
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # per job: lock, calls using it
         self._active: dict[str, asyncio.Task[Any]] = {}
         self._preempted: set[asyncio.Task[Any]] = set()
+        self.on_stored: Callable[[int, float], None] | None = None
+        """Called with (compressed bytes received in the call, its seconds) per stored model."""
 
     def _authorise(self, job_id: str, token: str) -> None:
         record = self._book.get(job_id)
@@ -448,9 +450,10 @@ class ModelUploadServicer(upload_pb2_grpc.ModelUploadServicer):
         job_id = header.job_id
         offset = header.resume_offset
         staging = self._staging
+        started = time.monotonic()
         if offset == 0:
-            staging.sweep()
-            staging.begin(job_id, _header_record(header))
+            await asyncio.to_thread(staging.sweep)
+            await asyncio.to_thread(staging.begin, job_id, _header_record(header))
         else:
             staged = staging.header(job_id)
             have = staging.received(job_id) if _same_stream(staged, header) else 0
@@ -538,6 +541,8 @@ class ModelUploadServicer(upload_pb2_grpc.ModelUploadServicer):
             session.close()
             part.unlink(missing_ok=True)
         staging.discard(job_id)
+        if self.on_stored is not None:
+            self.on_stored(session.received - offset, time.monotonic() - started)
         _LOGGER.info(
             "job %s: model received (%d → %d bytes, %d in this call) and stored as %s",
             job_id,

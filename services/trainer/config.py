@@ -28,6 +28,10 @@ class TrainerConfig:
     """Attempts per model upload (exponential backoff between them)."""
     upload_backoff_s: float = 0.5
     """First backoff delay; doubles each attempt."""
+    upload_window_s: float = 300.0
+    """How long an upload keeps retrying while the orchestrator is unreachable (restarts)."""
+    upload_workers: int = 0
+    """Threads compressing gzip members in parallel; 0 = one per core."""
     torch_threads: int = 0
     """Intra-op threads per job; 0 = (cores - 1) / slots, at least 1."""
     metrics_listen: str = ""

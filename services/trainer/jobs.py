@@ -81,6 +81,7 @@ class JobRun:
         self.node = node
         self.device = ""
         self.token = CancellationToken()
+        self.cancel_requested_at = 0.0
         self.state = JobState.QUEUED
         self.events: list[JobEvent] = []
         self.started = time.monotonic()
@@ -201,6 +202,8 @@ class JobRunner:
         self._upload_attempts = upload_attempts
         self._upload_backoff_s = upload_backoff_s
         self._upload_window_s = upload_window_s
+        self.on_cancelled: Callable[[float], None] | None = None
+        """Called with the seconds from Cancel to the CANCELLED event (the latency metric)."""
         self._upload_workers = upload_workers
         self._keep_failed_spools = keep_failed_spools
         self._spool_ttl_s = spool_ttl_s
@@ -212,6 +215,10 @@ class JobRunner:
     @property
     def slots(self) -> int:
         return self._slots
+
+    def runs(self) -> list[JobRun]:
+        """Every job this node still holds (running and recently finished)."""
+        return list(self._runs.values())
 
     def running(self) -> list[JobRun]:
         return [r for r in self._runs.values() if not r.finished]
@@ -243,6 +250,7 @@ class JobRunner:
         run = self.get(job_id)
         if not run.finished:
             _LOGGER.info("cancelling job %s: %s", job_id, reason or "cancelled")
+            run.cancel_requested_at = run.cancel_requested_at or time.monotonic()
             run.token.cancel(reason or "cancelled by request")
         return run.state
 
@@ -284,6 +292,8 @@ class JobRunner:
                     code=ErrorCode.CANCELLED.value, message=exc.reason, where=self._where(run)
                 ),
             )
+            if run.cancel_requested_at and self.on_cancelled is not None:
+                self.on_cancelled(time.monotonic() - run.cancel_requested_at)
         except SpecError as exc:
             run.lifecycle(
                 JobState.FAILED,
@@ -320,8 +330,8 @@ class JobRunner:
                 ),
             )
         finally:
-            if unsent is None:
-                shutil.rmtree(job_dir, ignore_errors=True)
+            if unsent is None:  # off the loop: a job dir's removal can take tens of ms
+                await asyncio.to_thread(shutil.rmtree, job_dir, True)
             else:
                 self._keep_spool(run, job_dir, unsent)
 

@@ -13,12 +13,14 @@ from typing import Any
 
 import grpc
 
+from shared.metrics import MetricsServer, serve_metrics
 from shared.nodes import DeviceKind, NodeDevice, NodeInfo
 from shared.rpc import plumbing, serde
 from shared.rpc.v1 import trainer_pb2, trainer_pb2_grpc
 
 from .config import TrainerConfig
 from .jobs import JobRunner
+from .metrics import TrainerMetrics
 from .registration import register_forever
 from .servicer import TrainerServicer
 
@@ -34,6 +36,8 @@ class TrainerServer:
     runner: JobRunner
     health: Any
     node_info: Callable[[], trainer_pb2.NodeInfo]
+    metrics: TrainerMetrics
+    metrics_server: MetricsServer | None = None
     registration: asyncio.Task[None] | None = None
 
     async def stop(self, grace_s: float = 5.0) -> None:
@@ -42,6 +46,8 @@ class TrainerServer:
         await plumbing.set_serving(self.health, [SERVICE_NAME], serving=False)
         await self.runner.shutdown(grace_s)
         await self.server.stop(grace_s)
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
 
 
 def advertised_address(listen: str, port: int, advertise: str) -> str:
@@ -77,8 +83,11 @@ async def create_server(
         device=config.device,
         upload_attempts=config.upload_attempts,
         upload_backoff_s=config.upload_backoff_s,
+        upload_window_s=config.upload_window_s,
+        upload_workers=config.upload_workers,
         security=config.security,
     )
+    metrics = TrainerMetrics(runner, device.torch_device)
 
     node_device = NodeDevice(
         kind=DeviceKind(device.kind),
@@ -118,6 +127,8 @@ async def create_server(
         runner=runner,
         health=health,
         node_info=node_info,
+        metrics=metrics,
+        metrics_server=serve_metrics(config.metrics_listen, metrics.registry),
     )
     if config.orchestrator:
         srv.registration = asyncio.create_task(

@@ -51,8 +51,9 @@ async def test_orchestrator_metrics_after_a_finished_and_a_cancelled_job(tmp_pat
             await tw.cancel(job.job_id)
             rest = [e async for e in tw.watch(job.job_id)]
             assert rest[-1].state is JobState.CANCELLED
-        assert orchestrator.metrics_server is not None
+        assert orchestrator.metrics_server is not None and trainer.metrics_server is not None
         m = await asyncio.to_thread(scrape, orchestrator.metrics_server.port)
+        t = await asyncio.to_thread(scrape, trainer.metrics_server.port)
     finally:
         await orchestrator.stop(0)
         await trainer.stop(0)
@@ -65,3 +66,11 @@ async def test_orchestrator_metrics_after_a_finished_and_a_cancelled_job(tmp_pat
     assert m[("trainwire_node_up", (("device", "cpu"), ("node", trainer.address)))] == 1
     assert m[("trainwire_cancel_latency_seconds_count", ())] == 1
     assert 0 < m[("trainwire_cancel_latency_seconds_sum", ())] < 5
+    assert m[("trainwire_upload_bytes_total", ())] > 1000
+    assert m[("trainwire_upload_duration_seconds_count", ())] == 1
+
+    assert t[("trainwire_trainer_slots", ())] == 1
+    assert t[("trainwire_trainer_jobs_running", (("device", "cpu"),))] == 0
+    assert t[("trainwire_trainer_draining", ())] == 0
+    assert t[("trainwire_trainer_events_total", ())] > 0
+    assert t[("trainwire_trainer_cancel_latency_seconds_count", ())] == 1

@@ -254,6 +254,8 @@ async def test_the_job_runner_deletes_its_spool_only_after_the_receipt(
             seen_spool.append((tmp_path / "w" / "jobs" / job_id / "model.safetensors").exists())
     assert run.state is JobState.SUCCEEDED
     assert seen_spool == [True]
+    assert run.task is not None
+    await run.task  # the spool is removed (off the event loop) as the job's last act
     assert not (tmp_path / "w" / "jobs" / job_id).exists()
     assert len(_stored(cluster.state_dir)) == 1
     await runner.shutdown(0)
