@@ -19,7 +19,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable
 
 import grpc
 
@@ -35,8 +35,9 @@ from .repository import ModelRepository
 
 _LOGGER = logging.getLogger(__name__)
 CANCEL_TIMEOUT_S = 5.0
-REATTACH_WINDOW_S = 30.0
-"""How long a restarted orchestrator keeps trying to reach a running job's node."""
+REATTACH_WINDOW_S = 15.0
+"""How long a broken stream (or a restarted orchestrator) keeps re-attaching to a running
+job's node before the node counts as lost."""
 
 
 class Dispatcher:
@@ -112,7 +113,11 @@ class Dispatcher:
                 choice = choose(record.request.placement, self._registry.statuses())
             except errors.TrainwireError as exc:
                 self._queue.popleft()
-                self._fail(record, ErrorCode.NODE_UNAVAILABLE, exc.message, "placement")
+                if record.lost_node_reason:  # a retry after a lost node that cannot be placed
+                    why = f"{record.lost_node_reason}; no other node to retry on: {exc.message}"
+                    self._fail(record, ErrorCode.NODE_LOST, why, "placement")
+                else:
+                    self._fail(record, ErrorCode.NODE_UNAVAILABLE, exc.message, "placement")
                 continue
             if choice is None:  # every eligible slot is busy: wait for one, re-probe meanwhile
                 waiter = asyncio.create_task(changed.wait())
@@ -133,96 +138,112 @@ class Dispatcher:
 
     # -- the relay ---------------------------------------------------------------------------
 
-    async def _attach(
-        self, stub: trainer_pb2_grpc.TrainerAsyncStub, record: JobRecord
-    ) -> AsyncIterator[progress_pb2.ProgressEvent]:
-        """The job's remaining events from its node, retrying while the node comes back."""
-        deadline = time.monotonic() + self._reattach_window_s
-        delay = 0.2
-        while True:
-            call = stub.Attach(
-                trainer_pb2.AttachRequest(job_id=record.job_id, after_seq=record.node_seq)
-            )
-            try:
-                async for message in call:
-                    yield message
-                return
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() is not grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
-                    raise
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 2.0)
-
     async def _relay(self, record: JobRecord, *, reattach: bool = False) -> None:
+        """Relay the job's events from its node until the terminal one.
+
+        A broken stream is not a lost node: the trainer keeps the job and its events, so the
+        relay re-attaches (``Trainer.Attach`` after the last relayed seq) for up to
+        ``reattach_window_s`` — a network blip, a trainer's restart of its listener or an
+        orchestrator restart costs nothing. Only when the node stays unreachable for the whole
+        window, or no longer knows the job, is the node lost: the job is retried elsewhere when
+        the placement allows, else FAILED naming the node.
+        """
         node = record.node
+        lost_since = time.monotonic() if reattach else 0.0
+        delay = 0.2
         try:
             stub = trainer_pb2_grpc.TrainerStub(self._registry.channel(node))
-            messages: AsyncIterable[progress_pb2.ProgressEvent]
-            if reattach:
-                messages = self._attach(stub, record)
-            else:
-                messages = stub.Train(
-                    trainer_pb2.TrainerJob(
-                        job_id=record.job_id,
-                        request=serde.request_to_proto(record.request),
-                        upload_target=self.upload_target,
-                        upload_token=record.upload_token,
-                    )
-                )
-            async for message in messages:
-                if message.seq <= record.node_seq:
-                    continue  # already relayed before a restart
-                event = serde.event_from_proto(message)
-                if event.state is JobState.SUCCEEDED:
-                    self._succeed(record, event)
-                else:
-                    self._book.append(record.job_id, event, node_seq=message.seq)
-                if event.terminal:
-                    break
-            if not record.state.terminal:
-                self._fail(
-                    record,
-                    ErrorCode.NODE_LOST,
-                    f"node {node} ended the stream without a result",
-                    "relay",
-                )
+            while True:
+                try:
+                    await self._stream(stub, record, attach=reattach)
+                    if not record.state.terminal:
+                        self._node_lost(record, f"node {node} ended the stream without a result")
+                    return
+                except grpc.aio.AioRpcError as exc:
+                    code = exc.code()
+                    if code is grpc.StatusCode.NOT_FOUND and reattach:
+                        self._node_lost(
+                            record, f"node {node} no longer knows this job (it restarted)"
+                        )
+                        return
+                    if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+                        raise
+                    if record.cancel_requested:
+                        self._cancelled(record, f"{record.cancel_requested} (node {node} lost)")
+                        return
+                    now = time.monotonic()
+                    lost_since = lost_since or now
+                    if now - lost_since >= self._reattach_window_s:
+                        self._registry.mark_unreachable(node, f"stream lost: {exc.details()}")
+                        self._node_lost(
+                            record,
+                            f"lost node {node} mid-job ({exc.details()}; unreachable for "
+                            f"{now - lost_since:.0f}s)",
+                        )
+                        return
+                    if not reattach:
+                        _LOGGER.warning(
+                            "job %s: stream from %s broke (%s); re-attaching",
+                            record.job_id,
+                            node,
+                            exc.details(),
+                        )
+                    reattach = True
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
         except grpc.RpcError as exc:
-            code = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else None
+            status = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else None
             detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
-            if code is grpc.StatusCode.NOT_FOUND and reattach:
-                self._fail(
-                    record,
-                    ErrorCode.NODE_LOST,
-                    f"node {node} no longer knows this job (it restarted while the orchestrator "
-                    "was down)",
-                    "reattach",
-                )
-            elif code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
-                self._registry.mark_unreachable(node, f"stream lost: {detail}")
-                if record.cancel_requested:
-                    self._cancelled(record, record.cancel_requested)
-                elif self._may_retry(record):
-                    self._retry(record, f"lost node {node} mid-job: {detail}")
-                else:
-                    self._fail(
-                        record, ErrorCode.NODE_LOST, f"lost node {node} mid-job: {detail}", "relay"
-                    )
-            else:
-                name = code.name if code else "ERROR"
-                self._fail(
-                    record,
-                    ErrorCode.INVALID_REQUEST
-                    if code is grpc.StatusCode.INVALID_ARGUMENT
-                    else ErrorCode.INTERNAL,
-                    f"node {node} refused the job: {name}: {detail}",
-                    "trainer",
-                )
+            name = status.name if status else "ERROR"
+            self._fail(
+                record,
+                ErrorCode.INVALID_REQUEST
+                if status is grpc.StatusCode.INVALID_ARGUMENT
+                else ErrorCode.INTERNAL,
+                f"node {node} refused the job: {name}: {detail}",
+                "trainer",
+            )
         except Exception as exc:
             _LOGGER.exception("relay for job %s failed", record.job_id)
             self._fail(record, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}", "relay")
         finally:
             self._registry.release(node, record.job_id)
             self._relays.pop(record.job_id, None)
+
+    async def _stream(
+        self, stub: trainer_pb2_grpc.TrainerAsyncStub, record: JobRecord, *, attach: bool
+    ) -> None:
+        """One Train (or Attach) call: append each new event; return after the terminal one."""
+        messages: AsyncIterable[progress_pb2.ProgressEvent]
+        if attach:
+            messages = stub.Attach(
+                trainer_pb2.AttachRequest(job_id=record.job_id, after_seq=record.node_seq)
+            )
+        else:
+            messages = stub.Train(
+                trainer_pb2.TrainerJob(
+                    job_id=record.job_id,
+                    request=serde.request_to_proto(record.request),
+                    upload_target=self.upload_target,
+                    upload_token=record.upload_token,
+                )
+            )
+        async for message in messages:
+            if message.seq <= record.node_seq:
+                continue  # already relayed (before a re-attach or a restart)
+            event = serde.event_from_proto(message)
+            if event.state is JobState.SUCCEEDED:
+                self._succeed(record, event)
+            else:
+                self._book.append(record.job_id, event, node_seq=message.seq)
+            if event.terminal:
+                return
+
+    def _node_lost(self, record: JobRecord, why: str) -> None:
+        if self._may_retry(record):
+            self._retry(record, why)
+        else:
+            self._fail(record, ErrorCode.NODE_LOST, why, "relay")
 
     def _may_retry(self, record: JobRecord) -> bool:
         placement = record.request.placement
@@ -233,6 +254,7 @@ class Dispatcher:
     def _retry(self, record: JobRecord, why: str) -> None:
         attempts = f"attempt {record.attempt + 1}/{self._max_attempts}"
         self._lifecycle(record, JobState.QUEUED, f"Retrying ({attempts}): {why}")
+        record.lost_node_reason = why
         record.node = ""
         record.node_seq = 0
         self._book.save_placement(record)

@@ -43,6 +43,8 @@ class JobRecord:
     cancel_requested: str = ""
     node_seq: int = 0
     """The last trainer-side seq relayed (``Trainer.Attach`` resumes after it)."""
+    lost_node_reason: str = ""
+    """Why the job's last node was lost, when it is being retried (not persisted)."""
     cancel_requested_at: float = 0.0
     """monotonic() of the CancelJob call, for the cancel-latency metric (not persisted)."""
     changed: asyncio.Event = field(default_factory=asyncio.Event)

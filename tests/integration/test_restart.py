@@ -34,9 +34,13 @@ def _request(epochs: int, request_id: str = "") -> spb.TrainRequest:
     return request
 
 
-async def _start(listen: str, trainer: str, state: Path) -> OrchestratorServer:
+async def _start(
+    listen: str, trainer: str, state: Path, max_attempts: int = 2
+) -> OrchestratorServer:
     return await create_orchestrator(
-        OrchestratorConfig(listen=listen, nodes=(trainer,), state_dir=state)
+        OrchestratorConfig(
+            listen=listen, nodes=(trainer,), state_dir=state, max_attempts=max_attempts
+        )
     )
 
 
@@ -96,7 +100,7 @@ async def test_a_job_whose_node_forgot_it_is_failed_not_left_running(tmp_path: P
     book.save_placement(record)
     store.close()
 
-    orchestrator = await _start("127.0.0.1:0", trainer.address, state)
+    orchestrator = await _start("127.0.0.1:0", trainer.address, state, max_attempts=1)
     try:
         async with plumbing.create_channel(orchestrator.address) as channel:
             stub = orchestrator_pb2_grpc.OrchestratorStub(channel)
