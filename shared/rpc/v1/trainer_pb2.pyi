@@ -41,6 +41,54 @@ DEVICE_KIND_MPS: DeviceKind.ValueType  # 3
 Global___DeviceKind: _TypeAlias = DeviceKind  # noqa: Y015
 
 @_typing.final
+class ResendModelRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    UPLOAD_TARGET_FIELD_NUMBER: _builtins.int
+    UPLOAD_TOKEN_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    upload_target: _builtins.str
+    """Where to send it now, and the job's upload token."""
+    upload_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        upload_target: _builtins.str = ...,
+        upload_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "upload_target", b"upload_target", "upload_token", b"upload_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResendModelRequest: _TypeAlias = ResendModelRequest  # noqa: Y015
+
+@_typing.final
+class ResendModelResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def result(self) -> _progress_pb2.TrainResult:
+        """The stored model with the job's training and test metrics."""
+
+    def __init__(
+        self,
+        *,
+        result: _progress_pb2.TrainResult | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResendModelResponse: _TypeAlias = ResendModelResponse  # noqa: Y015
+
+@_typing.final
 class TrainerJob(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

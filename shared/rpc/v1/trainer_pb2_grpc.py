@@ -55,6 +55,11 @@ class TrainerStub:
                 request_serializer=shared_dot_rpc_dot_v1_dot_trainer__pb2.GetInfoRequest.SerializeToString,
                 response_deserializer=shared_dot_rpc_dot_v1_dot_trainer__pb2.NodeInfo.FromString,
                 _registered_method=True)
+        self.ResendModel = channel.unary_unary(
+                '/trainwire.v1.Trainer/ResendModel',
+                request_serializer=shared_dot_rpc_dot_v1_dot_trainer__pb2.ResendModelRequest.SerializeToString,
+                response_deserializer=shared_dot_rpc_dot_v1_dot_trainer__pb2.ResendModelResponse.FromString,
+                _registered_method=True)
 
 
 class TrainerServicer:
@@ -88,6 +93,14 @@ class TrainerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ResendModel(self, request, context):
+        """Uploads again the model of a job whose upload failed (kept spooled on the node), e.g.
+        after the orchestrator was down longer than the node's upload window.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TrainerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +123,11 @@ def add_TrainerServicer_to_server(servicer, server):
                     servicer.GetInfo,
                     request_deserializer=shared_dot_rpc_dot_v1_dot_trainer__pb2.GetInfoRequest.FromString,
                     response_serializer=shared_dot_rpc_dot_v1_dot_trainer__pb2.NodeInfo.SerializeToString,
+            ),
+            'ResendModel': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResendModel,
+                    request_deserializer=shared_dot_rpc_dot_v1_dot_trainer__pb2.ResendModelRequest.FromString,
+                    response_serializer=shared_dot_rpc_dot_v1_dot_trainer__pb2.ResendModelResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -220,6 +238,33 @@ class Trainer:
             '/trainwire.v1.Trainer/GetInfo',
             shared_dot_rpc_dot_v1_dot_trainer__pb2.GetInfoRequest.SerializeToString,
             shared_dot_rpc_dot_v1_dot_trainer__pb2.NodeInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResendModel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trainwire.v1.Trainer/ResendModel',
+            shared_dot_rpc_dot_v1_dot_trainer__pb2.ResendModelRequest.SerializeToString,
+            shared_dot_rpc_dot_v1_dot_trainer__pb2.ResendModelResponse.FromString,
             options,
             channel_credentials,
             insecure,

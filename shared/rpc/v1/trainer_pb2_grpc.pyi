@@ -41,6 +41,10 @@ class TrainerStub:
     Attach: _grpc.UnaryStreamMultiCallable[_trainer_pb2.AttachRequest, _progress_pb2.ProgressEvent]
     """Re-attaches to a job's events after `after_seq`, with no gap and no duplicate."""
     GetInfo: _grpc.UnaryUnaryMultiCallable[_trainer_pb2.GetInfoRequest, _trainer_pb2.NodeInfo]
+    ResendModel: _grpc.UnaryUnaryMultiCallable[_trainer_pb2.ResendModelRequest, _trainer_pb2.ResendModelResponse]
+    """Uploads again the model of a job whose upload failed (kept spooled on the node), e.g.
+    after the orchestrator was down longer than the node's upload window.
+    """
 
 @_typing.type_check_only
 class TrainerAsyncStub(TrainerStub):
@@ -54,6 +58,10 @@ class TrainerAsyncStub(TrainerStub):
     Attach: _aio.UnaryStreamMultiCallable[_trainer_pb2.AttachRequest, _progress_pb2.ProgressEvent]  # type: ignore[assignment]
     """Re-attaches to a job's events after `after_seq`, with no gap and no duplicate."""
     GetInfo: _aio.UnaryUnaryMultiCallable[_trainer_pb2.GetInfoRequest, _trainer_pb2.NodeInfo]  # type: ignore[assignment]
+    ResendModel: _aio.UnaryUnaryMultiCallable[_trainer_pb2.ResendModelRequest, _trainer_pb2.ResendModelResponse]  # type: ignore[assignment]
+    """Uploads again the model of a job whose upload failed (kept spooled on the node), e.g.
+    after the orchestrator was down longer than the node's upload window.
+    """
 
 class TrainerServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -88,5 +96,15 @@ class TrainerServicer(metaclass=_abc_1.ABCMeta):
         request: _trainer_pb2.GetInfoRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_trainer_pb2.NodeInfo, _abc.Awaitable[_trainer_pb2.NodeInfo]]: ...
+
+    @_abc_1.abstractmethod
+    def ResendModel(
+        self,
+        request: _trainer_pb2.ResendModelRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_trainer_pb2.ResendModelResponse, _abc.Awaitable[_trainer_pb2.ResendModelResponse]]:
+        """Uploads again the model of a job whose upload failed (kept spooled on the node), e.g.
+        after the orchestrator was down longer than the node's upload window.
+        """
 
 def add_TrainerServicer_to_server(servicer: TrainerServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
