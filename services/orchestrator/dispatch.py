@@ -20,6 +20,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterable
+from dataclasses import replace
 
 import grpc
 
@@ -35,6 +36,8 @@ from .repository import ModelRepository
 
 _LOGGER = logging.getLogger(__name__)
 CANCEL_TIMEOUT_S = 5.0
+RESEND_TIMEOUT_S = 600.0
+"""Deadline of a ``Trainer.ResendModel`` call (it uploads the whole model)."""
 REATTACH_WINDOW_S = 15.0
 """How long a broken stream (or a restarted orchestrator) keeps re-attaching to a running
 job's node before the node counts as lost."""
@@ -232,12 +235,39 @@ class Dispatcher:
             if message.seq <= record.node_seq:
                 continue  # already relayed (before a re-attach or a restart)
             event = serde.event_from_proto(message)
+            if _upload_failed(event) and await self._resend(stub, record, event):
+                return
             if event.state is JobState.SUCCEEDED:
                 self._succeed(record, event)
             else:
                 self._book.append(record.job_id, event, node_seq=message.seq)
             if event.terminal:
                 return
+
+    async def _resend(
+        self, stub: trainer_pb2_grpc.TrainerAsyncStub, record: JobRecord, failed: JobEvent
+    ) -> bool:
+        """The node trained the model but could not deliver it (e.g. this orchestrator was down
+        past the node's upload window): ask it to send the spooled model again, now."""
+        reason = failed.error.message if failed.error else "upload failed"
+        self._lifecycle(
+            record, JobState.RUNNING, f"Upload from {record.node} failed ({reason}); re-sending"
+        )
+        try:
+            reply = await stub.ResendModel(
+                trainer_pb2.ResendModelRequest(
+                    job_id=record.job_id,
+                    upload_target=self.upload_target,
+                    upload_token=record.upload_token,
+                ),
+                timeout=RESEND_TIMEOUT_S,
+            )
+        except grpc.aio.AioRpcError as exc:
+            _LOGGER.warning("job %s: re-send from %s failed: %s", record.job_id, record.node, exc)
+            return False
+        result = serde.result_from_proto(reply.result)
+        self._succeed(record, replace(failed, state=JobState.SUCCEEDED, result=result, error=None))
+        return True
 
     def _node_lost(self, record: JobRecord, why: str) -> None:
         if self._may_retry(record):
@@ -357,3 +387,11 @@ class Dispatcher:
             f"Cancelled: {reason}",
             JobError(code=ErrorCode.CANCELLED.value, message=reason, where="orchestrator"),
         )
+
+
+def _upload_failed(event: JobEvent) -> bool:
+    return (
+        event.state is JobState.FAILED
+        and event.error is not None
+        and event.error.code == ErrorCode.UPLOAD_FAILED.value
+    )

@@ -44,6 +44,7 @@ class OrchestratorServer:
     health: Any
     store: SqliteJobStore
     metrics: OrchestratorMetrics
+    uploads: ModelUploadServicer
     metrics_server: MetricsServer | None = None
 
     async def stop(self, grace_s: float = 5.0) -> None:
@@ -120,6 +121,7 @@ async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
         health=health,
         store=store,
         metrics=metrics,
+        uploads=uploads,
         metrics_server=serve_metrics(config.metrics_listen, metrics.registry),
     )
 

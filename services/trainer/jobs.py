@@ -346,6 +346,10 @@ class JobRunner:
             "upload_target": run.spec.upload_target,
             "failed_at": time.time(),
             "error": error.message if error else "",
+            "device": run.device,
+            "training_metrics": dict(outcome.train_metrics),
+            "test_metrics": dict(outcome.test_metrics),
+            "feature_importance": dict(outcome.feature_importance),
         }
         try:
             (job_dir / SPOOL_NOTE).write_text(json.dumps(note, indent=2))
@@ -389,6 +393,50 @@ class JobRunner:
             cancel=run.token,
             data_dir=self._data_dir,
             device=device,
+        )
+
+    async def resend(self, job_id: str, target: str, token: str) -> TrainResult:
+        """Upload again the spooled model of a job whose upload failed; delete the spool once
+        the orchestrator confirms it stored the model."""
+        if not job_id or "/" in job_id or job_id.startswith("."):
+            raise errors.InvalidArgumentError("not a job id", field="job_id")
+        run = self._runs.get(job_id)
+        if run is not None and not run.finished:
+            raise errors.FailedPreconditionError(
+                f"job {job_id} is still running; its upload is in progress", field="job_id"
+            )
+        job_dir = self._work_dir / "jobs" / job_id
+        try:
+            note = json.loads((job_dir / SPOOL_NOTE).read_text())
+        except (OSError, ValueError):
+            raise errors.NotFoundError(
+                f"no spooled model for job {job_id} on this node (never failed to upload, "
+                "already sent, or pruned)",
+                field="job_id",
+            ) from None
+        _LOGGER.info("job %s: re-sending the spooled model to %s", job_id, target)
+        ref = await Uploader(
+            UploadTask(
+                target=target,
+                job_id=job_id,
+                token=token,
+                path=Path(note["artifact"]),
+                sha256=str(note["sha256"]),
+                size_bytes=int(note["size_bytes"]),
+                security=self._security,
+            ),
+            attempts=self._upload_attempts,
+            backoff_s=self._upload_backoff_s,
+            unavailable_window_s=self._upload_window_s,
+            options=GzipOptions(workers=self._upload_workers),
+        ).run()
+        await asyncio.to_thread(shutil.rmtree, job_dir, True)
+        return TrainResult(
+            model=ref,
+            training_metrics={k: float(v) for k, v in note.get("training_metrics", {}).items()},
+            test_metrics={k: float(v) for k, v in note.get("test_metrics", {}).items()},
+            feature_importance={k: float(v) for k, v in note.get("feature_importance", {}).items()},
+            device=str(note.get("device", "")),
         )
 
     async def _upload(self, run: JobRun, outcome: TrainingOutcome) -> None:

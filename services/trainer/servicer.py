@@ -13,6 +13,7 @@ from shared.rpc.errors import rpc_method
 from shared.rpc.v1 import progress_pb2, trainer_pb2, trainer_pb2_grpc
 
 from .jobs import JobRunner, JobSpec
+from .uploader import UploadError
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -71,6 +72,24 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
         run = self._runner.get(request.job_id)
         async for event in run.events_after(request.after_seq):
             yield serde.event_to_proto(event)
+
+    @rpc_method
+    async def ResendModel(
+        self, request: trainer_pb2.ResendModelRequest, context: Context
+    ) -> trainer_pb2.ResendModelResponse:
+        if not (request.upload_target or self._upload_override):
+            raise errors.InvalidArgumentError(
+                "the orchestrator's upload address is required", field="upload_target"
+            )
+        try:
+            result = await self._runner.resend(
+                request.job_id,
+                self._upload_override or request.upload_target,
+                request.upload_token,
+            )
+        except UploadError as exc:
+            raise errors.UnavailableError(f"the re-send failed: {exc}") from exc
+        return trainer_pb2.ResendModelResponse(result=serde.result_to_proto(result))
 
     @rpc_method
     async def GetInfo(

@@ -189,6 +189,11 @@ def test_grpcurl_calls_every_rpc_as_the_readme_shows(processes: tuple[str, str, 
         (trainer, "trainwire.v1.Trainer/Cancel"): ('{"job_id":"nope"}', "NotFound"),
         (trainer, "trainwire.v1.Trainer/Attach"): ('{"job_id":"nope"}', "NotFound"),
         (trainer, "trainwire.v1.Trainer/Train"): ('{"job_id":"x"}', "InvalidArgument"),
+        (trainer, "trainwire.v1.Trainer/ResendModel"): (
+            '{"job_id":"nope","upload_target":"127.0.0.1:9"}',
+            "NotFound",
+        ),
+        (orch, "trainwire.v1.ModelUpload/GetUploadStatus"): ('{"job_id":"nope"}', "NotFound"),
         (orch, "trainwire.v1.ModelUpload/UploadModel"): (
             '{"header":{"job_id":"nope","upload_token":"t"}}',
             "NotFound",
