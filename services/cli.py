@@ -61,6 +61,18 @@ def _add_metrics(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_client_options(p: argparse.ArgumentParser, verb: str) -> None:
+    """What every client verb takes: the orchestrator, --json, security; runs cmd_<verb>."""
+    p.add_argument(
+        "--orchestrator",
+        default=_env("ORCHESTRATOR", "localhost:50051"),
+        help="HOST:PORT (env TRAINWIRE_ORCHESTRATOR)",
+    )
+    p.add_argument("--json", action="store_true", help="JSON (lines) on stdout, for scripts")
+    _add_security(p)
+    p.set_defaults(func=_client_verb(verb))
+
+
 def _add_security(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("security (TLS/mTLS, bearer token)")
     g.add_argument("--tls-cert", default=_env("TLS_CERT", ""), help="PEM certificate")
@@ -257,14 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def client(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
-        p.add_argument(
-            "--orchestrator",
-            default=_env("ORCHESTRATOR", "localhost:50051"),
-            help="HOST:PORT (env TRAINWIRE_ORCHESTRATOR)",
-        )
-        p.add_argument("--json", action="store_true", help="JSON lines on stdout, for scripts")
-        _add_security(p)
-        p.set_defaults(func=_client_verb(name.replace("-", "_")))
+        _add_client_options(p, name)
         return p
 
     def request_flags(p: argparse.ArgumentParser) -> None:
@@ -298,14 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("download", "download a model's weights (sha256-verified)"),
     ):
         q = models.add_parser(verb, help=help_text)
-        q.add_argument(
-            "--orchestrator",
-            default=_env("ORCHESTRATOR", "localhost:50051"),
-            help="HOST:PORT (env TRAINWIRE_ORCHESTRATOR)",
-        )
-        q.add_argument("--json", action="store_true", help="JSON on stdout")
-        _add_security(q)
-        q.set_defaults(func=_client_verb(f"models_{verb}"))
+        _add_client_options(q, f"models_{verb}")
         if verb == "list":
             q.add_argument("--strategy", dest="strategy_name", default="", help="one strategy")
         else:

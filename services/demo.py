@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from shared.rpc import plumbing
@@ -40,10 +40,14 @@ def wait_serving(address: str, proc: subprocess.Popen[bytes], timeout_s: float =
 
 
 @contextlib.contextmanager
-def service(args: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def service(
+    args: list[str], log: Path, prefix: Sequence[str] = ()
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m services.cli ARGS`` (after ``prefix``, e.g. ``ip netns exec NS``) in its own
+    session, logging to ``log``; SIGTERM on exit, SIGKILL to its group if it does not stop."""
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", *args],
+            [*prefix, sys.executable, "-m", "services.cli", *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,15 +31,14 @@ class Cluster:
         return self.state_dir / "models"
 
 
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+@contextlib.asynccontextmanager
+async def start_cluster(root: Path) -> AsyncIterator[Cluster]:
+    """A trainer and an orchestrator on port 0 under ``root`` (work/, state/), and a client."""
     trainer = await create_trainer(
-        TrainerConfig(listen="127.0.0.1:0", work_dir=tmp_path / "work", upload_backoff_s=0.05)
+        TrainerConfig(listen="127.0.0.1:0", work_dir=root / "work", upload_backoff_s=0.05)
     )
     orchestrator = await create_orchestrator(
-        OrchestratorConfig(
-            listen="127.0.0.1:0", nodes=(trainer.address,), state_dir=tmp_path / "state"
-        )
+        OrchestratorConfig(listen="127.0.0.1:0", nodes=(trainer.address,), state_dir=root / "state")
     )
     channel = plumbing.create_channel(orchestrator.address)
     try:
@@ -46,9 +46,15 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
             orchestrator=orchestrator,
             trainer=trainer,
             stub=orchestrator_pb2_grpc.OrchestratorStub(channel),
-            state_dir=tmp_path / "state",
+            state_dir=root / "state",
         )
     finally:
         await channel.close(None)
         await orchestrator.stop(0)
         await trainer.stop(0)
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    async with start_cluster(tmp_path) as running:
+        yield running

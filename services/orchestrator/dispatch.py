@@ -309,20 +309,13 @@ class Dispatcher:
             feature_importance=result.feature_importance,
             device=result.device,
         )
-        self._book.append(
-            record.job_id,
-            JobEvent(
-                job_id=record.job_id,
-                seq=0,
-                time=time.time(),
-                state=JobState.SUCCEEDED,
-                kind=EventKind.LIFECYCLE,
-                percentage=100.0,
-                message=f"Succeeded: model {ref.name} stored (sha256 {ref.sha256[:12]}…)",
-                node=record.node,
-                device=event.device,
-                result=result,
-            ),
+        self._lifecycle(
+            record,
+            JobState.SUCCEEDED,
+            f"Succeeded: model {ref.name} stored (sha256 {ref.sha256[:12]}…)",
+            percentage=100.0,
+            device=event.device,
+            result=result,
         )
 
     # -- cancellation ------------------------------------------------------------------------
@@ -355,7 +348,15 @@ class Dispatcher:
     # -- terminal helpers --------------------------------------------------------------------
 
     def _lifecycle(
-        self, record: JobRecord, state: JobState, message: str, error: JobError | None = None
+        self,
+        record: JobRecord,
+        state: JobState,
+        message: str,
+        error: JobError | None = None,
+        *,
+        percentage: float = 0.0,
+        device: str = "",
+        result: TrainResult | None = None,
     ) -> None:
         self._book.append(
             record.job_id,
@@ -365,8 +366,11 @@ class Dispatcher:
                 time=time.time(),
                 state=state,
                 kind=EventKind.LIFECYCLE,
+                percentage=percentage,
                 message=message,
                 node=record.node,
+                device=device,
+                result=result,
                 error=error,
             ),
         )

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
+from services.signals import until_stop_signal
 from shared.metrics import MetricsServer, serve_metrics
 from shared.pipeline import validate_request
 from shared.rpc import plumbing
@@ -128,10 +127,6 @@ async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
 
 async def serve(config: OrchestratorConfig, grace_s: float = 5.0) -> None:
     srv = await create_server(config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await until_stop_signal()
     _LOGGER.info("orchestrator shutting down")
     await srv.stop(grace_s)

@@ -36,6 +36,7 @@ from shared.jobs import (
     JobError,
     JobEvent,
     JobState,
+    ModelRef,
     TrainResult,
     event_from_update,
 )
@@ -415,21 +416,14 @@ class JobRunner:
                 field="job_id",
             ) from None
         _LOGGER.info("job %s: re-sending the spooled model to %s", job_id, target)
-        ref = await Uploader(
-            UploadTask(
-                target=target,
-                job_id=job_id,
-                token=token,
-                path=Path(note["artifact"]),
-                sha256=str(note["sha256"]),
-                size_bytes=int(note["size_bytes"]),
-                security=self._security,
-            ),
-            attempts=self._upload_attempts,
-            backoff_s=self._upload_backoff_s,
-            unavailable_window_s=self._upload_window_s,
-            options=GzipOptions(workers=self._upload_workers),
-        ).run()
+        ref = await self._send(
+            job_id,
+            target,
+            token,
+            Path(note["artifact"]),
+            str(note["sha256"]),
+            int(note["size_bytes"]),
+        )
         await asyncio.to_thread(shutil.rmtree, job_dir, True)
         return TrainResult(
             model=ref,
@@ -439,6 +433,36 @@ class JobRunner:
             device=str(note.get("device", "")),
         )
 
+    async def _send(
+        self,
+        job_id: str,
+        target: str,
+        token: str,
+        path: Path,
+        sha256: str,
+        size_bytes: int,
+        *,
+        cancel: CancellationToken | None = None,
+    ) -> ModelRef:
+        """Upload one model file with this node's retry, window and compression settings."""
+        task = UploadTask(
+            target=target,
+            job_id=job_id,
+            token=token,
+            path=path,
+            sha256=sha256,
+            size_bytes=size_bytes,
+            security=self._security,
+        )
+        return await Uploader(
+            task,
+            attempts=self._upload_attempts,
+            backoff_s=self._upload_backoff_s,
+            unavailable_window_s=self._upload_window_s,
+            options=GzipOptions(workers=self._upload_workers),
+            cancel=cancel,
+        ).run()
+
     async def _upload(self, run: JobRun, outcome: TrainingOutcome) -> None:
         run.token.raise_if_cancelled()
         size = outcome.size_bytes
@@ -447,22 +471,15 @@ class JobRunner:
             f"Uploading model ({size / 1e6:.2f} MB, gzip) to {run.spec.upload_target}",
             kind=EventKind.UPLOAD,
         )
-        ref = await Uploader(
-            UploadTask(
-                target=run.spec.upload_target,
-                job_id=run.job_id,
-                token=run.spec.upload_token,
-                path=outcome.artifact_path,
-                sha256=outcome.sha256,
-                size_bytes=size,
-                security=self._security,
-            ),
-            attempts=self._upload_attempts,
-            backoff_s=self._upload_backoff_s,
-            unavailable_window_s=self._upload_window_s,
-            options=GzipOptions(workers=self._upload_workers),
+        ref = await self._send(
+            run.job_id,
+            run.spec.upload_target,
+            run.spec.upload_token,
+            outcome.artifact_path,
+            outcome.sha256,
+            size,
             cancel=run.token,
-        ).run()
+        )
         result = TrainResult(
             model=ref,
             training_metrics=dict(outcome.train_metrics),

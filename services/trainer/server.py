@@ -6,13 +6,13 @@ import asyncio
 import logging
 import os
 import platform
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
+from services.signals import until_stop_signal
 from shared.metrics import MetricsServer, serve_metrics
 from shared.nodes import DeviceKind, NodeDevice, NodeInfo
 from shared.rpc import plumbing, serde
@@ -173,10 +173,6 @@ def _versions() -> dict[str, str]:
 async def serve(config: TrainerConfig, grace_s: float = 30.0) -> None:
     """Run until SIGTERM/SIGINT, then drain: NOT_SERVING, finish or cancel jobs, exit."""
     srv = await create_server(config)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await until_stop_signal()
     _LOGGER.info("trainer shutting down (grace %.0fs)", grace_s)
     await srv.stop(grace_s)

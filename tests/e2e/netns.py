@@ -23,10 +23,11 @@ import secrets
 import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from services.demo import service
 
 PREFIX = "twrel"
 """Names of the namespaces made here: ``twrel-<creator pid>-<random>``."""
@@ -180,20 +181,5 @@ def spawn_in(ns: str, args: list[str], log: Path) -> Iterator[subprocess.Popen[b
 
     ``ip netns exec`` execs the command, so the process is Python itself: signals reach it.
     """
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            _in_ns(ns, sys.executable, "-m", "services.cli", *args),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+    with service(args, log, prefix=_in_ns(ns)) as proc:
+        yield proc

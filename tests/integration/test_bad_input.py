@@ -16,15 +16,11 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from services.orchestrator.config import OrchestratorConfig
-from services.orchestrator.server import create_server as create_orchestrator
-from services.trainer.config import TrainerConfig
-from services.trainer.server import create_server as create_trainer
 from shared.rpc import plumbing
 from shared.rpc.v1 import orchestrator_pb2 as opb
 from shared.rpc.v1 import orchestrator_pb2_grpc, progress_pb2
 from shared.rpc.v1 import strategy_pb2 as spb
-from tests.conftest import Cluster
+from tests.conftest import Cluster, start_cluster
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -834,24 +830,8 @@ async def shared_cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncItera
     bait = root / "state" / "etc" / "passwd_latest"
     bait.mkdir(parents=True)
     (bait / "metadata.json").write_text('{"repository": {"name": "BAIT"}}')
-    trainer = await create_trainer(
-        TrainerConfig(listen="127.0.0.1:0", work_dir=root / "work", upload_backoff_s=0.05)
-    )
-    orchestrator = await create_orchestrator(
-        OrchestratorConfig(listen="127.0.0.1:0", nodes=(trainer.address,), state_dir=root / "state")
-    )
-    channel = plumbing.create_channel(orchestrator.address)
-    try:
-        yield Cluster(
-            orchestrator=orchestrator,
-            trainer=trainer,
-            stub=orchestrator_pb2_grpc.OrchestratorStub(channel),
-            state_dir=root / "state",
-        )
-    finally:
-        await channel.close(None)
-        await orchestrator.stop(0)
-        await trainer.stop(0)
+    async with start_cluster(root) as running:
+        yield running
 
 
 async def _call(stub: Any, rpc: str, request: Message) -> object:
