@@ -28,6 +28,11 @@ class OrchestratorConfig:
     """Largest uncompressed model an upload may declare."""
     max_attempts: int = 2
     """Runs a job may get: a node lost mid-job costs one, and the job moves to another node."""
+    queue_timeout_s: float = 0.0
+    """How long a job may wait QUEUED for a node that can take it; 0 = as long as it takes."""
+    node_ttl_s: float = 600.0
+    """A registered node out of the pool (missed heartbeats, failed probes) for longer than this
+    is forgotten: it leaves ``ListNodes`` until it registers again. Static nodes stay."""
     metrics_listen: str = ""
     """host:port for Prometheus ``/metrics``; empty = no metrics endpoint."""
     security: Security = INSECURE

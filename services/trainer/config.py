@@ -36,5 +36,7 @@ class TrainerConfig:
     """Intra-op threads per job; 0 = (cores - 1) / slots, at least 1."""
     metrics_listen: str = ""
     """host:port for Prometheus ``/metrics``; empty = no metrics endpoint."""
+    insecure: bool = False
+    """Allow serving a non-loopback address with neither a token nor TLS (an open executor)."""
     security: Security = INSECURE
     """TLS/mTLS and bearer token, for this server and for its calls to the orchestrator."""
