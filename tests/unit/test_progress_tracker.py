@@ -183,11 +183,17 @@ def test_detail_carries_context_and_items() -> None:
 
 
 def test_percentage_never_goes_back() -> None:
-    tracker, updates, _ = _tracker()
+    tracker, updates, clock = _tracker(detail_interval=0.05)
     tracker.start_step(2)
+    clock.advance(0.1)
     tracker.detail(0.8, message="x")
+    clock.advance(0.1)  # past the coalescing interval: the second detail goes out too
     tracker.detail(0.2, message="y")  # a smaller fraction does not pull the bar back
-    assert updates[-1].percentage >= updates[-2].percentage
+    details = [u for u in updates if u.kind is UpdateKind.DETAIL]
+    assert [u.message for u in details] == ["x", "y"]
+    assert details[1].step_percentage == pytest.approx(80.0)
+    assert details[1].percentage == pytest.approx(details[0].percentage)
+    assert details[0].percentage > updates[0].percentage  # the 0.8 really moved the bar
     with pytest.raises(ValueError):
         tracker.start_step(1)
 
