@@ -14,6 +14,7 @@ from services.orchestrator.server import create_server as create_orchestrator
 from services.trainer.config import TrainerConfig
 from services.trainer.server import create_server as create_trainer
 from shared.client import AsyncClient, JobState
+from shared.device import select_device
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -58,19 +59,22 @@ async def test_orchestrator_metrics_after_a_finished_and_a_cancelled_job(tmp_pat
         await orchestrator.stop(0)
         await trainer.stop(0)
 
+    # Labelled with the device the trainer picked on this machine (CUDA > MPS > CPU): the
+    # orchestrator labels a node with the kind, the trainer its jobs with the torch device.
+    best = select_device("")
     assert m[("trainwire_jobs", (("state", "succeeded"),))] == 1
     assert m[("trainwire_jobs", (("state", "cancelled"),))] == 1
     assert m[("trainwire_jobs", (("state", "running"),))] == 0
     assert m[("trainwire_events_total", ())] >= len(events)
     assert m[("trainwire_queue_length", ())] == 0
-    assert m[("trainwire_node_up", (("device", "cpu"), ("node", trainer.address)))] == 1
+    assert m[("trainwire_node_up", (("device", best.kind), ("node", trainer.address)))] == 1
     assert m[("trainwire_cancel_latency_seconds_count", ())] == 1
     assert 0 < m[("trainwire_cancel_latency_seconds_sum", ())] < 5
     assert m[("trainwire_upload_bytes_total", ())] > 1000
     assert m[("trainwire_upload_duration_seconds_count", ())] == 1
 
     assert t[("trainwire_trainer_slots", ())] == 1
-    assert t[("trainwire_trainer_jobs_running", (("device", "cpu"),))] == 0
+    assert t[("trainwire_trainer_jobs_running", (("device", best.torch_device),))] == 0
     assert t[("trainwire_trainer_draining", ())] == 0
     assert t[("trainwire_trainer_events_total", ())] > 0
     assert t[("trainwire_trainer_cancel_latency_seconds_count", ())] == 1

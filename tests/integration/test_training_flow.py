@@ -8,12 +8,22 @@ import json
 import grpc
 import pytest
 
+from shared.device import select_device
+from shared.rpc import plumbing
 from shared.rpc.v1 import orchestrator_pb2 as opb
 from shared.rpc.v1 import progress_pb2 as ppb
 from shared.rpc.v1 import strategy_pb2 as spb
+from shared.rpc.v1 import trainer_pb2 as tpb
+from shared.rpc.v1 import trainer_pb2_grpc
 from tests.conftest import Cluster
 
 pytestmark = pytest.mark.timeout(180)
+
+_DEVICE_KINDS = {
+    "cpu": tpb.DEVICE_KIND_CPU,
+    "cuda": tpb.DEVICE_KIND_CUDA,
+    "mps": tpb.DEVICE_KIND_MPS,
+}
 
 
 def small_request(epochs: int = 2, **kw: object) -> spb.TrainRequest:
@@ -116,5 +126,16 @@ async def test_list_nodes_shows_the_trainer_and_its_device(cluster: Cluster) -> 
     node = reply.nodes[0]
     assert node.address == cluster.trainer.address
     assert node.health == opb.NODE_HEALTH_SERVING
-    assert node.device.torch_device == "cpu"
+    # The device is the one the trainer picked on this machine (CUDA > MPS > CPU), as the
+    # trainer itself reports it, not an assumed "cpu".
+    best = select_device("")
+    channel = plumbing.create_channel(cluster.trainer.address)
+    try:
+        info = await trainer_pb2_grpc.TrainerStub(channel).GetInfo(tpb.GetInfoRequest())
+    finally:
+        await channel.close(None)
+    assert node.device == info.device
+    assert node.device.torch_device == best.torch_device
+    assert node.device.kind == _DEVICE_KINDS[best.kind]
+    assert node.device.name == best.name
     assert node.slots == 1
