@@ -1,4 +1,12 @@
-"""Shared fixtures: real in-process servers on port 0, torn down after each test."""
+"""Shared fixtures: real in-process servers on port 0, torn down after each test.
+
+Under CI every skip is a failure: with ``CI`` set to a true value (``CI=true``, as CI and
+``.ci/run`` set it), a skipped test fails with its skip reason, unless it is marked
+``@pytest.mark.optional_component(...)`` (it needs something CI can never have, such as a GPU).
+The real-process tests skip when tmux, docker-compose, iproute2 or iptables is missing; in CI
+that means ``.ci/run`` failed to install them, and the suite must say so rather than pass.
+The rule lives in ``tests/support/ci_skips.py``.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +25,8 @@ from services.trainer.server import TrainerServer
 from services.trainer.server import create_server as create_trainer
 from shared.rpc import plumbing
 from shared.rpc.v1 import orchestrator_pb2_grpc
+
+pytest_plugins = ["tests.support.ci_skips"]
 
 
 @dataclass
