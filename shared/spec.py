@@ -9,11 +9,17 @@ with the same field paths.
 
 from __future__ import annotations
 
+import datetime
 import enum
+import itertools
 import math
 import re
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from shared.errors import InvalidArgumentError
+from shared.ids import check_address
 
 
 class SpecError(ValueError):
@@ -209,39 +215,104 @@ def default_strategy() -> StrategySpec:
 
 # ---------------------------------------------------------------------------------------------
 # Validation: one function, field paths as the proto spells them.
+#
+# Every rule matches the whole string (``fullmatch``; character classes are ASCII ranges, so a
+# trailing newline or a look-alike letter never passes), every string and list has a cap, and
+# every number is checked against its domain range, which lies inside its proto wire type.
 
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
 MAX_SYMBOLS = 64
 MAX_TIMEFRAMES = 8
 MAX_EPOCHS = 100_000
 MAX_BATCH_SIZE = 1 << 20
 MAX_BARS = 50_000_000
-_SYMBOL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,31}$")
-_TIMEFRAME_RE = re.compile(r"^[1-9][0-9]{0,3}(m|h|d|w)$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$")
+"""Synthetic bars per symbol; the job as a whole is bounded by ``JobLimits.max_bars``."""
+MIN_SYNTHETIC_BARS = 200
+MAX_SEED = INT64_MAX
+MAX_LOOKAHEAD = 10_000
+MAX_INDICATORS = 64
+MAX_INDICATOR_PARAMS = 16
+MAX_FUZZY_SETS = 256
+MAX_NN_INPUTS = 256
+MAX_HIDDEN_LAYERS = 16
+MAX_LAYER_WIDTH = 65_536
+MAX_REQUEST_ID = 128
+MAX_DATA_PATH = 256
+OUTPUT_CLASSES = 3
+"""BUY, HOLD, SELL: the width of every model's output layer."""
+
+_SYMBOL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,31}")
+_TIMEFRAME_RE = re.compile(r"[1-9][0-9]{0,3}(m|h|d|w)")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}")
+_PARAM_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_REQUEST_ID_RE = re.compile(rf"[\x21-\x7e]{{1,{MAX_REQUEST_ID}}}")
+_DEVICE_RE = re.compile(r"cpu|mps|cuda(:[0-9]{1,2})?")
+_DATE_RE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?"
+)
 FUZZY_SHAPES = {"triangular": 3, "trapezoidal": 4, "gaussian": 2}
 ACTIVATIONS = ("relu", "tanh", "gelu", "leaky_relu", "sigmoid")
 
 
-def _finite(path: str, value: float) -> None:
-    if not math.isfinite(value):
+def _matches(pattern: re.Pattern[str], value: object) -> bool:
+    return isinstance(value, str) and value.isascii() and pattern.fullmatch(value) is not None
+
+
+def shown(value: object) -> str:
+    """``value`` quoted for a message, cut so that a huge input never makes a huge error."""
+    text = repr(value)
+    if len(text) <= 80:
+        return text
+    size = f"{len(value)} characters" if isinstance(value, str) else type(value).__name__
+    return f"{text[:60]}… ({size})"
+
+
+def _finite(path: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SpecError(path, f"must be a number, got {shown(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise SpecError(path, f"must be a finite number, got {shown(value)}") from None
+    if not math.isfinite(number):
         raise SpecError(path, f"must be a finite number, got {value!r}")
+    return number
+
+
+def _integer(path: str, value: object, low: int, high: int, hint: str = "") -> int:
+    """``value`` if it is an integer in ``low..high``; the message gives the range."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(path, f"must be a whole number, got {shown(value)}")
+    if not low <= value <= high:
+        raise SpecError(path, f"must be between {low} and {high}{hint}, got {shown(value)}")
+    return value
 
 
 def validate(request: TrainingRequest, known_indicators: Mapping[str, tuple[str, ...]]) -> None:
     """Raise ``SpecError`` for the first problem found.
 
     ``known_indicators`` maps each indicator type to its output names (the first is the default
-    output an indicator id alone refers to); the pipeline owns that catalogue.
+    output an indicator id alone refers to); the pipeline owns that catalogue. Job size is
+    ``check_limits``'s (``shared.pipeline.validate_request`` applies both).
     """
+    if request.request_id and not _matches(_REQUEST_ID_RE, request.request_id):
+        raise SpecError(
+            "request_id",
+            f"{shown(request.request_id)} is not a request id: use 1-{MAX_REQUEST_ID} printable "
+            "ASCII characters without spaces, e.g. a UUID",
+        )
     if not request.symbols:
         raise SpecError("symbols", 'at least one symbol is required, e.g. ["SYNTH"]')
     if len(request.symbols) > MAX_SYMBOLS:
         raise SpecError("symbols", f"at most {MAX_SYMBOLS} symbols per job")
     for i, symbol in enumerate(request.symbols):
-        if not _SYMBOL_RE.match(symbol):
+        if not _matches(_SYMBOL_RE, symbol):
             raise SpecError(
                 f"symbols[{i}]",
-                f"{symbol!r} is not a symbol: use 1-32 letters, digits, '.', '_' or '-'",
+                f"{shown(symbol)} is not a symbol: use 1-32 ASCII letters, digits, '.', '_' or "
+                "'-', starting with a letter or digit",
             )
     if len(set(request.symbols)) != len(request.symbols):
         raise SpecError("symbols", "symbols must not repeat")
@@ -250,9 +321,10 @@ def validate(request: TrainingRequest, known_indicators: Mapping[str, tuple[str,
     if len(request.timeframes) > MAX_TIMEFRAMES:
         raise SpecError("timeframes", f"at most {MAX_TIMEFRAMES} timeframes per job")
     for i, tf in enumerate(request.timeframes):
-        if not _TIMEFRAME_RE.match(tf):
+        if not _matches(_TIMEFRAME_RE, tf):
             raise SpecError(
-                f"timeframes[{i}]", f"{tf!r} is not a timeframe: use e.g. 5m, 1h, 4h, 1d, 1w"
+                f"timeframes[{i}]",
+                f"{shown(tf)} is not a timeframe: use e.g. 5m, 1h, 4h, 1d, 1w",
             )
     if len(set(request.timeframes)) != len(request.timeframes):
         raise SpecError("timeframes", "timeframes must not repeat")
@@ -262,111 +334,147 @@ def validate(request: TrainingRequest, known_indicators: Mapping[str, tuple[str,
     _validate_placement(request.placement)
 
 
+def _check_name(path: str, value: object, what: str) -> None:
+    if not _matches(_NAME_RE, value):
+        raise SpecError(
+            path,
+            f"{shown(value)} is not {what}: use 1-64 ASCII letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
+        )
+
+
 def _validate_strategy(
     strategy: StrategySpec, known_indicators: Mapping[str, tuple[str, ...]]
 ) -> None:
-    if not _NAME_RE.match(strategy.name):
-        raise SpecError(
-            "strategy.name",
-            f"{strategy.name!r} is not a name: use 1-64 letters, digits, '.', '_' or '-'",
-        )
+    _check_name("strategy.name", strategy.name, "a name")
     if not strategy.indicators:
         raise SpecError("strategy.indicators", "at least one indicator is required")
+    if len(strategy.indicators) > MAX_INDICATORS:
+        raise SpecError("strategy.indicators", f"at most {MAX_INDICATORS} indicators per strategy")
     outputs: dict[str, tuple[str, ...]] = {}
     for i, ind in enumerate(strategy.indicators):
         path = f"strategy.indicators[{i}]"
-        if not _NAME_RE.match(ind.id):
-            raise SpecError(f"{path}.id", f"{ind.id!r} is not an id: use letters, digits, '_'")
+        _check_name(f"{path}.id", ind.id, "an indicator id")
         if ind.id in outputs:
             raise SpecError(f"{path}.id", f"indicator id {ind.id!r} is used twice")
         if ind.type not in known_indicators:
             known = ", ".join(sorted(known_indicators))
-            raise SpecError(f"{path}.type", f"unknown indicator {ind.type!r}; known: {known}")
+            raise SpecError(f"{path}.type", f"unknown indicator {shown(ind.type)}; known: {known}")
+        if len(ind.params) > MAX_INDICATOR_PARAMS:
+            raise SpecError(
+                f"{path}.params", f"at most {MAX_INDICATOR_PARAMS} parameters per indicator"
+            )
         for key, value in ind.params.items():
+            if not _matches(_PARAM_RE, key):
+                raise SpecError(
+                    f"{path}.params",
+                    f"{shown(key)} is not a parameter name: use 1-64 ASCII letters, digits or "
+                    "'_', e.g. period",
+                )
             _finite(f"{path}.params.{key}", value)
         outputs[ind.id] = known_indicators[ind.type]
     if not strategy.fuzzy_sets:
         raise SpecError("strategy.fuzzy_sets", "at least one fuzzy set is required")
+    if len(strategy.fuzzy_sets) > MAX_FUZZY_SETS:
+        raise SpecError(
+            "strategy.fuzzy_sets", f"at most {MAX_FUZZY_SETS} fuzzy set members per strategy"
+        )
     seen: set[tuple[str, str]] = set()
     for i, fs in enumerate(strategy.fuzzy_sets):
-        path = f"strategy.fuzzy_sets[{i}]"
-        ind_id, _, output = fs.input.partition(".")
-        if ind_id not in outputs:
-            raise SpecError(
-                f"{path}.input",
-                f"{fs.input!r} names no indicator of this strategy"
-                f" (indicators: {', '.join(outputs)})",
-            )
-        if output and output not in outputs[ind_id]:
-            raise SpecError(
-                f"{path}.input",
-                f"indicator {ind_id!r} has no output {output!r} (outputs: "
-                f"{', '.join(outputs[ind_id])})",
-            )
-        if fs.set_id and not _NAME_RE.match(fs.set_id):
-            raise SpecError(
-                f"{path}.set_id", f"{fs.set_id!r} is not an id: use letters, digits, '_'"
-            )
-        if not _NAME_RE.match(fs.name):
-            raise SpecError(f"{path}.name", f"{fs.name!r} is not a name: use letters, digits, '_'")
-        if (fs.group, fs.name) in seen:
-            raise SpecError(f"{path}.name", f"fuzzy set {fs.group}:{fs.name} is defined twice")
-        seen.add((fs.group, fs.name))
-        if fs.shape not in FUZZY_SHAPES:
-            raise SpecError(
-                f"{path}.shape", f"unknown shape {fs.shape!r}; use one of {sorted(FUZZY_SHAPES)}"
-            )
-        want = FUZZY_SHAPES[fs.shape]
-        if len(fs.params) != want:
-            raise SpecError(
-                f"{path}.params", f"a {fs.shape} set takes {want} parameters, got {len(fs.params)}"
-            )
-        for j, value in enumerate(fs.params):
-            _finite(f"{path}.params[{j}]", value)
-        if fs.shape == "gaussian":
-            if fs.params[1] <= 0:
-                raise SpecError(f"{path}.params[1]", "gaussian sigma must be > 0")
-        elif list(fs.params) != sorted(fs.params):
-            raise SpecError(f"{path}.params", f"{fs.shape} parameters must be non-decreasing")
-    labels = strategy.labels
-    _finite("strategy.labels.threshold", labels.threshold)
-    if not 0 < labels.threshold < 1:
+        _validate_fuzzy_set(f"strategy.fuzzy_sets[{i}]", fs, outputs, seen)
+    _validate_labels(strategy.labels)
+    _validate_model(strategy.model)
+    _validate_training(strategy.training)
+
+
+def _validate_fuzzy_set(
+    path: str,
+    fs: FuzzySetSpec,
+    outputs: Mapping[str, tuple[str, ...]],
+    seen: set[tuple[str, str]],
+) -> None:
+    ind_id, _, output = fs.input.partition(".")
+    if ind_id not in outputs:
+        raise SpecError(
+            f"{path}.input",
+            f"{shown(fs.input)} names no indicator of this strategy"
+            f" (indicators: {', '.join(outputs)})",
+        )
+    if output and output not in outputs[ind_id]:
+        raise SpecError(
+            f"{path}.input",
+            f"indicator {ind_id!r} has no output {shown(output)} (outputs: "
+            f"{', '.join(outputs[ind_id])})",
+        )
+    if fs.set_id:
+        _check_name(f"{path}.set_id", fs.set_id, "a fuzzy set id")
+    _check_name(f"{path}.name", fs.name, "a membership name")
+    if (fs.group, fs.name) in seen:
+        raise SpecError(f"{path}.name", f"fuzzy set {fs.group}:{fs.name} is defined twice")
+    seen.add((fs.group, fs.name))
+    if fs.shape not in FUZZY_SHAPES:
+        raise SpecError(
+            f"{path}.shape", f"unknown shape {shown(fs.shape)}; use one of {sorted(FUZZY_SHAPES)}"
+        )
+    want = FUZZY_SHAPES[fs.shape]
+    if len(fs.params) != want:
+        raise SpecError(
+            f"{path}.params", f"a {fs.shape} set takes {want} parameters, got {len(fs.params)}"
+        )
+    params = [_finite(f"{path}.params[{j}]", value) for j, value in enumerate(fs.params)]
+    if fs.shape == "gaussian":
+        if params[1] <= 0:
+            raise SpecError(f"{path}.params[1]", "gaussian sigma must be > 0")
+    elif params != sorted(params):
+        raise SpecError(f"{path}.params", f"{fs.shape} parameters must be non-decreasing")
+
+
+def _validate_labels(labels: LabelSpec) -> None:
+    threshold = _finite("strategy.labels.threshold", labels.threshold)
+    if not 0 < threshold < 1:
         raise SpecError("strategy.labels.threshold", "must be a fraction in (0, 1), e.g. 0.02")
-    if not 1 <= labels.lookahead <= 10_000:
-        raise SpecError("strategy.labels.lookahead", "must be between 1 and 10000 bars")
-    model = strategy.model
+    _integer("strategy.labels.lookahead", labels.lookahead, 1, MAX_LOOKAHEAD, " bars")
+
+
+def _validate_model(model: ModelSpec) -> None:
     if not model.hidden_layers:
         raise SpecError("strategy.model.hidden_layers", "at least one hidden layer is required")
+    if len(model.hidden_layers) > MAX_HIDDEN_LAYERS:
+        raise SpecError(
+            "strategy.model.hidden_layers", f"at most {MAX_HIDDEN_LAYERS} hidden layers"
+        )
     for i, width in enumerate(model.hidden_layers):
-        if not 1 <= width <= 65_536:
-            raise SpecError(f"strategy.model.hidden_layers[{i}]", "must be between 1 and 65536")
+        _integer(f"strategy.model.hidden_layers[{i}]", width, 1, MAX_LAYER_WIDTH)
     if model.activation not in ACTIVATIONS:
         raise SpecError(
             "strategy.model.activation",
-            f"unknown activation {model.activation!r}; use one of {', '.join(ACTIVATIONS)}",
+            f"unknown activation {shown(model.activation)}; use one of {', '.join(ACTIVATIONS)}",
         )
-    _finite("strategy.model.dropout", model.dropout)
-    if not 0 <= model.dropout < 1:
+    if not 0 <= _finite("strategy.model.dropout", model.dropout) < 1:
         raise SpecError("strategy.model.dropout", "must be in [0, 1)")
-    t = strategy.training
-    if not 1 <= t.epochs <= MAX_EPOCHS:
-        raise SpecError("strategy.training.epochs", f"must be between 1 and {MAX_EPOCHS}")
-    if not 1 <= t.batch_size <= MAX_BATCH_SIZE:
-        raise SpecError("strategy.training.batch_size", f"must be between 1 and {MAX_BATCH_SIZE}")
-    _finite("strategy.training.learning_rate", t.learning_rate)
-    if not 0 < t.learning_rate <= 10:
+
+
+def _validate_training(t: TrainingSpec) -> None:
+    _integer("strategy.training.epochs", t.epochs, 1, MAX_EPOCHS)
+    _integer("strategy.training.batch_size", t.batch_size, 1, MAX_BATCH_SIZE)
+    if not 0 < _finite("strategy.training.learning_rate", t.learning_rate) <= 10:
         raise SpecError("strategy.training.learning_rate", "must be in (0, 10], e.g. 0.001")
-    if t.early_stopping_patience < 0:
-        raise SpecError("strategy.training.early_stopping_patience", "must be >= 0 (0 = off)")
+    _integer(
+        "strategy.training.early_stopping_patience",
+        t.early_stopping_patience,
+        0,
+        MAX_EPOCHS,
+        " epochs (0 = off)",
+    )
     for name, value in (("validation_split", t.validation_split), ("test_split", t.test_split)):
-        _finite(f"strategy.training.{name}", value)
-        if not 0 < value < 0.5:
+        if not 0 < _finite(f"strategy.training.{name}", value) < 0.5:
             raise SpecError(f"strategy.training.{name}", "must be a fraction in (0, 0.5)")
-    if t.seed < 0:
-        raise SpecError("strategy.training.seed", "must be >= 0")
+    _integer("strategy.training.seed", t.seed, 0, MAX_SEED)
 
 
 def _validate_nn_inputs(strategy: StrategySpec, timeframes: tuple[str, ...]) -> None:
+    if len(strategy.nn_inputs) > MAX_NN_INPUTS:
+        raise SpecError("strategy.nn_inputs", f"at most {MAX_NN_INPUTS} inputs")
     groups = list(dict.fromkeys(fs.group for fs in strategy.fuzzy_sets))
     used: set[tuple[str, str]] = set()
     for i, nn in enumerate(strategy.nn_inputs):
@@ -374,37 +482,172 @@ def _validate_nn_inputs(strategy: StrategySpec, timeframes: tuple[str, ...]) -> 
         if nn.fuzzy_set not in groups:
             raise SpecError(
                 f"{path}.fuzzy_set",
-                f"{nn.fuzzy_set!r} names no fuzzy set of this strategy (sets: {', '.join(groups)})",
+                f"{shown(nn.fuzzy_set)} names no fuzzy set of this strategy (sets: "
+                f"{', '.join(groups)})",
             )
         for j, tf in enumerate(nn.timeframes or timeframes):
             if tf not in timeframes:
                 raise SpecError(
                     f"{path}.timeframes[{j}]",
-                    f"{tf!r} is not a timeframe of this request ({', '.join(timeframes)})",
+                    f"{shown(tf)} is not a timeframe of this request ({', '.join(timeframes)})",
                 )
             if (nn.fuzzy_set, tf) in used:
                 raise SpecError(f"{path}.timeframes", f"{nn.fuzzy_set} on {tf} is already an input")
             used.add((nn.fuzzy_set, tf))
 
 
-_DEVICE_RE = re.compile(r"^(cpu|mps|cuda(:[0-9]{1,2})?)$")
-
-
 def _validate_placement(placement: PlacementSpec) -> None:
-    if placement.device and not _DEVICE_RE.match(placement.device):
+    if placement.node:
+        try:
+            check_address(placement.node, "placement.node")
+        except InvalidArgumentError as exc:
+            raise SpecError(exc.field, exc.message) from None
+    if placement.device and not _matches(_DEVICE_RE, placement.device):
         raise SpecError(
             "placement.device",
-            f"{placement.device!r} is not a device: use cpu, cuda, cuda:N or mps",
+            f"{shown(placement.device)} is not a device: use cpu, cuda, cuda:N or mps",
         )
 
 
+FIRST_YEAR, LAST_YEAR = 1678, 2261
+"""Bars are indexed by nanosecond timestamps, which cover 1677-09-21 to 2262-04-11."""
+
+
+def date_bound(path: str, text: str, *, end: bool) -> datetime.datetime | None:
+    """``text`` as a UTC instant; None when empty. ``text`` must be an ISO-8601 date
+    (``2024-01-31``) or timestamp (``2024-01-31T09:30:00Z``; no zone means UTC) between
+    ``FIRST_YEAR`` and ``LAST_YEAR``. A date-only ``end`` covers that whole day, so its instant
+    is the last microsecond of it."""
+    if not text:
+        return None
+    instant = None
+    if _matches(_DATE_RE, text):
+        try:
+            instant = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            instant = None
+    if instant is None or not FIRST_YEAR <= instant.year <= LAST_YEAR:
+        raise SpecError(
+            path,
+            f"{shown(text)} is not an ISO-8601 date or timestamp between {FIRST_YEAR} and "
+            f"{LAST_YEAR}: use e.g. 2024-01-31 or 2024-01-31T09:30:00Z",
+        )
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=datetime.UTC)
+    if end and len(text) == 10:
+        instant += datetime.timedelta(days=1, microseconds=-1)
+    return instant.astimezone(datetime.UTC)
+
+
+def check_dates(start: str, end: str, start_path: str, end_path: str) -> None:
+    """Both bounds well-formed (``date_bound``), and ``end`` not before ``start``."""
+    first = date_bound(start_path, start, end=False)
+    last = date_bound(end_path, end, end=True)
+    if first is not None and last is not None and last < first:
+        raise SpecError(end_path, f"{shown(end)} is before the start {shown(start)}")
+
+
 def _validate_data(data: DataSpec) -> None:
-    if data.source is DataSource.SYNTHETIC and not 200 <= data.bars <= MAX_BARS:
-        raise SpecError("data.bars", f"synthetic bars must be between 200 and {MAX_BARS}")
+    _integer("data.seed", data.seed, 0, MAX_SEED)
+    if data.source is DataSource.SYNTHETIC:
+        _integer("data.bars", data.bars, MIN_SYNTHETIC_BARS, MAX_BARS, " synthetic bars")
+    else:
+        _integer("data.bars", data.bars, 0, INT32_MAX)
     if data.source is DataSource.DIRECTORY:
         if not data.path:
             raise SpecError("data.path", "a directory data source needs a path")
+        if len(data.path) > MAX_DATA_PATH:
+            raise SpecError("data.path", f"at most {MAX_DATA_PATH} characters")
+        if not data.path.isprintable():
+            raise SpecError("data.path", "must not contain control characters")
         if data.path.startswith("/") or ".." in data.path.split("/"):
             raise SpecError(
                 "data.path", "must be relative to the trainer's data directory, without '..'"
             )
+    elif data.path:
+        raise SpecError("data.path", "only a directory data source reads a path")
+    check_dates(data.start, data.end, "data.start", "data.end")
+
+
+# ---------------------------------------------------------------------------------------------
+# Job size: what a request will cost, estimated at submit and refused above configurable limits.
+
+
+@dataclass(frozen=True)
+class JobLimits:
+    """The largest job a service accepts.
+
+    ``max_parameters``: weights and biases of the model (4 bytes each as float32; the default
+    is about 200 MB). ``max_bars``: bars over every series of the job (symbol x timeframe).
+    """
+
+    max_parameters: int = 50_000_000
+    max_bars: int = 20_000_000
+
+    def __post_init__(self) -> None:
+        for name in ("max_parameters", "max_bars"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"JobLimits.{name} must be a positive integer, got {value!r}")
+
+
+DEFAULT_LIMITS = JobLimits()
+
+
+@dataclass(frozen=True)
+class JobSize:
+    features: int
+    """Model inputs: fuzzy memberships x the timeframes ``nn_inputs`` selects."""
+    parameters: int
+    """Weights and biases of the MLP features → hidden layers → ``OUTPUT_CLASSES``."""
+    bars: int | None
+    """Bars over all series (synthetic: ``data.bars`` x symbols x timeframes); None for a
+    directory source, whose size is known only when the trainer reads the files (its loader
+    refuses more than ``JobLimits.max_bars`` then)."""
+
+
+def feature_count(strategy: StrategySpec, timeframes: tuple[str, ...]) -> int:
+    """How many inputs the model gets (the length of the pipeline's feature list)."""
+    if not strategy.nn_inputs:
+        return len(strategy.fuzzy_sets) * len(timeframes)
+    members = Counter(fs.group for fs in strategy.fuzzy_sets)
+    return sum(
+        members[nn.fuzzy_set] * len(nn.timeframes or timeframes) for nn in strategy.nn_inputs
+    )
+
+
+def estimate(request: TrainingRequest) -> JobSize:
+    """The size of a validated request."""
+    features = feature_count(request.strategy, request.timeframes)
+    widths = (features, *request.strategy.model.hidden_layers, OUTPUT_CLASSES)
+    parameters = sum((a + 1) * b for a, b in itertools.pairwise(widths))
+    bars = None
+    if request.data.source is DataSource.SYNTHETIC:
+        bars = request.data.bars * len(request.symbols) * len(request.timeframes)
+    return JobSize(features=features, parameters=parameters, bars=bars)
+
+
+def check_limits(request: TrainingRequest, limits: JobLimits = DEFAULT_LIMITS) -> None:
+    """Raise ``SpecError`` when a validated request is larger than ``limits``; the message names
+    the estimate, the limit and what to change."""
+    size = estimate(request)
+    if size.parameters > limits.max_parameters:
+        layers = "→".join(
+            str(n) for n in (size.features, *request.strategy.model.hidden_layers, OUTPUT_CLASSES)
+        )
+        raise SpecError(
+            "strategy.model.hidden_layers",
+            f"the model {layers} has {size.parameters:,} parameters "
+            f"({size.parameters * 4 / 2**30:.1f} GiB as float32), more than the limit of "
+            f"{limits.max_parameters:,} parameters per job (max_parameters); use fewer or "
+            "narrower hidden_layers, or fewer inputs (nn_inputs)",
+        )
+    if size.bars is not None and size.bars > limits.max_bars:
+        n_sym, n_tf = len(request.symbols), len(request.timeframes)
+        raise SpecError(
+            "data.bars",
+            f"the job would use {size.bars:,} bars ({request.data.bars:,} bars x {n_sym} "
+            f"symbol{'s' if n_sym != 1 else ''} x {n_tf} timeframe{'s' if n_tf != 1 else ''}), "
+            f"more than the limit of {limits.max_bars:,} bars per job (max_bars); use fewer "
+            "data.bars, symbols or timeframes",
+        )
