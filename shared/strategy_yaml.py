@@ -7,10 +7,12 @@ the shorthand ``[a, b, c]`` (triangular) or ``{type, parameters}`` with ``type``
 triangular, trapezoidal (``trapezoid``), gaussian (``[mean, sigma]``).
 
 Training hyperparameters are read from ``training`` and, as older KTRDR files keep them, from
-``model.training``; ``training`` wins. ``training_data`` supplies symbols and timeframes when the
-request names none. Keys KTRDR uses for things trainwire does not do (``decisions``,
-``model.features``, ``optimizer``, ...) are accepted and ignored; any other unknown key is an
-error, so a typo never silently falls back to a default.
+``model.training``; ``training`` wins. ``training_data`` supplies symbols, timeframes and the
+``start``/``end`` dates when the request names none. Keys KTRDR uses for things trainwire does
+not do (``decisions``, ``model.features``, ``optimizer``, ...) are accepted and ignored; any
+other unknown key is an error, so a typo never silently falls back to a default. A key given
+twice in one mapping, or one setting given under two of its spellings (``threshold`` and
+``zigzag_threshold``), is an error too: the file never silently means something else.
 
 Every error is a ``SpecError`` on field ``strategy_yaml`` whose message gives the YAML path (and
 line for syntax errors). Semantic checks (references, shapes, ranges) are ``spec.validate``'s.
@@ -18,12 +20,14 @@ line for syntax errors). Semantic checks (references, shapes, ranges) are ``spec
 
 from __future__ import annotations
 
+import datetime
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
+from yaml.constructor import ConstructorError
 
 from shared import spec
 
@@ -80,6 +84,25 @@ class ParsedStrategy:
     symbols: tuple[str, ...]
     """From ``training_data``; empty when the file names none."""
     timeframes: tuple[str, ...]
+    start: str = ""
+    """``training_data.start`` as ISO-8601 (``DataSpec.start``); empty when the file has none."""
+    end: str = ""
+
+
+class _Loader(yaml.SafeLoader):
+    """``SafeLoader`` whose value errors (a 5000-digit integer, year 0) are YAML errors with a
+    line, not crashes."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, OverflowError) as exc:
+            problem = str(exc).split(";")[0][:120]
+            raise ConstructorError(
+                None, None, f"cannot read this value ({problem})", node.start_mark
+            ) from None
 
 
 def parse_strategy_yaml(text: str) -> ParsedStrategy:
@@ -88,17 +111,63 @@ def parse_strategy_yaml(text: str) -> ParsedStrategy:
         raise spec.SpecError(FIELD, f"larger than {MAX_YAML_BYTES // 1024} KiB")
     try:
         _check_shape(text)
-        document = yaml.safe_load(text)
+        document = _load(text)
+        return _translate(document)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise spec.SpecError(FIELD, f"not valid YAML{where}: {exc.problem}") from None
     except yaml.YAMLError as exc:
-        raise spec.SpecError(FIELD, f"not valid YAML: {exc}") from None
-    try:
-        return _translate(document)
+        raise spec.SpecError(FIELD, f"not valid YAML: {str(exc)[:300]}") from None
     except _YamlError as exc:
         raise spec.SpecError(FIELD, str(exc)) from None
+
+
+def _load(text: str) -> object:
+    """The document, after refusing duplicate keys (naming their path)."""
+    loader = _Loader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        _check_duplicates(loader, root, "")
+        return loader.construct_document(root)
+    finally:
+        loader.dispose()
+
+
+def _check_duplicates(loader: _Loader, node: yaml.Node, path: str) -> None:
+    """A key given twice in one mapping is an error naming its path and both lines (YAML keeps
+    the last silently). Recursion is bounded: ``_check_shape`` has refused deep nesting."""
+    if isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_duplicates(loader, item, f"{path}[{i}]")
+    elif isinstance(node, yaml.MappingNode):
+        seen: dict[object, yaml.Node] = {}
+        for key_node, value_node in node.value:
+            child = path
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key = loader.construct_object(key_node)
+                name = key if isinstance(key, str) and len(key) <= 64 else spec.shown(key)
+                child = f"{path}.{name}" if path else str(name)
+                first = seen.get(key) if _hashable(key) else None
+                if first is not None:
+                    raise _YamlError(
+                        child,
+                        f"duplicate key (line {key_node.start_mark.line + 1}; first given at "
+                        f"line {first.start_mark.line + 1}): give each key once",
+                    )
+                if _hashable(key):
+                    seen[key] = key_node
+            _check_duplicates(loader, value_node, child)
+
+
+def _hashable(value: object) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
 
 
 def _check_shape(text: str) -> None:
@@ -143,24 +212,38 @@ def _keys(value: Mapping[str, Any], path: str, known: set[str], ignored: set[str
             raise _YamlError(where, f"unknown key; known: {', '.join(sorted(known))}")
 
 
+def _pick(doc: Mapping[str, Any], path: str, names: tuple[str, ...], default: object) -> object:
+    """The value of the one spelling of a setting that ``doc`` gives (``default`` if none);
+    two spellings at once are an error, since one of them would be silently dropped."""
+    given = [name for name in names if name in doc]
+    if len(given) > 1:
+        where = f"{path}.{given[1]}" if path else given[1]
+        raise _YamlError(where, f"the same setting as {given[0]!r}: give only one of them")
+    return doc[given[0]] if given else default
+
+
 def _number(value: object, path: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _YamlError(path, f"must be a number, got {value!r}")
-    number = float(value)
+        raise _YamlError(path, f"must be a number, got {spec.shown(value)}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise _YamlError(path, f"must be finite, got {spec.shown(value)}") from None
     if not math.isfinite(number):
         raise _YamlError(path, f"must be finite, got {value!r}")
     return number
 
 
 def _integer(value: object, path: str) -> int:
+    """An integer; its range is ``spec.validate``'s (which names the ``strategy.`` field)."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _YamlError(path, f"must be an integer, got {value!r}")
+        raise _YamlError(path, f"must be an integer, got {spec.shown(value)}")
     return value
 
 
 def _string(value: object, path: str) -> str:
     if not isinstance(value, str) or not value:
-        raise _YamlError(path, f"must be a non-empty string, got {value!r}")
+        raise _YamlError(path, f"must be a non-empty string, got {spec.shown(value)}")
     return value
 
 
@@ -168,8 +251,23 @@ def _strings(value: object, path: str) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
     if not isinstance(value, list):
-        raise _YamlError(path, f"must be a list of strings, got {value!r}")
+        raise _YamlError(path, f"must be a list of strings, got {spec.shown(value)}")
     return tuple(_string(v, f"{path}[{i}]") for i, v in enumerate(value))
+
+
+def _date(value: object, path: str) -> str:
+    """An ISO-8601 date or timestamp, given quoted or as a YAML date (``start: 2024-01-31``)."""
+    if isinstance(value, datetime.datetime | datetime.date):
+        text = value.isoformat()
+    elif isinstance(value, str):
+        text = value
+    else:
+        raise _YamlError(path, f"must be an ISO-8601 date such as 2024-01-31, got {value!r}")
+    try:
+        spec.date_bound(path, text, end=False)
+    except spec.SpecError as exc:
+        raise _YamlError(path, exc.message) from None
+    return text
 
 
 # --- sections -----------------------------------------------------------------------------------
@@ -199,7 +297,7 @@ def _translate(document: object) -> ParsedStrategy:
     label_doc = dict(_mapping(training_doc.pop("labels", {}), "training.labels"))
     if "labels" in doc:
         label_doc.update(_mapping(doc["labels"], "labels"))
-    symbols, timeframes = _training_data(doc.get("training_data", {}))
+    data = _training_data(doc.get("training_data", {}))
     strategy = spec.StrategySpec(
         name=name,
         indicators=indicators,
@@ -209,7 +307,13 @@ def _translate(document: object) -> ParsedStrategy:
         model=_model(model_doc),
         training=_training(training_doc),
     )
-    return ParsedStrategy(strategy=strategy, symbols=symbols, timeframes=timeframes)
+    return ParsedStrategy(
+        strategy=strategy,
+        symbols=data.symbols,
+        timeframes=data.timeframes,
+        start=data.start,
+        end=data.end,
+    )
 
 
 def _indicators(value: object) -> tuple[spec.IndicatorSpec, ...]:
@@ -284,16 +388,17 @@ def _nn_inputs(value: object) -> tuple[spec.NNInputSpec, ...]:
 def _labels(doc: Mapping[str, Any]) -> spec.LabelSpec:
     _keys(doc, "training.labels", _LABEL_KEYS, set())
     d = spec.LabelSpec()
-    source = str(doc.get("source", doc.get("method", d.method.value))).lower()
+    path = "training.labels"
+    source = _string(_pick(doc, path, ("source", "method"), d.method.value), f"{path}.source")
     try:
-        method = spec.LabelMethod(source)
+        method = spec.LabelMethod(source.lower())
     except ValueError:
         raise _YamlError(
             "training.labels.source",
-            f"unknown label source {source!r}; use zigzag or forward_return",
+            f"unknown label source {spec.shown(source)}; use zigzag or forward_return",
         ) from None
-    threshold = doc.get("zigzag_threshold", doc.get("threshold", d.threshold))
-    lookahead = doc.get("label_lookahead", doc.get("lookahead", d.lookahead))
+    threshold = _pick(doc, path, ("threshold", "zigzag_threshold"), d.threshold)
+    lookahead = _pick(doc, path, ("lookahead", "label_lookahead"), d.lookahead)
     return spec.LabelSpec(
         method=method,
         threshold=_number(threshold, "training.labels.threshold"),
@@ -303,14 +408,18 @@ def _labels(doc: Mapping[str, Any]) -> spec.LabelSpec:
 
 def _model(doc: Mapping[str, Any]) -> spec.ModelSpec:
     d = spec.ModelSpec()
-    kind = str(doc.get("type", "mlp")).lower()
+    kind = _string(doc.get("type", "mlp"), "model.type").lower()
     if kind != "mlp":
-        raise _YamlError("model.type", f"{kind!r}: only mlp models are supported")
+        raise _YamlError("model.type", f"{spec.shown(kind)}: only mlp models are supported")
     arch = dict(_mapping(doc.get("architecture", {}), "model.architecture"))
     _keys(arch, "model.architecture", _ARCH_KEYS, _ARCH_IGNORED)
     for key in _ARCH_KEYS:
         if key in doc:
-            arch.setdefault(key, doc[key])
+            if key in arch:
+                raise _YamlError(
+                    f"model.{key}", f"also given as model.architecture.{key}: give only one"
+                )
+            arch[key] = doc[key]
     layers = arch.get("hidden_layers", list(d.hidden_layers))
     if not isinstance(layers, list):
         raise _YamlError("model.architecture.hidden_layers", "must be a list of widths")
@@ -318,7 +427,9 @@ def _model(doc: Mapping[str, Any]) -> spec.ModelSpec:
         hidden_layers=tuple(
             _integer(w, f"model.architecture.hidden_layers[{i}]") for i, w in enumerate(layers)
         ),
-        activation=str(arch.get("activation", d.activation)).lower(),
+        activation=_string(
+            arch.get("activation", d.activation), "model.architecture.activation"
+        ).lower(),
         dropout=_number(arch.get("dropout", d.dropout), "model.architecture.dropout"),
     )
 
@@ -326,19 +437,46 @@ def _model(doc: Mapping[str, Any]) -> spec.ModelSpec:
 def _training(doc: Mapping[str, Any]) -> spec.TrainingSpec:
     _keys(doc, "training", _TRAINING_KEYS, _TRAINING_IGNORED)
     d = spec.TrainingSpec()
-    patience = doc.get("early_stopping_patience", d.early_stopping_patience)
+    method = _string(doc.get("method", "supervised"), "training.method")
+    if method.lower() != "supervised":
+        raise _YamlError("training.method", f"{spec.shown(method)}: only supervised is supported")
+    stopping = _pick(doc, "training", ("early_stopping_patience", "early_stopping"), None)
+    patience: object = d.early_stopping_patience
     if "early_stopping" in doc:
-        stop = _mapping(doc["early_stopping"], "training.early_stopping")
+        stop = _mapping(stopping, "training.early_stopping")
         _keys(stop, "training.early_stopping", {"enabled", "patience"}, {"min_delta", "monitor"})
         enabled = stop.get("enabled", True)
+        if not isinstance(enabled, bool):
+            raise _YamlError(
+                "training.early_stopping.enabled", f"must be true or false, got {enabled!r}"
+            )
         patience = stop.get("patience", 10) if enabled else 0
-    validation = doc.get("validation_split", d.validation_split)
-    test = doc.get("test_split", d.test_split)
+    elif stopping is not None:
+        patience = stopping
+    split: Mapping[str, Any] = {}
     if "data_split" in doc:
         split = _mapping(doc["data_split"], "training.data_split")
         _keys(split, "training.data_split", {"train", "validation", "test"}, set())
-        validation = split.get("validation", validation)
-        test = split.get("test", test)
+        for key in ("validation", "test"):
+            if key in split and f"{key}_split" in doc:
+                raise _YamlError(
+                    f"training.data_split.{key}",
+                    f"also given as training.{key}_split: give only one",
+                )
+    validation = split.get("validation", doc.get("validation_split", d.validation_split))
+    test = split.get("test", doc.get("test_split", d.test_split))
+    if "train" in split:
+        parts = [
+            _number(split["train"], "training.data_split.train"),
+            _number(validation, "training.validation_split"),
+            _number(test, "training.test_split"),
+        ]
+        if abs(sum(parts) - 1) > 1e-6:
+            raise _YamlError(
+                "training.data_split",
+                f"train + validation + test = {sum(parts):g}; they must add up to 1 (or leave "
+                "out train: it is what the others leave)",
+            )
     return spec.TrainingSpec(
         epochs=_integer(doc.get("epochs", d.epochs), "training.epochs"),
         batch_size=_integer(doc.get("batch_size", d.batch_size), "training.batch_size"),
@@ -350,29 +488,47 @@ def _training(doc: Mapping[str, Any]) -> spec.TrainingSpec:
     )
 
 
-def _training_data(value: object) -> tuple[tuple[str, ...], tuple[str, ...]]:
+@dataclass(frozen=True)
+class _TrainingData:
+    symbols: tuple[str, ...]
+    timeframes: tuple[str, ...]
+    start: str
+    end: str
+
+
+def _training_data(value: object) -> _TrainingData:
     doc = _mapping(value, "training_data")
-    _keys(doc, "training_data", {"symbols", "timeframes"}, {"history_required", "start", "end"})
+    _keys(doc, "training_data", {"symbols", "timeframes", "start", "end"}, {"history_required"})
     symbols: tuple[str, ...] = ()
     timeframes: tuple[str, ...] = ()
     if "symbols" in doc:
-        sym = _mapping(doc["symbols"], "training_data.symbols")
+        path = "training_data.symbols"
+        sym = _mapping(doc["symbols"], path)
+        _keys(sym, path, {"mode", "list", "symbol"}, set())
+        one = _pick(sym, path, ("list", "symbol"), None)
         if "list" in sym:
-            symbols = _strings(sym["list"], "training_data.symbols.list")
-        elif "symbol" in sym:
-            symbols = (_string(sym["symbol"], "training_data.symbols.symbol"),)
+            symbols = _strings(one, f"{path}.list")
+        elif one is not None:
+            symbols = (_string(one, f"{path}.symbol"),)
     if "timeframes" in doc:
-        tfd = _mapping(doc["timeframes"], "training_data.timeframes")
+        path = "training_data.timeframes"
+        tfd = _mapping(doc["timeframes"], path)
+        _keys(tfd, path, {"mode", "list", "timeframe", "base_timeframe"}, set())
+        one = _pick(tfd, path, ("list", "timeframe"), None)
         if "list" in tfd:
-            timeframes = _strings(tfd["list"], "training_data.timeframes.list")
-            base = tfd.get("base_timeframe")
-            if base is not None:
-                base = _string(base, "training_data.timeframes.base_timeframe")
-                if base not in timeframes:
-                    raise _YamlError(
-                        "training_data.timeframes.base_timeframe", f"{base!r} is not in the list"
-                    )
-                timeframes = (base, *(tf for tf in timeframes if tf != base))
-        elif "timeframe" in tfd:
-            timeframes = (_string(tfd["timeframe"], "training_data.timeframes.timeframe"),)
-    return symbols, timeframes
+            timeframes = _strings(one, f"{path}.list")
+        elif one is not None:
+            timeframes = (_string(one, f"{path}.timeframe"),)
+        base = tfd.get("base_timeframe")
+        if base is not None:
+            base = _string(base, f"{path}.base_timeframe")
+            if base not in timeframes:
+                raise _YamlError(f"{path}.base_timeframe", f"{spec.shown(base)} is not in the list")
+            timeframes = (base, *(tf for tf in timeframes if tf != base))
+    start = _date(doc["start"], "training_data.start") if "start" in doc else ""
+    end = _date(doc["end"], "training_data.end") if "end" in doc else ""
+    try:
+        spec.check_dates(start, end, "training_data.start", "training_data.end")
+    except spec.SpecError as exc:
+        raise _YamlError(exc.field, exc.message) from None
+    return _TrainingData(symbols=symbols, timeframes=timeframes, start=start, end=end)

@@ -7,6 +7,8 @@ grpcurl user can send ``{"symbols":["SYNTH"],"timeframes":["1h"]}`` and get a co
 
 from __future__ import annotations
 
+import dataclasses
+
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from shared import spec
@@ -72,13 +74,18 @@ def state_from_proto(value: ppb.JobState.ValueType) -> JobState:
 def request_from_proto(msg: spb.TrainRequest) -> spec.TrainingRequest:
     """Translate and fill defaults. Raises ``SpecError`` for values no default can mend."""
     symbols, timeframes = tuple(msg.symbols), tuple(msg.timeframes)
+    data = data_from_proto(msg.data)
     if msg.strategy_yaml:
         if msg.HasField("strategy"):
             raise spec.SpecError("strategy_yaml", "give either strategy or strategy_yaml, not both")
         parsed = parse_strategy_yaml(msg.strategy_yaml)
         strategy = parsed.strategy
+        # The request's own fields win; the file fills what the request leaves empty.
         symbols = symbols or parsed.symbols
         timeframes = timeframes or parsed.timeframes
+        data = dataclasses.replace(
+            data, start=data.start or parsed.start, end=data.end or parsed.end
+        )
     else:
         strategy = strategy_from_proto(msg.strategy)
     return spec.TrainingRequest(
@@ -86,7 +93,7 @@ def request_from_proto(msg: spb.TrainRequest) -> spec.TrainingRequest:
         symbols=symbols,
         timeframes=timeframes,
         strategy=strategy,
-        data=data_from_proto(msg.data),
+        data=data,
         placement=placement_from_proto(msg.placement),
     )
 

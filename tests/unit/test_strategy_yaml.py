@@ -8,7 +8,9 @@ import pytest
 
 from shared.pipeline import validate_request
 from shared.pipeline.features import resolve_features
-from shared.spec import LabelMethod, SpecError, TrainingRequest
+from shared.rpc import serde
+from shared.rpc.v1 import strategy_pb2 as spb
+from shared.spec import DataSpec, LabelMethod, SpecError, TrainingRequest
 from shared.strategy_yaml import parse_strategy_yaml
 
 STRATEGIES = sorted((Path(__file__).resolve().parents[2] / "strategies").glob("*.yaml"))
@@ -192,3 +194,181 @@ def test_semantic_errors_are_caught_by_validation() -> None:
         validate_request(request)
     assert err.value.field == "strategy.nn_inputs[0].timeframes[0]"
     assert "4h" in err.value.message
+
+
+# -- nothing in a file is silently dropped or silently means something else ----------------------
+
+BASE = "name: x\nindicators: {r: {type: rsi}}\nfuzzy_sets: {z: {indicator: r, lo: [0, 1, 2]}}\n"
+
+
+def _yaml_error(text: str) -> str:
+    with pytest.raises(SpecError) as err:
+        parse_strategy_yaml(text)
+    assert err.value.field == "strategy_yaml"
+    return err.value.message
+
+
+@pytest.mark.parametrize(
+    ("text", "path"),
+    [
+        (BASE + "training:\n  epochs: 1\n  epochs: 99999\n", "training.epochs: duplicate key"),
+        (BASE + "training: {epochs: 1, 'epochs': 2}\n", "training.epochs: duplicate key"),
+        (BASE + "training: {epochs: 1}\ntraining: {epochs: 2}\n", "training: duplicate key"),
+        (BASE + "name: y\n", "name: duplicate key"),
+        (
+            BASE + "nn_inputs:\n  - {fuzzy_set: z, fuzzy_set: q}\n",
+            "nn_inputs[0].fuzzy_set: duplicate key",
+        ),
+        (
+            "name: x\nindicators:\n  r: {type: rsi, period: 14, period: 3}\nfuzzy_sets: {}\n",
+            "indicators.r.period: duplicate key",
+        ),
+    ],
+)
+def test_a_duplicate_key_is_an_error_naming_its_path(text: str, path: str) -> None:
+    message = _yaml_error(text)
+    assert message.startswith(path), message
+    assert "line" in message
+
+
+def test_a_duplicate_key_names_both_lines() -> None:
+    message = _yaml_error(BASE + "training:\n  epochs: 1\n  batch_size: 8\n  epochs: 99999\n")
+    assert "line 7" in message and "first given at line 5" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        (BASE + "training: {learning_rate: 1" + "0" * 400 + "}\n", "training.learning_rate"),
+        (BASE + "training: {seed: " + "9" * 5000 + "}\n", "line 4"),
+        (BASE + "training_data: {start: 0000-01-01}\n", "line 4"),
+        (BASE + "training: {epochs: '3'}\n", "training.epochs: must be an integer"),
+        (BASE + "training: {epochs: true}\n", "training.epochs: must be an integer"),
+        (BASE + "model: {dropout: yes}\n", "model.architecture.dropout: must be a number"),
+        (BASE + "model: {activation: [relu]}\n", "model.architecture.activation"),
+        (BASE + "training: {labels: {threshold: .nan}}\n", "training.labels.threshold"),
+    ],
+)
+def test_unreadable_numbers_are_errors_naming_the_path(text: str, needle: str) -> None:
+    message = _yaml_error(text)
+    assert needle in message, message
+    assert len(message) < 400
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ("training: {seed: 100000000000000000000}\n", "strategy.training.seed"),
+        (
+            "training: {early_stopping_patience: 1000000000000}\n",
+            "strategy.training.early_stopping_patience",
+        ),
+        ("training: {epochs: 4294967297}\n", "strategy.training.epochs"),
+        ("training: {batch_size: -9223372036854775809}\n", "strategy.training.batch_size"),
+        ("labels: {lookahead: 99999999999}\n", "strategy.labels.lookahead"),
+        ("model: {hidden_layers: [4294967296]}\n", "strategy.model.hidden_layers[0]"),
+    ],
+)
+def test_integers_beyond_their_wire_type_are_refused_by_validation(extra: str, field: str) -> None:
+    parsed = parse_strategy_yaml(BASE + extra)
+    request = TrainingRequest(symbols=("SYNTH",), timeframes=("1h",), strategy=parsed.strategy)
+    with pytest.raises(SpecError) as err:
+        validate_request(request)
+    assert err.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("extra", "path"),
+    [
+        (
+            "training: {labels: {threshold: 0.02, zigzag_threshold: 0.05}}\n",
+            "training.labels.zigzag_threshold",
+        ),
+        ("training: {labels: {source: zigzag, method: zigzag}}\n", "training.labels.method"),
+        (
+            "training: {labels: {lookahead: 5, label_lookahead: 9}}\n",
+            "training.labels.label_lookahead",
+        ),
+        (
+            "training: {early_stopping_patience: 3, early_stopping: {patience: 9}}\n",
+            "training.early_stopping",
+        ),
+        (
+            "training: {validation_split: 0.1, data_split: {validation: 0.3, test: 0.1}}\n",
+            "training.data_split.validation",
+        ),
+        (
+            "model: {hidden_layers: [4], architecture: {hidden_layers: [8]}}\n",
+            "model.hidden_layers",
+        ),
+        (
+            "training_data: {symbols: {symbol: A, list: [B, C]}}\n",
+            "training_data.symbols.symbol",
+        ),
+        ("training_data: {timeframes: {list: [1h], timeframe: 4h}}\n", "training_data.timeframes"),
+    ],
+)
+def test_one_setting_given_twice_is_an_error(extra: str, path: str) -> None:
+    message = _yaml_error(BASE + extra)
+    assert message.startswith(path), message
+    assert "only one" in message
+
+
+@pytest.mark.parametrize(
+    ("extra", "path"),
+    [
+        ("training_data: {symbols: {lst: [A, B]}}\n", "training_data.symbols.lst"),
+        ("training_data: {timeframes: {tf: 1h}}\n", "training_data.timeframes.tf"),
+        ("training_data: {start_date: 2024-01-01}\n", "training_data.start_date"),
+        ("training: {method: reinforcement}\n", "training.method"),
+        (
+            "training: {data_split: {train: 0.7, validation: 0.2, test: 0.2}}\n",
+            "training.data_split",
+        ),
+        ("training: {early_stopping: {enabled: 'no'}}\n", "training.early_stopping.enabled"),
+        ("training_data: {timeframes: {timeframe: 1h, base_timeframe: 4h}}\n", "base_timeframe"),
+    ],
+)
+def test_keys_that_would_be_dropped_are_errors(extra: str, path: str) -> None:
+    assert path in _yaml_error(BASE + extra)
+
+
+def test_training_data_start_and_end_are_applied() -> None:
+    text = BASE + "training_data:\n  start: 2020-01-02\n  end: '2020-02-01T12:00:00Z'\n"
+    parsed = parse_strategy_yaml(text)
+    assert (parsed.start, parsed.end) == ("2020-01-02", "2020-02-01T12:00:00Z")
+    message = spb.TrainRequest(symbols=["SYNTH"], timeframes=["1h"], strategy_yaml=text)
+    request = serde.request_from_proto(message)
+    assert (request.data.start, request.data.end) == ("2020-01-02", "2020-02-01T12:00:00Z")
+    validate_request(request)
+    # The request's own fields win over the file's.
+    message.data.start = "2020-01-10"
+    assert serde.request_from_proto(message).data.start == "2020-01-10"
+    assert serde.request_from_proto(message).data.end == "2020-02-01T12:00:00Z"
+
+
+def test_a_yaml_timestamp_keeps_its_zone() -> None:
+    parsed = parse_strategy_yaml(BASE + "training_data: {start: 2020-01-02T10:00:00+02:00}\n")
+    assert parsed.start == "2020-01-02T10:00:00+02:00"
+    request = TrainingRequest(
+        symbols=("SYNTH",),
+        timeframes=("1h",),
+        strategy=parsed.strategy,
+        data=DataSpec(start=parsed.start),
+    )
+    validate_request(request)
+
+
+@pytest.mark.parametrize(
+    ("dates", "path"),
+    [
+        ("{start: yesterday}", "training_data.start"),
+        ("{start: '2024-13-01'}", "training_data.start"),
+        ("{end: 1492-10-12}", "training_data.end"),
+        ("{start: 2024-02-01, end: 2024-01-01}", "training_data.end"),
+        ("{start: 20240101}", "training_data.start"),
+    ],
+)
+def test_bad_training_data_dates_name_the_path(dates: str, path: str) -> None:
+    message = _yaml_error(BASE + f"training_data: {dates}\n")
+    assert message.startswith(path), message
