@@ -6,7 +6,11 @@
 - DIRECTORY: ``{data_dir}/{data.path}/{SYMBOL}_{timeframe}.csv`` (or ``.parquet``, which needs
   pyarrow) with a timestamp column and open/high/low/close/volume; NaNs, unsorted or duplicate
   timestamps and non-positive prices are ``DataError``s naming symbol and timeframe. Gaps longer
-  than a few bars are logged, not refused (markets close at weekends).
+  than a few bars are logged, not refused (markets close at weekends). A file is read only up to
+  ``max_bars`` rows (``JobLimits.max_bars``): one with more is refused before it fills memory.
+
+Both sources honour ``DataSpec.start``/``end`` (inclusive; a date-only end covers its day). The
+synthetic market always starts at ``SYNTHETIC_START``, so a window there selects part of it.
 
 Every frame here is indexed by bar *open* time (UTC) with float64 columns ``COLUMNS``.
 """
@@ -21,7 +25,7 @@ import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 from shared.pipeline.synthetic import SYNTHETIC_START, synthetic_bars
 from shared.pipeline.timeframes import finest_timeframe, timeframe_delta
-from shared.spec import DataSource, DataSpec
+from shared.spec import DEFAULT_LIMITS, DataSource, DataSpec
 
 __all__ = [
     "COLUMNS",
@@ -89,12 +93,14 @@ def load_bars(
     *,
     base_timeframe: str | None = None,
     min_bars: int = 2,
+    max_bars: int = DEFAULT_LIMITS.max_bars,
 ) -> pd.DataFrame:
     """OHLCV bars for one symbol and timeframe, validated, bounded by ``data.start``/``end``.
 
     SYNTHETIC: ``data.bars`` bars are generated at ``base_timeframe`` (default: ``timeframe``)
     and resampled to ``timeframe``. DIRECTORY: ``{data_dir}/{data.path}/{SYMBOL}_{timeframe}``
-    ``.csv`` or ``.parquet``. Raises ``DataError`` naming symbol, timeframe and the problem.
+    ``.csv`` or ``.parquet`` of at most ``max_bars`` rows. Raises ``DataError`` naming symbol,
+    timeframe and the problem.
     """
     if data.source is DataSource.SYNTHETIC:
         gen_tf = base_timeframe or timeframe
@@ -105,7 +111,7 @@ def load_bars(
             except ValueError as exc:
                 raise DataError(symbol, timeframe, f"cannot build synthetic bars: {exc}") from exc
     else:
-        frame = _read_directory(data, symbol, timeframe, data_dir)
+        frame = _read_directory(data, symbol, timeframe, data_dir, max_bars)
         validate_bars(frame, symbol, timeframe)
     frame = _bound(frame, data, symbol, timeframe)
     if len(frame) < min_bars:
@@ -150,8 +156,17 @@ def validate_bars(frame: pd.DataFrame, symbol: str, timeframe: str) -> None:
             )
 
 
+def _too_many(symbol: str, timeframe: str, name: str, max_bars: int) -> DataError:
+    return DataError(
+        symbol,
+        timeframe,
+        f"{name} has more than {max_bars:,} rows, the most a job may load (max_bars); split "
+        "the file or trim it to the range you train on",
+    )
+
+
 def _read_directory(
-    data: DataSpec, symbol: str, timeframe: str, data_dir: Path | None
+    data: DataSpec, symbol: str, timeframe: str, data_dir: Path | None, max_bars: int
 ) -> pd.DataFrame:
     if data_dir is None:
         raise DataError(symbol, timeframe, "this trainer has no data directory configured")
@@ -160,18 +175,23 @@ def _read_directory(
     csv, parquet = folder / f"{stem}.csv", folder / f"{stem}.parquet"
     if csv.is_file():
         try:
-            raw = pd.read_csv(csv)
+            raw = pd.read_csv(csv, nrows=max_bars + 1)
         except (OSError, ValueError) as exc:
             raise DataError(symbol, timeframe, f"cannot read {csv.name}: {exc}") from exc
+        if len(raw) > max_bars:
+            raise _too_many(symbol, timeframe, csv.name, max_bars)
     elif parquet.is_file():
         try:
-            raw = pd.read_parquet(parquet)
+            rows = _parquet_rows(parquet)
+            raw = pd.read_parquet(parquet) if rows <= max_bars else None
         except ImportError as exc:
             raise DataError(
                 symbol, timeframe, f"reading {parquet.name} needs pyarrow; install it or use CSV"
             ) from exc
         except (OSError, ValueError) as exc:
             raise DataError(symbol, timeframe, f"cannot read {parquet.name}: {exc}") from exc
+        if raw is None:
+            raise _too_many(symbol, timeframe, parquet.name, max_bars)
     else:
         raise DataError(
             symbol,
@@ -179,6 +199,14 @@ def _read_directory(
             f"no data file: expected {stem}.csv or {stem}.parquet in {data.path or '.'}",
         )
     return _normalise(raw, symbol, timeframe)
+
+
+def _parquet_rows(path: Path) -> int:
+    """The row count from the file's footer, without reading its data."""
+    import pyarrow.parquet as pq  # type: ignore[import-untyped, unused-ignore]
+
+    rows: int = pq.ParquetFile(path).metadata.num_rows
+    return rows
 
 
 def _normalise(raw: pd.DataFrame, symbol: str, timeframe: str) -> pd.DataFrame:

@@ -23,7 +23,8 @@ from shared.pipeline.fuzzy import fuzzify
 from shared.pipeline.indicators import compute_indicator, indicator_label
 from shared.pipeline.job import JobContext
 from shared.pipeline.labels import make_labels
-from shared.pipeline.market import finest_timeframe, load_bars
+from shared.pipeline.market import DataError, finest_timeframe, load_bars
+from shared.spec import DEFAULT_LIMITS
 
 Series = tuple[str, str]
 """(symbol, timeframe)"""
@@ -39,16 +40,30 @@ def _key(job: JobContext, si: int, ti: int) -> Series:
     return job.request.symbols[si], job.request.timeframes[ti]
 
 
-def load_data(job: JobContext, data_dir: Path | None) -> dict[Series, pd.DataFrame]:
-    """Step 1: bars of every symbol and timeframe."""
+def load_data(
+    job: JobContext, data_dir: Path | None, *, max_bars: int = DEFAULT_LIMITS.max_bars
+) -> dict[Series, pd.DataFrame]:
+    """Step 1: bars of every symbol and timeframe, at most ``max_bars`` over all of them."""
     generation_tf = finest_timeframe(job.request.timeframes)
     bars: dict[Series, pd.DataFrame] = {}
+    total = 0
     with job.step(1):
         items = job.items("series", len(_positions(job)))
         for si, ti in _positions(job):
             items.next(job.context(si, ti, "Loading bars"))
             key = _key(job, si, ti)
-            bars[key] = load_bars(job.request.data, *key, data_dir, base_timeframe=generation_tf)
+            frame = load_bars(
+                job.request.data, *key, data_dir, base_timeframe=generation_tf, max_bars=max_bars
+            )
+            total += len(frame)
+            if total > max_bars:
+                raise DataError(
+                    *key,
+                    f"the job's series hold more than {max_bars:,} bars together, the most a job "
+                    "may load (max_bars); narrow data.start/end or use fewer symbols or "
+                    "timeframes",
+                )
+            bars[key] = frame
     return bars
 
 
@@ -128,9 +143,11 @@ def make_symbol_frames(
     return frames
 
 
-def prepare_dataset(job: JobContext, data_dir: Path | None) -> Dataset:
+def prepare_dataset(
+    job: JobContext, data_dir: Path | None, *, max_bars: int = DEFAULT_LIMITS.max_bars
+) -> Dataset:
     """Steps 1-6: the labelled feature matrix of all symbols, warm-up rows dropped."""
-    bars = load_data(job, data_dir)
+    bars = load_data(job, data_dir, max_bars=max_bars)
     memberships = compute_memberships(job, compute_indicators(job, bars))
     frames = make_symbol_frames(job, bars, build_features(job, memberships))
     with job.step(6):

@@ -13,6 +13,7 @@ Errors: ``SpecError`` (the request, including a requested device this machine la
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ from shared.pipeline.training import TrainingData, TrainingResult, train_model
 from shared.pipeline.validation import validate_request
 from shared.progress.tracker import ProgressTracker
 from shared.progress.update import ItemCounter, ProgressSink
-from shared.spec import SpecError, TrainingRequest
+from shared.spec import DEFAULT_LIMITS, JobLimits, SpecError, TrainingRequest
 
 __all__ = ["TrainingOutcome", "run_training", "validate_request"]
 
@@ -140,13 +141,16 @@ def run_training(
     cancel: CancellationToken,
     data_dir: Path | None = None,
     device: str = "",
+    limits: JobLimits | None = DEFAULT_LIMITS,
 ) -> TrainingOutcome:
     """Train ``request`` and write its artifact to ``work_dir/model.safetensors``.
 
     ``device`` is the trainer's own override; when empty, ``request.placement.device`` or the
-    best device here (CUDA > MPS > CPU) is used.
+    best device here (CUDA > MPS > CPU) is used. ``limits`` bounds the job's size: the model's
+    parameters and the synthetic bars before it starts (``SpecError``), the bars read from a
+    data directory as they load (``DataError``); None bounds nothing.
     """
-    validate_request(request)
+    validate_request(request, limits=limits)
     device_info = _choose_device(request, device)
     torch_device = device_info.as_torch()
     job = JobContext(request, ProgressTracker(progress), cancel)
@@ -159,7 +163,8 @@ def run_training(
         device_info.torch_device,
     )
 
-    dataset = prepare_dataset(job, data_dir)
+    max_bars = limits.max_bars if limits is not None else sys.maxsize
+    dataset = prepare_dataset(job, data_dir, max_bars=max_bars)
     with job.step(7):
         purge = request.strategy.labels.lookahead
         splits = split_dataset(dataset, spec.validation_split, spec.test_split, purge=purge)

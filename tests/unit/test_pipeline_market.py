@@ -147,3 +147,37 @@ def test_timeframe_delta() -> None:
     assert timeframe_delta("1w") == pd.Timedelta(days=7)
     with pytest.raises(ValueError):
         timeframe_delta("1y")
+
+
+def test_a_directory_source_honours_start_and_end(tmp_path: Path) -> None:
+    _write_csv(tmp_path / "market", "AAPL_1h.csv", synthetic_bars("AAPL", "1h", 96, 1))
+    data = DataSpec(
+        source=DataSource.DIRECTORY, path="market", start="2020-01-02T06:00:00Z", end="2020-01-02"
+    )
+    bars = load_bars(data, "AAPL", "1h", tmp_path)
+    assert bars.index[0] == pd.Timestamp("2020-01-02T06:00Z")
+    assert bars.index[-1] == pd.Timestamp("2020-01-02T23:00Z")  # a date-only end: the whole day
+    assert len(bars) == 18
+
+
+def test_a_window_with_no_bars_is_a_data_error(tmp_path: Path) -> None:
+    _write_csv(tmp_path / "market", "AAPL_1h.csv", synthetic_bars("AAPL", "1h", 96, 1))
+    data = DataSpec(source=DataSource.DIRECTORY, path="market", start="2021-01-01")
+    with pytest.raises(DataError, match="too few bars: 0"):
+        load_bars(data, "AAPL", "1h", tmp_path)
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_a_file_with_more_rows_than_the_limit_is_refused(tmp_path: Path, suffix: str) -> None:
+    frame = synthetic_bars("BIG", "1h", 50, 1)
+    folder = tmp_path / "market"
+    if suffix == "csv":
+        _write_csv(folder, "BIG_1h.csv", frame)
+    else:
+        folder.mkdir()
+        frame.to_parquet(folder / "BIG_1h.parquet")
+    assert len(load_bars(_directory(), "BIG", "1h", tmp_path, max_bars=50)) == 50
+    with pytest.raises(DataError, match="more than 49 rows") as info:
+        load_bars(_directory(), "BIG", "1h", tmp_path, max_bars=49)
+    assert "max_bars" in str(info.value)
+    assert (info.value.symbol, info.value.timeframe) == ("BIG", "1h")

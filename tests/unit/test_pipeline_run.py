@@ -13,13 +13,14 @@ from shared.artifacts.artifact import load_artifact, load_model
 from shared.cancellation import CancellationToken, CancelledError
 from shared.pipeline import validate_request
 from shared.pipeline.labels import CLASSES
-from shared.pipeline.market import DataError
+from shared.pipeline.market import DataError, synthetic_bars
 from shared.pipeline.run import run_training
 from shared.progress.update import ProgressUpdate, UpdateKind
 from shared.spec import (
     DataSource,
     DataSpec,
     IndicatorSpec,
+    JobLimits,
     PlacementSpec,
     SpecError,
     TrainingRequest,
@@ -254,3 +255,37 @@ def test_requested_device_passed_as_override_is_still_a_spec_error(
             device="cuda:2",
         )
     assert not isinstance(err.value, SpecError)
+
+
+def test_a_directory_job_loading_more_than_max_bars_is_a_data_error(tmp_path: Path) -> None:
+    folder = tmp_path / "market"
+    folder.mkdir()
+    for symbol in ("AAA", "BBB"):
+        synthetic_bars(symbol, "1h", 600, 1).to_csv(folder / f"{symbol}_1h.csv")
+    request = _request(
+        symbols=("AAA", "BBB"), data=DataSpec(source=DataSource.DIRECTORY, path="market")
+    )
+    with pytest.raises(DataError, match="more than 1,000 bars together") as info:
+        run_training(
+            request,
+            work_dir=tmp_path / "work",
+            progress=lambda u: None,
+            cancel=CancellationToken(),
+            data_dir=tmp_path,
+            limits=JobLimits(max_bars=1000),
+        )
+    assert "max_bars" in str(info.value)
+    assert not (tmp_path / "work" / "model.safetensors").exists()
+
+
+def test_run_training_refuses_a_model_over_the_parameter_limit(tmp_path: Path) -> None:
+    with pytest.raises(SpecError) as info:
+        run_training(
+            _request(),
+            work_dir=tmp_path,
+            progress=lambda u: None,
+            cancel=CancellationToken(),
+            limits=JobLimits(max_parameters=1000),
+        )
+    assert info.value.field == "strategy.model.hidden_layers"
+    assert not (tmp_path / "model.safetensors").exists()
