@@ -127,7 +127,10 @@ class DataSpec:
 
     ``SYNTHETIC`` generates ``bars`` base-timeframe bars per symbol from ``seed`` (deterministic);
     ``DIRECTORY`` reads ``{path}/{SYMBOL}_{timeframe}.csv|parquet`` under the trainer's data dir.
-    ``start``/``end`` are optional ISO-8601 dates that bound the range.
+    ``start``/``end`` are optional ISO-8601 dates or timestamps (UTC unless they name a zone)
+    that bound the range, both inclusive; a date-only ``end`` covers that whole day. Both
+    sources honour them; the synthetic market starts at 2020-01-01, so a window outside its
+    ``bars`` is refused at submit.
     """
 
     source: DataSource = DataSource.SYNTHETIC
