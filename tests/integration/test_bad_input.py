@@ -1015,3 +1015,160 @@ async def test_bad_input_about_an_existing_job_or_model(
     assert [v.relative_to(shared_cluster.models_dir).as_posix() for v in versions] == [
         good_job.result.model.name
     ]
+
+
+# -- whole strings, caps, ranges, job size, unambiguous YAML --------------------------------------
+
+_YAML = "name: x\nindicators: {r: {type: rsi}}\nfuzzy_sets: {z: {indicator: r, lo: [0, 1, 2]}}\n"
+
+
+def _yaml(extra: str) -> spb.TrainRequest:
+    return spb.TrainRequest(symbols=["SYNTH"], timeframes=["1h"], strategy_yaml=_YAML + extra)
+
+
+HARDENING = [
+    bad("symbol-trailing-newline", "Submit", train(symbols=["SYNTH\n"]), INVALID, "symbols[0]"),
+    bad(
+        "timeframe-trailing-newline", "Submit", train(timeframes=["1h\n"]), INVALID, "timeframes[0]"
+    ),
+    bad(
+        "strategy-name-trailing-newline",
+        "Submit",
+        train({"name": "name\n"}),
+        INVALID,
+        "strategy.name",
+    ),
+    bad(
+        "device-trailing-newline",
+        "Submit",
+        train(placement={"device": "cpu\n"}),
+        INVALID,
+        "placement.device",
+    ),
+    bad("request-id-1MB", "Submit", train(request_id=HUGE), INVALID, "request_id", "128"),
+    bad("request-id-newline", "Submit", train(request_id="a\nb"), INVALID, "request_id"),
+    bad(
+        "placement-node-unix-socket",
+        "Submit",
+        train(placement={"node": "unix:/tmp/x"}),
+        INVALID,
+        "placement.node",
+    ),
+    bad("placement-node-1MB", "Submit", train(placement={"node": HUGE}), INVALID, "placement.node"),
+    bad(
+        "data-path-1MB",
+        "Submit",
+        train(data={"source": "DATA_SOURCE_KIND_DIRECTORY", "path": HUGE}),
+        INVALID,
+        "data.path",
+        "256",
+    ),
+    bad("data-start-1MB", "Submit", train(data={"start": HUGE}), INVALID, "data.start", "ISO-8601"),
+    bad(
+        "indicator-param-name-1MB",
+        "Submit",
+        train(rsi_strategy(indicators=[{**_RSI, "params": {HUGE: 14}}])),
+        INVALID,
+        "strategy.indicators[0].params",
+    ),
+    bad("data-seed-negative", "Submit", train(data={"seed": -1}), INVALID, "data.seed"),
+    bad(
+        "model-17-GiB",
+        "Submit",
+        train({"model": {"hidden_layers": [65536, 65536]}}),
+        INVALID,
+        "strategy.model.hidden_layers",
+        "more than the limit of 50,000,000 parameters",
+    ),
+    bad(
+        "bars-50M-x-64-symbols",
+        "Submit",
+        train(symbols=[f"S{i}" for i in range(64)], timeframes=["1m"], data={"bars": 50_000_000}),
+        INVALID,
+        "data.bars",
+        "more than the limit of 20,000,000 bars",
+    ),
+    bad(
+        "bars-past-2262",
+        "Submit",
+        train(data={"bars": 3_000_000}),
+        INVALID,
+        "data.bars",
+        "2262",
+    ),
+    bad(
+        "synthetic-window-after-the-market",
+        "Submit",
+        train(data={"start": "2030-01-01"}),
+        INVALID,
+        "data.start",
+        "2020-01-01",
+    ),
+    bad(
+        "yaml-seed-1e20",
+        "Submit",
+        _yaml("training: {seed: 100000000000000000000}\n"),
+        INVALID,
+        "strategy_yaml",
+        "training.seed",
+    ),
+    bad(
+        "yaml-patience-1e12",
+        "Submit",
+        _yaml("training: {early_stopping_patience: 1000000000000}\n"),
+        INVALID,
+        "strategy_yaml",
+        "training.early_stopping_patience",
+    ),
+    bad(
+        "yaml-learning-rate-1e400",
+        "Submit",
+        _yaml("training: {learning_rate: 1" + "0" * 400 + "}\n"),
+        INVALID,
+        "strategy_yaml",
+        "training.learning_rate",
+    ),
+    bad(
+        "yaml-5000-digit-integer",
+        "Submit",
+        _yaml("training: {seed: " + "9" * 5000 + "}\n"),
+        INVALID,
+        "strategy_yaml",
+        "line 4",
+    ),
+    bad(
+        "yaml-duplicate-epochs",
+        "Submit",
+        _yaml("training:\n  epochs: 1\n  epochs: 99999\n"),
+        INVALID,
+        "strategy_yaml",
+        "training.epochs: duplicate key",
+    ),
+    bad(
+        "yaml-start-not-a-date",
+        "Submit",
+        _yaml("training_data: {start: yesterday}\n"),
+        INVALID,
+        "strategy_yaml",
+        "training_data.start",
+    ),
+    bad(
+        "yaml-two-thresholds",
+        "Submit",
+        _yaml("training: {labels: {threshold: 0.02, zigzag_threshold: 0.05}}\n"),
+        INVALID,
+        "strategy_yaml",
+        "zigzag_threshold",
+    ),
+]
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.parametrize("case", HARDENING)
+async def test_ambiguous_unbounded_or_oversized_input_is_refused_naming_the_field(
+    shared_cluster: Cluster, case: Bad
+) -> None:
+    before = await shared_cluster.stub.ListJobs(opb.ListJobsRequest())
+    await _assert_refused(shared_cluster, case)
+    after = await shared_cluster.stub.ListJobs(opb.ListJobsRequest())
+    assert [j.job_id for j in after.jobs] == [j.job_id for j in before.jobs]
