@@ -8,11 +8,16 @@ after the orchestrator reconnects) read it from any seq with no gap and no dupli
 that goes away never blocks or stops the job — only ``Cancel`` does.
 
 The model is spooled in the job's directory (``work_dir/jobs/<job>/``) until the orchestrator's
-receipt says it is stored; only then is the directory deleted. The upload resumes from what the
+receipt says it is stored; only then is the directory deleted. A job id is one plain name
+(``shared.ids.check_job_id``), checked at every entry point, and every path built from one is
+resolved and checked to lie inside ``work_dir/jobs`` before anything is created, read or
+removed; ``jobs/`` is private to the trainer's user (0700). The upload resumes from what the
 orchestrator confirms it holds, and rides out an orchestrator restart by retrying UNAVAILABLE for
 ``upload_window_s``. A model that never got its receipt (the upload failed for good, or the job
 was cancelled or the node shut down mid-upload) stays spooled, with an ``upload.json`` saying
-what it is, for the newest ``keep_failed_spools`` such jobs and at most ``spool_ttl_s``.
+what it is, for the newest ``keep_failed_spools`` such jobs and at most ``spool_ttl_s``. A
+trainer that starts removes every job directory without a valid note: a process that just
+started runs no job, and a model with no note (the trainer was killed) can never be re-sent.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import re
 import shutil
 import time
 from collections import OrderedDict
@@ -27,9 +34,11 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from shared import errors
 from shared.cancellation import CancellationToken, CancelledError
+from shared.ids import check_job_id
 from shared.jobs import (
     ErrorCode,
     EventKind,
@@ -59,6 +68,83 @@ KEEP_FAILED_SPOOLS = 8
 SPOOL_TTL_S = 24 * 3600.0
 """How long such a spool is kept at most."""
 SPOOL_NOTE = "upload.json"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class OutsideWorkDirError(errors.FailedPreconditionError):
+    """A path the trainer built resolves outside the directory it must stay in (a symlink)."""
+
+
+def resolve_inside(root: Path, path: Path | str) -> Path:
+    """``path`` (relative to ``root``, or absolute) with every symlink resolved, if it lies
+    strictly inside ``root`` (resolved too); raise ``OutsideWorkDirError`` otherwise. Call it
+    before creating, reading or removing anything at a path built from outside input."""
+    base = root.resolve()
+    resolved = (base / path).resolve()
+    if resolved == base or not resolved.is_relative_to(base):
+        raise OutsideWorkDirError(f"{path} resolves to {resolved}, outside {base}; not touching it")
+    return resolved
+
+
+@dataclass(frozen=True, kw_only=True)
+class SpoolNote:
+    """What ``upload.json`` says about a spooled model: enough to send it again."""
+
+    artifact: Path
+    sha256: str
+    size_bytes: int
+    device: str
+    training_metrics: dict[str, float]
+    test_metrics: dict[str, float]
+    feature_importance: dict[str, float]
+
+
+def read_spool_note(job_dir: Path) -> SpoolNote | None:
+    """The note of a spool in ``job_dir``, or None unless it is whole: a JSON object naming an
+    artifact inside ``job_dir`` that exists with the noted size, and a sha256."""
+    try:
+        raw = json.loads((job_dir / SPOOL_NOTE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("artifact"), str):
+        return None
+    sha256, size = raw.get("sha256"), raw.get("size_bytes")
+    if not (isinstance(sha256, str) and _SHA256.fullmatch(sha256)):
+        return None
+    if not (isinstance(size, int) and not isinstance(size, bool) and size > 0):
+        return None
+    try:
+        artifact = resolve_inside(job_dir, raw["artifact"])
+        if not artifact.is_file() or artifact.stat().st_size != size:
+            return None
+    except (OSError, OutsideWorkDirError):
+        return None
+    return SpoolNote(
+        artifact=artifact,
+        sha256=sha256,
+        size_bytes=size,
+        device=str(raw.get("device", "")),
+        training_metrics=_numbers(raw.get("training_metrics")),
+        test_metrics=_numbers(raw.get("test_metrics")),
+        feature_importance=_numbers(raw.get("feature_importance")),
+    )
+
+
+def _numbers(value: Any) -> dict[str, float]:
+    if not isinstance(value, dict):
+        return {}
+    return {
+        str(k): float(v)
+        for k, v in value.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
+def _private_dir(path: Path) -> None:
+    """Create ``path`` (and its parents) if missing; the directory itself is made 0700."""
+    if not path.is_dir():
+        path.mkdir(parents=True, mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -195,6 +281,10 @@ class JobRunner:
     ) -> None:
         self._security = security
         self._work_dir = work_dir
+        if not work_dir.is_dir():
+            _private_dir(work_dir)
+        _private_dir(work_dir / "jobs")
+        self._jobs_root = (work_dir / "jobs").resolve()
         self._slots = slots
         self.node = node
         self._pipeline = pipeline
@@ -211,7 +301,7 @@ class JobRunner:
         self._executor = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="train")
         self._runs: OrderedDict[str, JobRun] = OrderedDict()
         self.accepting = True
-        self._prune_spools()
+        self._prune_spools(at_start=True, busy=set())
 
     @property
     def slots(self) -> int:
@@ -225,13 +315,14 @@ class JobRunner:
         return [r for r in self._runs.values() if not r.finished]
 
     def get(self, job_id: str) -> JobRun:
-        run = self._runs.get(job_id)
+        run = self._runs.get(check_job_id(job_id))
         if run is None:
             raise errors.NotFoundError(f"no job {job_id!r} on this node", field="job_id")
         return run
 
     def start(self, spec: JobSpec) -> JobRun:
         """Start a job, or return it if this job id is already known (a retried Train call)."""
+        job_dir = self._job_dir(spec.job_id)
         existing = self._runs.get(spec.job_id)
         if existing is not None:
             return existing
@@ -244,8 +335,16 @@ class JobRunner:
         run = JobRun(spec, node=self.node, loop=asyncio.get_running_loop())
         self._runs[spec.job_id] = run
         self._forget_old()
-        run.task = asyncio.create_task(self._run(run), name=f"job-{spec.job_id}")
+        run.task = asyncio.create_task(self._run(run, job_dir), name=f"job-{spec.job_id}")
         return run
+
+    def _job_dir(self, job_id: str) -> Path:
+        """``work_dir/jobs/<job_id>``, after checking the id and that the path (symlinks
+        resolved) is that very directory, inside the work dir; raise otherwise."""
+        path = resolve_inside(self._jobs_root, check_job_id(job_id))
+        if path != self._jobs_root / job_id:
+            raise OutsideWorkDirError(f"{self._jobs_root / job_id} is a link; not touching it")
+        return path
 
     def cancel(self, job_id: str, reason: str) -> JobState:
         run = self.get(job_id)
@@ -272,12 +371,10 @@ class JobRunner:
         for job_id in finished[: max(0, len(finished) - KEEP_FINISHED)]:
             del self._runs[job_id]
 
-    async def _run(self, run: JobRun) -> None:
-        job_dir = self._work_dir / "jobs" / run.job_id
+    async def _run(self, run: JobRun, job_dir: Path) -> None:
         run.lifecycle(JobState.RUNNING, f"Started on {self.node}", percentage=0.0)
         unsent: TrainingOutcome | None = None  # a model spooled here, with no receipt yet
         try:
-            job_dir.mkdir(parents=True, exist_ok=True)
             outcome = await asyncio.get_running_loop().run_in_executor(
                 self._executor, self._call_pipeline, run, job_dir
             )
@@ -331,12 +428,13 @@ class JobRunner:
                 ),
             )
         finally:
-            if unsent is None:  # off the loop: a job dir's removal can take tens of ms
+            # Off the loop: removing a job dir (a model of hundreds of MB) takes tens of ms.
+            if unsent is None:
                 await asyncio.to_thread(shutil.rmtree, job_dir, True)
             else:
-                self._keep_spool(run, job_dir, unsent)
+                await self._keep_spool(run, job_dir, unsent)
 
-    def _keep_spool(self, run: JobRun, job_dir: Path, outcome: TrainingOutcome) -> None:
+    async def _keep_spool(self, run: JobRun, job_dir: Path, outcome: TrainingOutcome) -> None:
         """Keep an unsent model for a re-send, with a note saying what it is."""
         error = run.events[-1].error if run.events else None
         note = {
@@ -352,32 +450,46 @@ class JobRunner:
             "test_metrics": dict(outcome.test_metrics),
             "feature_importance": dict(outcome.feature_importance),
         }
-        try:
-            (job_dir / SPOOL_NOTE).write_text(json.dumps(note, indent=2))
-        except OSError as exc:
-            _LOGGER.warning("cannot write the spool note of job %s: %s", run.job_id, exc)
+        busy = {r.job_id for r in self.running()}
+        await asyncio.to_thread(self._write_note_and_prune, run.job_id, job_dir, note, busy)
         _LOGGER.warning(
             "job %s: the model was not stored; kept at %s for a re-send",
             run.job_id,
             outcome.artifact_path,
         )
-        self._prune_spools()
 
-    def _prune_spools(self) -> None:
-        """Delete spools past the newest ``keep_failed_spools`` or older than the TTL (never
-        a running job's directory)."""
-        root = self._work_dir / "jobs"
-        if not root.is_dir():
-            return
-        busy = {r.job_id for r in self.running()}
+    def _write_note_and_prune(
+        self, job_id: str, job_dir: Path, note: dict[str, Any], busy: set[str]
+    ) -> None:
+        try:
+            (job_dir / SPOOL_NOTE).write_text(json.dumps(note, indent=2))
+        except OSError as exc:
+            _LOGGER.warning("cannot write the spool note of job %s: %s", job_id, exc)
+        self._prune_spools(at_start=False, busy=busy)
+
+    def _prune_spools(self, *, at_start: bool, busy: set[str]) -> None:
+        """Delete spools past the newest ``keep_failed_spools`` or older than the TTL, never
+        the directory of a job in ``busy``. ``at_start``: also delete every entry of
+        ``jobs/`` that is not a spool with a valid note (a link is unlinked, never followed).
+        Blocking file work: call it on a worker thread once the node serves."""
         spools: list[tuple[float, Path]] = []
-        for path in root.iterdir():
-            if path.name in busy or not path.is_dir():
+        for path in self._jobs_root.iterdir():
+            if path.name in busy:
                 continue
             try:
+                if path.is_symlink() or not path.is_dir():
+                    if at_start:
+                        _LOGGER.info("dropping %s: not a job directory", path)
+                        path.unlink(missing_ok=True)
+                    continue
+                if read_spool_note(path) is None:
+                    if at_start:
+                        _LOGGER.info("dropping %s: no upload note, it can never be re-sent", path)
+                        shutil.rmtree(path, ignore_errors=True)
+                    continue
                 spools.append((path.stat().st_mtime, path))
-            except FileNotFoundError:
-                continue
+            except OSError as exc:
+                _LOGGER.warning("cannot inspect %s: %s", path, exc)
         spools.sort(reverse=True)
         cutoff = time.time() - self._spool_ttl_s
         for index, (mtime, path) in enumerate(spools):
@@ -386,6 +498,7 @@ class JobRunner:
                 shutil.rmtree(path, ignore_errors=True)
 
     def _call_pipeline(self, run: JobRun, job_dir: Path) -> TrainingOutcome:
+        job_dir.mkdir(mode=0o700, exist_ok=True)
         device = run.spec.request.placement.device or self._device
         return self._pipeline(
             run.spec.request,
@@ -399,38 +512,28 @@ class JobRunner:
     async def resend(self, job_id: str, target: str, token: str) -> TrainResult:
         """Upload again the spooled model of a job whose upload failed; delete the spool once
         the orchestrator confirms it stored the model."""
-        if not job_id or "/" in job_id or job_id.startswith("."):
-            raise errors.InvalidArgumentError("not a job id", field="job_id")
+        job_dir = self._job_dir(job_id)
         run = self._runs.get(job_id)
         if run is not None and not run.finished:
             raise errors.FailedPreconditionError(
                 f"job {job_id} is still running; its upload is in progress", field="job_id"
             )
-        job_dir = self._work_dir / "jobs" / job_id
-        try:
-            note = json.loads((job_dir / SPOOL_NOTE).read_text())
-        except (OSError, ValueError):
+        note = await asyncio.to_thread(read_spool_note, job_dir)
+        if note is None:
             raise errors.NotFoundError(
                 f"no spooled model for job {job_id} on this node (never failed to upload, "
-                "already sent, or pruned)",
+                "already sent, or pruned; or its upload note is unreadable)",
                 field="job_id",
-            ) from None
+            )
         _LOGGER.info("job %s: re-sending the spooled model to %s", job_id, target)
-        ref = await self._send(
-            job_id,
-            target,
-            token,
-            Path(note["artifact"]),
-            str(note["sha256"]),
-            int(note["size_bytes"]),
-        )
+        ref = await self._send(job_id, target, token, note.artifact, note.sha256, note.size_bytes)
         await asyncio.to_thread(shutil.rmtree, job_dir, True)
         return TrainResult(
             model=ref,
-            training_metrics={k: float(v) for k, v in note.get("training_metrics", {}).items()},
-            test_metrics={k: float(v) for k, v in note.get("test_metrics", {}).items()},
-            feature_importance={k: float(v) for k, v in note.get("feature_importance", {}).items()},
-            device=str(note.get("device", "")),
+            training_metrics=note.training_metrics,
+            test_metrics=note.test_metrics,
+            feature_importance=note.feature_importance,
+            device=note.device,
         )
 
     async def _send(

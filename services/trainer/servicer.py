@@ -1,4 +1,7 @@
-"""The Trainer RPCs: protobuf in, dataclasses to the job runner, protobuf out."""
+"""The Trainer RPCs: protobuf in, dataclasses to the job runner, protobuf out.
+
+Job ids are checked by the job runner's entry points (``start``, ``get``, ``resend``), one rule
+for every RPC that takes one, before anything touches the disk."""
 
 from __future__ import annotations
 
@@ -35,8 +38,6 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
     async def Train(
         self, request: trainer_pb2.TrainerJob, context: Context
     ) -> AsyncIterator[progress_pb2.ProgressEvent]:
-        if not request.job_id:
-            raise errors.InvalidArgumentError("a job id is required", field="job_id")
         if not (request.upload_target or self._upload_override):
             raise errors.InvalidArgumentError(
                 "the orchestrator's upload address is required", field="upload_target"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -230,16 +231,23 @@ async def test_a_model_whose_upload_failed_stays_spooled(tmp_path: Path) -> None
     await runner.shutdown(0)
 
 
+def _noted_spool(folder: Path) -> None:
+    folder.mkdir(parents=True)
+    artifact = folder / "model.safetensors"
+    artifact.write_bytes(b"x")
+    note = {"artifact": str(artifact), "sha256": hashlib.sha256(b"x").hexdigest(), "size_bytes": 1}
+    (folder / SPOOL_NOTE).write_text(json.dumps(note))
+
+
 def test_old_and_surplus_spools_are_pruned(tmp_path: Path) -> None:
     jobs = tmp_path / "work" / "jobs"
     now = time.time()
     for index in range(6):
         spool = jobs / f"job{index}"
-        spool.mkdir(parents=True)
-        (spool / "model.safetensors").write_bytes(b"x")
+        _noted_spool(spool)
         os.utime(spool, (now - index * 60, now - index * 60))
     ancient = jobs / "ancient"
-    ancient.mkdir()
+    _noted_spool(ancient)
     os.utime(ancient, (now - 7200, now - 7200))
     JobRunner(
         work_dir=tmp_path / "work",
