@@ -10,7 +10,6 @@ event exactly once, in order. Every change is written through to a ``JobStore`` 
 from __future__ import annotations
 
 import asyncio
-import base64
 import secrets
 import time
 import uuid
@@ -18,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from shared import errors
+from shared.ids import check_job_id
 from shared.jobs import EventKind, JobError, JobEvent, JobState, TrainResult
 from shared.spec import TrainingRequest
 
@@ -54,6 +54,11 @@ class JobRecord:
         return len(self.events)
 
 
+def job_key(record: JobRecord) -> tuple[float, str]:
+    """The order of ListJobs (newest first) and the key of its page tokens."""
+    return (record.created_at, record.job_id)
+
+
 class JobBook:
     def __init__(self, store: JobStore | None = None) -> None:
         self._store: JobStore = store if store is not None else MemoryJobStore()
@@ -63,6 +68,8 @@ class JobBook:
         """Events appended since start (the events/s metric)."""
         self.on_cancelled: Callable[[float], None] | None = None
         """Called with the seconds from CancelJob to the CANCELLED event."""
+        self.on_finished: Callable[[JobRecord], None] | None = None
+        """Called with each job that reaches a terminal state, once it is stored."""
         for stored in self._store.load():
             record = JobRecord(
                 job_id=stored.job_id,
@@ -145,6 +152,7 @@ class JobBook:
         return record, True
 
     def get(self, job_id: str) -> JobRecord:
+        check_job_id(job_id)
         record = self._jobs.get(job_id)
         if record is None:
             raise errors.NotFoundError(
@@ -152,28 +160,11 @@ class JobBook:
             )
         return record
 
-    def list(
-        self, states: Sequence[JobState], page_size: int, page_token: str
-    ) -> tuple[list[JobRecord], str]:
-        """Newest first; the page token is the position after the last job returned."""
-        if page_size < 0:
-            raise errors.InvalidArgumentError("must be >= 0", field="page_size")
-        size = min(page_size or 50, 1000)
-        try:
-            start = int(base64.urlsafe_b64decode(page_token.encode()).decode()) if page_token else 0
-            if start < 0:
-                raise ValueError("negative position")
-        except ValueError:
-            raise errors.InvalidArgumentError(
-                "not a token this server returned", field="page_token"
-            ) from None
-        jobs = sorted(self._jobs.values(), key=lambda r: r.created_at, reverse=True)
-        if states:
-            jobs = [j for j in jobs if j.state in states]
-        page = jobs[start : start + size]
-        end = start + len(page)
-        token = base64.urlsafe_b64encode(str(end).encode()).decode() if end < len(jobs) else ""
-        return page, token
+    def listing(self, states: Sequence[JobState]) -> list[JobRecord]:
+        """Jobs in ``states`` (all when empty), newest first: by (created_at, job_id) descending,
+        the key ListJobs pages by."""
+        jobs = sorted(self._jobs.values(), key=job_key, reverse=True)
+        return [j for j in jobs if j.state in states] if states else jobs
 
     def append(self, job_id: str, event: JobEvent, *, node_seq: int | None = None) -> JobEvent:
         """Add an event with the next seq (persisted first), fold it into the job's summary.
@@ -202,6 +193,8 @@ class JobBook:
             and self.on_cancelled is not None
         ):
             self.on_cancelled(time.monotonic() - record.cancel_requested_at)
+        if event.terminal and self.on_finished is not None:
+            self.on_finished(record)
         return event
 
     def counts(self) -> dict[JobState, int]:

@@ -32,6 +32,9 @@ WEIGHTS = "model.safetensors"
 METADATA = "metadata.json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _VERSION = re.compile(r"^(?P<base>.+)_v(?P<n>[0-9]+)$")
+NAME_MAX = 200
+"""Longest model name a request may give: two components of at most 80 characters, '/', and
+a version suffix."""
 
 
 def safe_name(text: str, fallback: str = "model") -> str:
@@ -138,6 +141,12 @@ class ModelRepository:
 
     def get(self, name: str) -> StoredModel:
         """``strategy/base_vN``, or ``strategy/base`` / ``strategy/base_latest`` for the newest."""
+        if len(name) > NAME_MAX:
+            raise errors.InvalidArgumentError(
+                f"{len(name)} characters; a model name is at most {NAME_MAX} "
+                "(STRATEGY/SYMBOLS_TIMEFRAMES[_vN] as ListModels shows)",
+                field="name",
+            )
         parts = name.strip("/").split("/")
         if len(parts) != 2 or any(p != safe_name(p, "") for p in parts):
             raise errors.InvalidArgumentError(
@@ -158,7 +167,7 @@ class ModelRepository:
     def catalogue(self, strategy: str = "") -> list[ModelRef]:
         """Every stored model (optionally one strategy's), sorted by strategy, family, version."""
         refs = [m.ref for m in self._scan() if not strategy or m.ref.strategy == strategy]
-        return sorted(refs, key=lambda r: (r.strategy, r.name.rsplit("_v", 1)[0], r.version))
+        return sorted(refs, key=model_key)
 
     def _scan(self) -> list[StoredModel]:
         found = []
@@ -185,6 +194,11 @@ class ModelRepository:
             job_id=r["job_id"],
         )
         return StoredModel(ref=ref, directory=directory, metadata=document)
+
+
+def model_key(ref: ModelRef) -> tuple[str, str, int]:
+    """The catalogue's order (strategy, family, version) and the key of ListModels' tokens."""
+    return (ref.strategy, ref.name.rsplit("_v", 1)[0], ref.version)
 
 
 def _ref_to_json(ref: ModelRef) -> dict[str, Any]:

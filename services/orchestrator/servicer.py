@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 import grpc
 
 from shared import errors
+from shared.ids import check_address
 from shared.jobs import JobEvent
 from shared.rpc import serde
 from shared.rpc.errors import rpc_method
@@ -18,16 +21,23 @@ from shared.rpc.v1 import orchestrator_pb2_grpc, progress_pb2
 from shared.rpc.v1 import strategy_pb2 as spb
 from shared.spec import SpecError, TrainingRequest
 
+from . import pages
 from .dispatch import Dispatcher
-from .jobs import JobBook, JobRecord
+from .jobs import JobBook, JobRecord, job_key
 from .placement import choose
 from .registry import NodeRegistry
-from .repository import ModelRepository
+from .repository import ModelRepository, model_key
 
 Context = grpc.aio.ServicerContext[Any, Any]
 DOWNLOAD_CHUNK_BYTES = 512 * 1024
 WIRE_CACHE_EVENTS = 65_536
 """Recent events kept as protobuf messages: fan-out converts each event once, not per watcher."""
+REASON_MAX = 1024
+"""Longest CancelJob.reason: it is stored in the job's events and shown to every watcher."""
+NODE_ID_MAX = 256
+STRATEGY_MAX = 80
+_STRATEGY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+MODEL_KEY_SHAPE = (str, str, int)
 
 
 def job_to_proto(record: JobRecord) -> progress_pb2.Job:
@@ -130,11 +140,26 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
             states = [serde.state_from_proto(s) for s in request.states]
         except ValueError as exc:
             raise errors.InvalidArgumentError(str(exc), field="states") from None
-        page, token = self._book.list(states, request.page_size, request.page_token)
-        return opb.ListJobsResponse(jobs=[job_to_proto(r) for r in page], next_page_token=token)
+        size = pages.page_size(request.page_size, 50)
+        jobs, token = pages.paginate(
+            self._book.listing(states),
+            kind="jobs",
+            key=job_key,
+            shape=(float, str),
+            to_proto=job_to_proto,
+            page_token=request.page_token,
+            size=size,
+            descending=True,
+        )
+        return opb.ListJobsResponse(jobs=jobs, next_page_token=token)
 
     @rpc_method
     async def CancelJob(self, request: opb.CancelJobRequest, context: Context) -> progress_pb2.Job:
+        if len(request.reason) > REASON_MAX:
+            raise errors.InvalidArgumentError(
+                f"{len(request.reason)} characters; a reason is at most {REASON_MAX}",
+                field="reason",
+            )
         record = await self._dispatcher.cancel(request.job_id, request.reason)
         return job_to_proto(record)
 
@@ -151,11 +176,14 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
     async def RegisterNode(
         self, request: opb.RegisterNodeRequest, context: Context
     ) -> opb.RegisterNodeResponse:
-        address = request.address or request.info.address
-        host, _, port = address.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if request.address or not request.info.address:
+            address = check_address(request.address, field="address")
+        else:
+            address = check_address(request.info.address, field="info.address")
+        if len(request.info.node_id) > NODE_ID_MAX:
             raise errors.InvalidArgumentError(
-                f"{address!r} is not HOST:PORT the orchestrator can dial", field="address"
+                f"{len(request.info.node_id)} characters; a node id is at most {NODE_ID_MAX}",
+                field="info.node_id",
             )
         if self._registry.heartbeat(address):
             asyncio.create_task(self._registry.refresh(force=True))  # noqa: RUF006 - best effort
@@ -168,28 +196,35 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
     async def ListModels(
         self, request: opb.ListModelsRequest, context: Context
     ) -> opb.ListModelsResponse:
-        if request.page_size < 0:
-            raise errors.InvalidArgumentError("must be >= 0", field="page_size")
-        refs = await asyncio.to_thread(self._repository.catalogue, request.strategy)
-        token_ok = request.page_token.isascii() and request.page_token.isdigit()
-        start = int(request.page_token) if token_ok else 0
-        if request.page_token and not token_ok:
+        size = pages.page_size(request.page_size, 100)
+        strategy = request.strategy
+        if strategy and not (
+            len(strategy) <= STRATEGY_MAX
+            and strategy.isascii()
+            and _STRATEGY_RE.fullmatch(strategy)
+        ):
             raise errors.InvalidArgumentError(
-                "not a token this server returned", field="page_token"
+                f"not a strategy name: use the strategy as ListModels shows it (up to "
+                f"{STRATEGY_MAX} letters, digits, '.', '_' or '-'), or none for every strategy",
+                field="strategy",
             )
-        size = min(request.page_size or 100, 1000)
-        page = refs[start : start + size]
-        end = start + len(page)
-        return opb.ListModelsResponse(
-            models=[serde.model_ref_to_proto(r) for r in page],
-            next_page_token=str(end) if end < len(refs) else "",
+        pages.decode_token(request.page_token, "models", MODEL_KEY_SHAPE)  # before any disk
+        refs = await asyncio.to_thread(self._repository.catalogue, strategy)
+        models, token = pages.paginate(
+            refs,
+            kind="models",
+            key=model_key,
+            shape=MODEL_KEY_SHAPE,
+            to_proto=serde.model_ref_to_proto,
+            page_token=request.page_token,
+            size=size,
         )
+        return opb.ListModelsResponse(models=models, next_page_token=token)
 
     @rpc_method
     async def GetModel(self, request: opb.GetModelRequest, context: Context) -> opb.Model:
         stored = await asyncio.to_thread(self._repository.get, request.name)
         metadata = stored.metadata
-        import json
 
         return opb.Model(
             ref=serde.model_ref_to_proto(stored.ref),

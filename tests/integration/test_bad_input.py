@@ -693,15 +693,32 @@ BAD_INPUT = [
         "has no GPU",
     ),
     # -- jobs ----------------------------------------------------------------------------------
-    bad("GetJob-empty-id", "GetJob", opb.GetJobRequest(), NOT_FOUND, "job_id"),
+    bad("GetJob-empty-id", "GetJob", opb.GetJobRequest(), INVALID, "job_id", "required"),
     bad(
         "GetJob-traversal-id",
         "GetJob",
         opb.GetJobRequest(job_id="../../etc/passwd"),
-        NOT_FOUND,
+        INVALID,
         "job_id",
+        "not a job id",
     ),
-    bad("CancelJob-empty-id", "CancelJob", opb.CancelJobRequest(), NOT_FOUND, "job_id"),
+    bad("CancelJob-empty-id", "CancelJob", opb.CancelJobRequest(), INVALID, "job_id"),
+    bad(
+        "WatchJob-traversal-id",
+        "WatchJob",
+        opb.WatchJobRequest(job_id="../x"),
+        INVALID,
+        "job_id",
+        "not a job id",
+    ),
+    bad(
+        "CancelJob-1MB-reason",
+        "CancelJob",
+        opb.CancelJobRequest(job_id="nope", reason=HUGE),
+        INVALID,
+        "reason",
+        "at most 1024",
+    ),
     bad(
         "WatchJob-unknown-negative-seq",
         "WatchJob",
@@ -742,7 +759,7 @@ BAD_INPUT = [
         "the end (OK with a wrong page) instead of INVALID_ARGUMENT",
     ),
     regression(
-        bad("GetJob-1MB-id", "GetJob", opb.GetJobRequest(job_id=HUGE), NOT_FOUND, "job_id"),
+        bad("GetJob-1MB-id", "GetJob", opb.GetJobRequest(job_id=HUGE), INVALID, "job_id"),
         "the message echoes the whole 1 MB id: RESOURCE_EXHAUSTED from the metadata limit",
     ),
     # -- models --------------------------------------------------------------------------------
@@ -759,6 +776,69 @@ BAD_INPUT = [
         opb.ListModelsRequest(page_token="abc"),
         INVALID,
         "page_token",
+    ),
+    regression(
+        bad(
+            "ListModels-5000-digit-token",
+            "ListModels",
+            opb.ListModelsRequest(page_token="9" * 5000),
+            INVALID,
+            "page_token",
+        ),
+        "int() of a 5000-digit token raises ValueError (the int string limit): INTERNAL",
+    ),
+    bad(
+        "ListJobs-5000-digit-token",
+        "ListJobs",
+        opb.ListJobsRequest(page_token="9" * 5000),
+        INVALID,
+        "page_token",
+    ),
+    bad(
+        "ListModels-strategy-with-a-space",
+        "ListModels",
+        opb.ListModelsRequest(strategy="my strategy"),
+        INVALID,
+        "strategy",
+    ),
+    bad(
+        "ListModels-1MB-strategy",
+        "ListModels",
+        opb.ListModelsRequest(strategy=HUGE),
+        INVALID,
+        "strategy",
+    ),
+    # -- nodes ---------------------------------------------------------------------------------
+    regression(
+        bad(
+            "RegisterNode-1MB-host",
+            "RegisterNode",
+            opb.RegisterNodeRequest(address=HUGE + ":50052"),
+            INVALID,
+            "address",
+            "HOST:PORT",
+        ),
+        "the host was kept, probed, and copied into every later 'no node serving' error",
+    ),
+    regression(
+        bad(
+            "RegisterNode-unix-target",
+            "RegisterNode",
+            opb.RegisterNodeRequest(address="unix:/run/trainer.sock:50052"),
+            INVALID,
+            "address",
+        ),
+        "a unix: target with a trailing :PORT passed the HOST:PORT check",
+    ),
+    regression(
+        bad(
+            "RegisterNode-non-ascii-port",
+            "RegisterNode",
+            opb.RegisterNodeRequest(address="gpu-host:\u0665\u0660\u0660\u0665\u0662"),
+            INVALID,
+            "address",
+        ),
+        "port.isdigit() takes Arabic-Indic digits",
     ),
     regression(
         bad(
