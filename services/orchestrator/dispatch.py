@@ -28,10 +28,11 @@ from shared import errors
 from shared.jobs import ErrorCode, EventKind, JobError, JobEvent, JobState, TrainResult
 from shared.rpc import serde
 from shared.rpc.v1 import progress_pb2, trainer_pb2, trainer_pb2_grpc
+from shared.spec import PlacementSpec
 
 from .jobs import JobBook, JobRecord
-from .placement import choose
-from .registry import NodeRegistry
+from .placement import Choice, Wait, choose
+from .registry import RECOVERED, NodeRegistry
 from .repository import ModelRepository
 
 _LOGGER = logging.getLogger(__name__)
@@ -41,6 +42,8 @@ RESEND_TIMEOUT_S = 600.0
 REATTACH_WINDOW_S = 15.0
 """How long a broken stream (or a restarted orchestrator) keeps re-attaching to a running
 job's node before the node counts as lost."""
+PLACEMENT_RECHECK_S = 1.0
+"""While jobs wait, the placement loop looks again at least this often (probes are cached)."""
 
 
 class Dispatcher:
@@ -53,8 +56,10 @@ class Dispatcher:
         upload_target: str,
         max_attempts: int = 2,
         reattach_window_s: float = REATTACH_WINDOW_S,
+        queue_timeout_s: float = 0.0,
     ) -> None:
         self._max_attempts = max_attempts
+        self._queue_timeout_s = queue_timeout_s
         self._reattach_window_s = reattach_window_s
         self._book = book
         self._registry = registry
@@ -75,7 +80,7 @@ class Dispatcher:
             if not record.node:
                 self.submit(record)
                 continue
-            self._registry.add(record.node, source="recovered")
+            self._registry.add(record.node, source=RECOVERED)
             self._registry.claim(record.node, record.job_id)
             self._relays[record.job_id] = asyncio.create_task(
                 self._relay(record, reattach=True), name=f"reattach-{record.job_id}"
@@ -106,38 +111,82 @@ class Dispatcher:
                 self._queued.clear()
                 await self._queued.wait()
                 continue
-            record = self._book.get(self._queue[0])
-            if record.state is not JobState.QUEUED:  # cancelled while waiting
-                self._queue.popleft()
-                continue
             changed = self._registry.changed
+            self._queued.clear()
             await self._registry.refresh()
-            try:
-                choice = choose(record.request.placement, self._registry.statuses())
-            except errors.TrainwireError as exc:
-                self._queue.popleft()
-                if record.lost_node_reason:  # a retry after a lost node that cannot be placed
-                    why = f"{record.lost_node_reason}; no other node to retry on: {exc.message}"
-                    self._fail(record, ErrorCode.NODE_LOST, why, "placement")
-                else:
-                    self._fail(record, ErrorCode.NODE_UNAVAILABLE, exc.message, "placement")
+            wake_in = self._place_queued()
+            if not self._queue:
                 continue
-            if choice is None:  # every eligible slot is busy: wait for one, re-probe meanwhile
-                waiter = asyncio.create_task(changed.wait())
-                await asyncio.wait([waiter], timeout=1.0)
+            # Wait for a node or slot to change, a new job, a queue timeout, or the next probe.
+            waiters = [
+                asyncio.create_task(changed.wait()),
+                asyncio.create_task(self._queued.wait()),
+            ]
+            await asyncio.wait(waiters, timeout=wake_in, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
                 waiter.cancel()
+
+    def _place_queued(self) -> float:
+        """Place every queued job a node can take now, in submission order; note why the others
+        wait (or fail those past the queue timeout). Returns the seconds until the next wake."""
+        statuses = self._registry.statuses()
+        waits: dict[PlacementSpec, Wait] = {}  # until the next placement changes the slots
+        now = time.time()
+        wake_in = PLACEMENT_RECHECK_S
+        waiting: deque[str] = deque()
+        for job_id in self._queue:
+            record = self._book.get(job_id)
+            if record.state is not JobState.QUEUED or record.node:  # cancelled while waiting
                 continue
-            self._queue.popleft()
-            record.node = choice.address
-            record.attempt += 1
-            record.node_seq = 0
-            self._book.save_placement(record)
-            self._registry.claim(choice.address, record.job_id)
-            if choice.note:
-                self._lifecycle(record, JobState.QUEUED, f"Placement: {choice.note}")
-            self._relays[record.job_id] = asyncio.create_task(
-                self._relay(record), name=f"relay-{record.job_id}"
-            )
+            placement = record.request.placement
+            outcome: Choice | Wait | None = waits.get(placement)
+            if outcome is None:
+                try:
+                    outcome = choose(placement, statuses)
+                except errors.TrainwireError as exc:  # e.g. its named node was forgotten
+                    outcome = Wait(exc.message)
+            if isinstance(outcome, Choice):
+                self._start(record, outcome)
+                statuses = self._registry.statuses()
+                waits.clear()
+                continue
+            waits[placement] = outcome
+            if self._queue_timeout_s:
+                waited = now - _queued_since(record)
+                if waited >= self._queue_timeout_s:
+                    self._timed_out(record, waited, outcome.reason)
+                    continue
+                wake_in = min(wake_in, self._queue_timeout_s - waited)
+            self._note_wait(record, outcome.reason)
+            waiting.append(job_id)
+        self._queue = waiting
+        return max(wake_in, 0.0)
+
+    def _start(self, record: JobRecord, choice: Choice) -> None:
+        record.node = choice.address
+        record.attempt += 1
+        record.node_seq = 0
+        self._book.save_placement(record)
+        self._registry.claim(choice.address, record.job_id)
+        if choice.note:
+            self._lifecycle(record, JobState.QUEUED, f"Placement: {choice.note}")
+        self._relays[record.job_id] = asyncio.create_task(
+            self._relay(record), name=f"relay-{record.job_id}"
+        )
+
+    def _note_wait(self, record: JobRecord, reason: str) -> None:
+        """One QUEUED event per reason: a new one only when the reason changes."""
+        message = f"Waiting: {reason}"
+        if record.message != message:
+            self._lifecycle(record, JobState.QUEUED, message)
+
+    def _timed_out(self, record: JobRecord, waited: float, reason: str) -> None:
+        limit = f"waited {waited:.0f}s in the queue (queue timeout {self._queue_timeout_s:g}s)"
+        if record.lost_node_reason:  # a retry after a lost node that found no other node
+            why = f"{record.lost_node_reason}; no other node to retry on: {limit}: {reason}"
+            self._fail(record, ErrorCode.NODE_LOST, why, "placement")
+        else:
+            self._fail(record, ErrorCode.NODE_UNAVAILABLE, f"{limit}: {reason}", "placement")
 
     # -- the relay ---------------------------------------------------------------------------
 
@@ -164,6 +213,10 @@ class Dispatcher:
                     return
                 except grpc.aio.AioRpcError as exc:
                     code = exc.code()
+                    refused = not (reattach or record.node_seq)
+                    if code is grpc.StatusCode.RESOURCE_EXHAUSTED and refused:
+                        await self._no_slot(record, exc.details() or "no free slot")
+                        return
                     if code is grpc.StatusCode.NOT_FOUND and reattach:
                         self._node_lost(
                             record, f"node {node} no longer knows this job (it restarted)"
@@ -268,6 +321,26 @@ class Dispatcher:
         result = serde.result_from_proto(reply.result)
         self._succeed(record, replace(failed, state=JobState.SUCCEEDED, result=result, error=None))
         return True
+
+    async def _no_slot(self, record: JobRecord, detail: str) -> None:
+        """The node refused the job for want of a slot (jobs this orchestrator did not place
+        there, say): back to the head of the queue, no attempt used, the node's slots read
+        again."""
+        node = record.node
+        self._registry.release(node, record.job_id)
+        await self._registry.refused_for_slots(node, detail)
+        if record.cancel_requested:
+            self._cancelled(record, record.cancel_requested)
+            return
+        record.node = ""
+        record.attempt -= 1
+        record.node_seq = 0
+        self._book.save_placement(record)
+        self._lifecycle(
+            record, JobState.QUEUED, f"Waiting: node {node} has no free slot ({detail})"
+        )
+        self._queue.appendleft(record.job_id)
+        self._queued.set()
 
     def _node_lost(self, record: JobRecord, why: str) -> None:
         if self._may_retry(record):
@@ -391,6 +464,17 @@ class Dispatcher:
             f"Cancelled: {reason}",
             JobError(code=ErrorCode.CANCELLED.value, message=reason, where="orchestrator"),
         )
+
+
+def _queued_since(record: JobRecord) -> float:
+    """When the job last entered QUEUED (submitted, or re-queued for a retry): the start of its
+    trailing run of QUEUED events. Event times are persisted, so a restart keeps the count."""
+    since = record.created_at
+    for event in reversed(record.events):
+        if event.state is not JobState.QUEUED:
+            break
+        since = event.time
+    return since
 
 
 def _upload_failed(event: JobEvent) -> bool:

@@ -223,7 +223,7 @@ class Proc:
 
 @contextlib.contextmanager
 def cluster(
-    tmp: Path, trainers: int, *trainer_extra: str
+    tmp: Path, trainers: int, *trainer_extra: str, orchestrator_extra: Sequence[str] = ()
 ) -> Iterator[tuple[Proc, list[Proc], Path]]:
     """An orchestrator and ``trainers`` trainer nodes on loopback, all started at once."""
     state = tmp / "state"
@@ -237,7 +237,10 @@ def cluster(
             nodes.append(Proc(address, proc, log))
         address, log = f"127.0.0.1:{free_port()}", tmp / "orchestrator.log"
         proc = stack.enter_context(
-            service(orchestrator_args(address, [n.address for n in nodes], state), log)
+            service(
+                orchestrator_args(address, [n.address for n in nodes], state, *orchestrator_extra),
+                log,
+            )
         )
         orch = Proc(address, proc, log)
         for p in (*nodes, orch):
@@ -289,8 +292,10 @@ def test_kill9_of_the_trainer_mid_job_retries_on_the_other_node(tmp_path: Path) 
 
 
 @pytest.mark.timeout(90)
-def test_kill9_of_the_only_trainer_fails_the_job_naming_the_node(tmp_path: Path) -> None:
-    with cluster(tmp_path, 1) as (orch, nodes, state):
+def test_kill9_of_the_only_trainer_with_no_attempt_left_fails_the_job_naming_the_node(
+    tmp_path: Path,
+) -> None:
+    with cluster(tmp_path, 1, orchestrator_extra=("--max-attempts", "1")) as (orch, nodes, state):
         (node,) = nodes
         job_id = submit(orch.address, train_request(epochs=5000, bars=1500))
         with Follower(orch.address, job_id) as follower:
@@ -306,9 +311,48 @@ def test_kill9_of_the_only_trainer_fails_the_job_naming_the_node(tmp_path: Path)
     assert took < 30, f"the job took {took:.1f}s to fail after its node died"
     assert_contiguous(events)
     assert node.address in final.error.message, final.error
+    assert "lost node" in final.error.message, final.error
     assert not stored_models(state)
     assert final.error.code == "NODE_LOST", final.error
-    assert "no other node" in final.error.message, final.error
+
+
+@pytest.mark.timeout(150)
+def test_kill9_of_the_only_trainer_keeps_the_retry_queued_until_a_trainer_returns(
+    tmp_path: Path,
+) -> None:
+    """With an attempt left and no other node, the retry waits QUEUED (naming the lost node)
+    instead of failing; a trainer started again at the node's address runs it to the end."""
+    with cluster(tmp_path, 1) as (orch, nodes, state):
+        (node,) = nodes
+        job_id = submit(orch.address, train_request(epochs=KILL_EPOCHS, bars=1500))
+        with Follower(orch.address, job_id) as follower:
+            follower.wait_for(first_epoch, 60, "first epoch")
+            kill9(node.proc)
+            waiting = follower.wait_for(
+                lambda events: events[-1].message.startswith("Waiting"), 60, "a waiting retry"
+            )
+            job = get_job(orch.address, job_id)
+            assert job.state == ppb.JOB_STATE_QUEUED, job
+            assert node.address in job.message, job.message
+            retry = [e for e in follower.events if "Retrying" in e.message]
+            assert len(retry) == 1 and node.address in retry[0].message, retry
+            assert waiting.state == ppb.JOB_STATE_QUEUED
+
+            log = tmp_path / "trainer-again.log"
+            args = trainer_args(node.address, tmp_path / "work-again")
+            with service(args, log) as again:
+                wait_serving(node.address, again)
+                final = follower.wait_terminal(120)
+            events = follower.events
+        attempts = get_job(orch.address, job_id).attempt
+
+    logs = [orch.log, node.log, log]
+    assert final.state == ppb.JOB_STATE_SUCCEEDED, f"{final}\n{tails(*logs)}"
+    assert_contiguous(events)
+    after = events[events.index(waiting) + 1 :]
+    assert epochs_of(after) == list(range(1, KILL_EPOCHS + 1))  # a whole second run
+    assert attempts == 2
+    assert_model_stored_once(state, final, logs)
 
 
 # --- 2. the orchestrator killed mid-job and restarted ----------------------------------------
