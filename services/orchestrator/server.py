@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
 
 from services.signals import until_stop_signal
+from shared.jobs import JobState
 from shared.metrics import MetricsServer, serve_metrics
 from shared.pipeline import validate_request
 from shared.rpc import plumbing
@@ -16,12 +18,12 @@ from shared.rpc.v1 import orchestrator_pb2, orchestrator_pb2_grpc, upload_pb2, u
 
 from .config import OrchestratorConfig
 from .dispatch import Dispatcher
-from .jobs import JobBook
+from .jobs import JobBook, JobRecord
 from .metrics import OrchestratorMetrics
 from .registry import NodeRegistry
 from .repository import ModelRepository
 from .servicer import OrchestratorServicer
-from .store import SqliteJobStore
+from .store import SqliteJobStore, secure_state_dir
 from .upload import ModelUploadServicer
 
 _LOGGER = logging.getLogger(__name__)
@@ -45,12 +47,26 @@ class OrchestratorServer:
     metrics: OrchestratorMetrics
     uploads: ModelUploadServicer
     metrics_server: MetricsServer | None = None
+    cleanups: set[asyncio.Task[None]] = field(default_factory=set)
+    """Discards of staged uploads in flight (jobs that ended without a model)."""
+
+    def job_finished(self, record: JobRecord) -> None:
+        """A job that ended without a model (FAILED, CANCELLED) leaves no staged upload."""
+        if record.state is JobState.SUCCEEDED:
+            return
+        task = asyncio.get_running_loop().create_task(
+            asyncio.to_thread(self.uploads._staging.discard, record.job_id)
+        )
+        self.cleanups.add(task)
+        task.add_done_callback(self.cleanups.discard)
 
     async def stop(self, grace_s: float = 5.0) -> None:
         """Stop serving. Running jobs stay RUNNING in the store: a restart re-attaches to them."""
         await plumbing.set_serving(self.health, SERVICES, serving=False)
         await self.dispatcher.stop()
         await self.server.stop(grace_s)
+        if self.cleanups:
+            await asyncio.gather(*self.cleanups, return_exceptions=True)
         await self.registry.close()
         self.store.close()
         if self.metrics_server is not None:
@@ -69,15 +85,22 @@ async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
         probe_timeout_s=config.probe_timeout_s,
         probe_interval_s=config.probe_interval_s,
         heartbeat_interval_s=config.heartbeat_interval_s,
+        node_ttl_s=config.node_ttl_s,
         security=config.security,
     )
     for node in config.nodes:
         registry.add(node)
+    secure_state_dir(config.state_dir)
     store = SqliteJobStore(config.state_dir / "jobs.sqlite3")
     book = JobBook(store)
     repository = ModelRepository(config.state_dir / "models")
     dispatcher = Dispatcher(
-        book, registry, repository, upload_target=address, max_attempts=config.max_attempts
+        book,
+        registry,
+        repository,
+        upload_target=address,
+        max_attempts=config.max_attempts,
+        queue_timeout_s=config.queue_timeout_s,
     )
 
     orchestrator_pb2_grpc.add_OrchestratorServicer_to_server(
@@ -101,15 +124,7 @@ async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
     uploads.on_stored = metrics.upload_stored
     health = await plumbing.add_health_and_reflection(server, SERVICES)
     await server.start()
-    dispatcher.recover()
-    dispatcher.start()
-    _LOGGER.info(
-        "orchestrator serving on %s (uploads via %s), nodes: %s",
-        config.listen,
-        address,
-        ", ".join(config.nodes) or "none yet",
-    )
-    return OrchestratorServer(
+    orchestrator = OrchestratorServer(
         server=server,
         port=port,
         address=address,
@@ -123,6 +138,16 @@ async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
         uploads=uploads,
         metrics_server=serve_metrics(config.metrics_listen, metrics.registry),
     )
+    book.on_finished = orchestrator.job_finished
+    dispatcher.recover()
+    dispatcher.start()
+    _LOGGER.info(
+        "orchestrator serving on %s (uploads via %s), nodes: %s",
+        config.listen,
+        address,
+        ", ".join(config.nodes) or "none yet",
+    )
+    return orchestrator
 
 
 async def serve(config: OrchestratorConfig, grace_s: float = 5.0) -> None:

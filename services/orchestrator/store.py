@@ -13,7 +13,9 @@ protobuf encodings, so the store never drifts from the wire contract.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -26,6 +28,24 @@ from shared.rpc.v1 import progress_pb2, strategy_pb2
 from shared.spec import TrainingRequest
 
 SCHEMA_VERSION = 1
+STATE_DIR_MODE = 0o700
+STATE_FILE_MODE = 0o600
+"""The job store holds every job's upload token: only the orchestrator's user may read it."""
+
+
+def secure_state_dir(path: Path) -> None:
+    """Create ``path`` (mode 0700), or make an existing one 0700."""
+    path.mkdir(mode=STATE_DIR_MODE, parents=True, exist_ok=True)
+    if stat.S_IMODE(path.stat().st_mode) != STATE_DIR_MODE:
+        path.chmod(STATE_DIR_MODE)
+
+
+def _secure_file(path: Path) -> None:
+    """Create ``path`` as mode 0600 (before SQLite opens it: SQLite gives its -wal and -shm
+    files the database file's mode), or make an existing one 0600."""
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, STATE_FILE_MODE))
+    if stat.S_IMODE(path.stat().st_mode) != STATE_FILE_MODE:
+        path.chmod(STATE_FILE_MODE)
 
 
 @dataclass(frozen=True)
@@ -114,7 +134,12 @@ class SqliteJobStore:
     """Jobs and events in one SQLite file; every method is one transaction."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        secure_state_dir(path.parent)
+        _secure_file(path)
+        for suffix in ("-wal", "-shm"):  # left by an earlier run with other modes
+            side = path.with_name(path.name + suffix)
+            if side.exists():
+                side.chmod(STATE_FILE_MODE)
         self.path = path
         self._lock = threading.Lock()
         self._states: dict[str, JobState] = {}
