@@ -31,8 +31,9 @@ class OrchestratorConfig:
     queue_timeout_s: float = 0.0
     """How long a job may wait QUEUED for a node that can take it; 0 = as long as it takes."""
     node_ttl_s: float = 600.0
-    """A registered node out of the pool (missed heartbeats, failed probes) for longer than this
-    is forgotten: it leaves ``ListNodes`` until it registers again. Static nodes stay."""
+    """A registered node out of the pool (missed heartbeats, failed probes) and silent (no
+    heartbeat) for longer than this is forgotten: it leaves ``ListNodes`` until it registers
+    again. Static nodes stay."""
     metrics_listen: str = ""
     """host:port for Prometheus ``/metrics``; empty = no metrics endpoint."""
     security: Security = INSECURE

@@ -181,7 +181,8 @@ class Dispatcher:
             self._lifecycle(record, JobState.QUEUED, message)
 
     def _timed_out(self, record: JobRecord, waited: float, reason: str) -> None:
-        limit = f"waited {waited:.0f}s in the queue (queue timeout {self._queue_timeout_s:g}s)"
+        took = f"{waited:.0f}s" if waited >= 10 else f"{waited:.1f}s"
+        limit = f"waited {took} in the queue (queue timeout {self._queue_timeout_s:g}s)"
         if record.lost_node_reason:  # a retry after a lost node that found no other node
             why = f"{record.lost_node_reason}; no other node to retry on: {limit}: {reason}"
             self._fail(record, ErrorCode.NODE_LOST, why, "placement")
