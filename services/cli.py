@@ -21,10 +21,16 @@ if TYPE_CHECKING:
     from shared.rpc.plumbing import Security
 
 EXIT_OK, EXIT_FAILED, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 4, 130
+_LOGGER = logging.getLogger(__name__)
 
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(f"TRAINWIRE_{name}", default)
+
+
+def _env_flag(name: str) -> bool:
+    """A boolean from ``TRAINWIRE_<name>``: 1, true, yes or on (any case) is true."""
+    return _env(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 class _JsonFormatter(logging.Formatter):
@@ -86,8 +92,35 @@ def _add_security(p: argparse.ArgumentParser) -> None:
         "--tls-server-name", default=_env("TLS_SERVER_NAME", ""), help="TLS name to verify"
     )
     g.add_argument(
-        "--token", default=_env("TOKEN", ""), help="shared bearer token (env TRAINWIRE_TOKEN)"
+        "--token-file",
+        default=_env("TOKEN_FILE", ""),
+        help="read the shared bearer token from this file (env TRAINWIRE_TOKEN_FILE)",
     )
+    g.add_argument(
+        "--token",
+        default=None,
+        help="shared bearer token; prefer env TRAINWIRE_TOKEN or --token-file: a token on the "
+        "command line shows in ps",
+    )
+
+
+def _token(args: argparse.Namespace) -> str:
+    """The bearer token: from --token-file, --token or TRAINWIRE_TOKEN (only one of them)."""
+    from shared.rpc.plumbing import read_token_file
+
+    env_token = _env("TOKEN", "")
+    if args.token_file:
+        if args.token or env_token:
+            given = "--token" if args.token else "TRAINWIRE_TOKEN"
+            raise ValueError(f"give the token once: {given} and --token-file are both set")
+        return read_token_file(Path(args.token_file))
+    if args.token:
+        _LOGGER.warning(
+            "--token puts the token on the command line, where every local user sees it (ps, "
+            "/proc); pass it in TRAINWIRE_TOKEN or --token-file instead"
+        )
+        return str(args.token)
+    return env_token
 
 
 def _security(args: argparse.Namespace) -> Security:
@@ -97,7 +130,7 @@ def _security(args: argparse.Namespace) -> Security:
         tls_cert=Path(args.tls_cert) if args.tls_cert else None,
         tls_key=Path(args.tls_key) if args.tls_key else None,
         tls_ca=Path(args.tls_ca) if args.tls_ca else None,
-        token=args.token,
+        token=_token(args),
         server_name=args.tls_server_name,
     )
     security.validate()
@@ -141,6 +174,7 @@ def cmd_trainer(args: argparse.Namespace) -> int:
         torch_threads=args.torch_threads,
         upload_window_s=args.upload_window,
         metrics_listen=args.metrics_listen,
+        insecure=args.insecure,
         security=_security(args),
     )
     asyncio.run(serve(config, grace_s=args.grace))
@@ -262,6 +296,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=int(_env("TORCH_THREADS", "0")),
         help="intra-op threads per job (default: (cores - 1) / slots)",
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        default=_env_flag("INSECURE"),
+        help="serve a non-loopback --listen with neither a token nor mTLS: anyone who reaches "
+        "the port can run jobs (env TRAINWIRE_INSECURE=1)",
     )
     _add_metrics(p)
     _add_security(p)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import platform
@@ -60,11 +61,53 @@ def advertised_address(listen: str, port: int, advertise: str) -> str:
     return f"{host}:{port}"
 
 
+def is_loopback(listen: str) -> bool:
+    """True when ``listen`` (HOST:PORT) binds a loopback address only: 127.0.0.0/8, ::1 or
+    ``localhost``. A wildcard, a hostname or any other address is reachable from elsewhere."""
+    host = listen.rpartition(":")[0]
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(config: TrainerConfig) -> None:
+    """Refuse to serve an open remote executor: a trainer runs whatever jobs it is sent and
+    writes where they say, so one reachable from other hosts needs callers to prove who they
+    are — the bearer token, or mTLS (``tls_ca`` makes the server require client certificates).
+    Raises ``ValueError`` (the CLI exits 2 with the message) unless ``config.insecure``."""
+    security = config.security
+    authenticated = bool(security.token) or (
+        security.tls_cert is not None and security.tls_ca is not None
+    )
+    if authenticated or is_loopback(config.listen):
+        return
+    if config.insecure:
+        _LOGGER.warning(
+            "serving %s with neither a token nor mTLS (--insecure): anyone who reaches this "
+            "port can run jobs on this node",
+            config.listen,
+        )
+        return
+    raise ValueError(
+        f"refusing to serve {config.listen} with neither a token nor mTLS: anyone who can "
+        "reach that port could run jobs on this node. Give the token the orchestrator uses "
+        "(env TRAINWIRE_TOKEN, or --token-file PATH), or TLS with client certificates "
+        "(--tls-cert, --tls-key and --tls-ca), or listen on 127.0.0.1; --insecure (env "
+        "TRAINWIRE_INSECURE=1) serves it open anyway"
+    )
+
+
 async def create_server(
     config: TrainerConfig,
     *,
     pipeline: Callable[..., Any] | None = None,
 ) -> TrainerServer:
+    check_exposure(config)
     from shared.device import select_device  # torch import: only when a server is built
     from shared.pipeline.run import run_training, validate_request
 
@@ -74,7 +117,9 @@ async def create_server(
     server = plumbing.create_server(config.security)
     port = plumbing.bind(server, config.listen, config.security)
     address = advertised_address(config.listen, port, config.advertise)
-    runner = JobRunner(
+    # Built on a worker thread: it removes a killed trainer's leftovers (possibly big files).
+    runner = await asyncio.to_thread(
+        JobRunner,
         work_dir=config.work_dir,
         slots=config.slots,
         node=address,

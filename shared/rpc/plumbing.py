@@ -9,13 +9,15 @@ Security (``Security``), one record for both sides of every connection:
   client certificates signed by it (mTLS).
 - ``token``: a shared bearer token. Servers refuse calls without ``authorization: Bearer
   <token>`` (UNAUTHENTICATED), except health checks and reflection, which load balancers and
-  grpcurl ``list`` need; clients send it on every call.
+  grpcurl ``list`` need; clients send it on every call. ``read_token_file`` reads one kept in a
+  file (the CLI's ``--token-file``), so it need not appear on a command line.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +107,28 @@ class Security:
         for path in (self.tls_cert, self.tls_key, self.tls_ca):
             if path is not None and not path.is_file():
                 raise ValueError(f"{path}: no such file")
+        if self.token and not _TOKEN_RE.fullmatch(self.token):
+            raise ValueError(
+                "the token must be printable ASCII without spaces (it travels in the "
+                "'authorization' header)"
+            )
+
+
+_TOKEN_RE = re.compile(r"[!-~]+")
+"""Printable ASCII, no spaces: what an HTTP/2 header value carries unchanged."""
+
+
+def read_token_file(path: Path) -> str:
+    """The bearer token kept in ``path``: its text without surrounding whitespace (the trailing
+    newline of ``echo "$TOKEN" > file``, a mounted secret). Raises ``ValueError`` saying what is
+    wrong: a token file that cannot be read, or is empty, is a configuration error."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"--token-file {path}: cannot read it ({exc})") from None
+    if not token:
+        raise ValueError(f"--token-file {path}: the file is empty")
+    return token
 
 
 INSECURE = Security()

@@ -1,8 +1,10 @@
 """docker-compose.yml and the Dockerfiles: validated by Docker Compose itself, and checked for
-what an operator relies on (healthchecks through grpc.health.v1, volumes, non-root, ports)."""
+what an operator relies on (healthchecks through grpc.health.v1, volumes, non-root, ports, and
+the bearer token both services need: the trainer listens on all interfaces of its container)."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -14,9 +16,10 @@ import yaml
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
+TOKEN = "compose-test-token"
 
 
-def _compose_config() -> dict[str, Any]:
+def _run_compose_config(token: str | None) -> subprocess.CompletedProcess[str]:
     tool = shutil.which("docker-compose")
     if tool is not None:
         command = [tool, "config"]
@@ -24,9 +27,18 @@ def _compose_config() -> dict[str, Any]:
         command = ["docker", "compose", "config"]
     else:
         pytest.skip("docker-compose is not installed (.ci/run installs Debian's docker-compose)")
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
-    if done.returncode != 0 and "docker compose" in " ".join(command):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINWIRE_")}
+    if token is not None:
+        env["TRAINWIRE_TOKEN"] = token
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    plugin = "docker compose" in " ".join(command)
+    if done.returncode != 0 and plugin and "TRAINWIRE_TOKEN" not in done.stderr:
         pytest.skip(f"docker compose unusable here: {done.stderr.strip()[:200]}")
+    return done
+
+
+def _compose_config() -> dict[str, Any]:
+    done = _run_compose_config(TOKEN)
     assert done.returncode == 0, done.stderr
     parsed: dict[str, Any] = yaml.safe_load(done.stdout)
     return parsed
@@ -61,6 +73,21 @@ def test_compose_file_is_valid_and_complete() -> None:
     orchestrator_volumes = _targets(services["orchestrator"]["volumes"])
     assert "/var/lib/trainwire" in orchestrator_volumes
     assert set(config["volumes"]) >= {"models", "trainer-work"}
+
+
+def test_both_services_get_the_token_from_the_environment() -> None:
+    services = _compose_config()["services"]
+    for name in ("orchestrator", "trainer"):
+        assert services[name]["environment"]["TRAINWIRE_TOKEN"] == TOKEN, name
+        command = " ".join(services[name]["command"])
+        assert "--token" not in command and "--insecure" not in command, command
+    assert "--listen=0.0.0.0:50052" in services["trainer"]["command"]
+
+
+def test_compose_refuses_to_start_without_a_token() -> None:
+    done = _run_compose_config(None)
+    assert done.returncode != 0
+    assert "TRAINWIRE_TOKEN" in done.stderr, done.stderr
 
 
 @pytest.mark.parametrize("service", ["orchestrator", "trainer"])
