@@ -422,7 +422,7 @@ async def main_async(
                     pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(25)
                     print(f"--- cProfile, orchestrator, N={n}, M={m} ---", file=sys.stderr)
                     print(out.getvalue(), file=sys.stderr, flush=True)
-            sample = orch.book.get(orch.book.list([], 1, "")[0][0].job_id)
+            sample = orch.book.get(orch.book.listing([])[0].job_id)
             message_bytes = serde.event_to_proto(sample.events[1]).ByteSize()
             append_cost = _append_cost(orch.book, bench.request, _batch_events(500), bench.terminal)
         finally:
