@@ -73,9 +73,20 @@ _LABEL_KEYS = {
 }
 
 
+MAX_MESSAGE = 1000
+"""Paths and values from the file are echoed; a huge key or value is cut, never sent whole."""
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 40]}…{text[-20:]} ({len(text)} characters)"
+
+
 class _YamlError(Exception):
     def __init__(self, path: str, message: str) -> None:
-        super().__init__(f"{path}: {message}" if path else message)
+        path = _cut(path, 200)
+        super().__init__(_cut(f"{path}: {message}" if path else message, MAX_MESSAGE))
 
 
 @dataclass(frozen=True)
@@ -201,7 +212,7 @@ def _mapping(value: object, path: str) -> Mapping[str, Any]:
         raise _YamlError(path, f"must be a mapping, got {type(value).__name__}")
     for key in value:
         if not isinstance(key, str):
-            raise _YamlError(path, f"keys must be strings, got {key!r}")
+            raise _YamlError(path, f"keys must be strings, got {spec.shown(key)}")
     return value
 
 
@@ -262,7 +273,9 @@ def _date(value: object, path: str) -> str:
     elif isinstance(value, str):
         text = value
     else:
-        raise _YamlError(path, f"must be an ISO-8601 date such as 2024-01-31, got {value!r}")
+        raise _YamlError(
+            path, f"must be an ISO-8601 date such as 2024-01-31, got {spec.shown(value)}"
+        )
     try:
         spec.date_bound(path, text, end=False)
     except spec.SpecError as exc:
@@ -278,7 +291,7 @@ def _translate(document: object) -> ParsedStrategy:
     _keys(doc, "", _TOP_KEYS, _TOP_IGNORED)
     version = str(doc.get("version", "3"))
     if not version.startswith("3"):
-        raise _YamlError("version", f"{version!r}: only v3 strategies are supported")
+        raise _YamlError("version", f"{spec.shown(version)}: only v3 strategies are supported")
     name = _string(doc.get("name"), "name")
     if "indicators" not in doc:
         raise _YamlError("indicators", "required: a mapping {id: {type, params...}}")
@@ -357,7 +370,8 @@ def _shape(value: object, path: str) -> tuple[str, tuple[float, ...]]:
         kind = _string(fields.get("type"), f"{path}.type").lower()
         if kind not in _SHAPE_ALIASES:
             raise _YamlError(
-                f"{path}.type", f"unknown shape {kind!r}; use triangular, trapezoidal or gaussian"
+                f"{path}.type",
+                f"unknown shape {spec.shown(kind)}; use triangular, trapezoidal or gaussian",
             )
         shape, parameters = _SHAPE_ALIASES[kind], fields.get("parameters")
         if not isinstance(parameters, list):
@@ -448,7 +462,8 @@ def _training(doc: Mapping[str, Any]) -> spec.TrainingSpec:
         enabled = stop.get("enabled", True)
         if not isinstance(enabled, bool):
             raise _YamlError(
-                "training.early_stopping.enabled", f"must be true or false, got {enabled!r}"
+                "training.early_stopping.enabled",
+                f"must be true or false, got {spec.shown(enabled)}",
             )
         patience = stop.get("patience", 10) if enabled else 0
     elif stopping is not None:

@@ -372,3 +372,21 @@ def test_a_yaml_timestamp_keeps_its_zone() -> None:
 def test_bad_training_data_dates_name_the_path(dates: str, path: str) -> None:
     message = _yaml_error(BASE + f"training_data: {dates}\n")
     assert message.startswith(path), message
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        # Keys longer than 1024 characters must be explicit (``? key``) in YAML.
+        "training_data:\n  start:\n    ? " + "A" * 200_000 + "\n    : null\n",
+        "training:\n  ? " + "B" * 200_000 + "\n  : 1\n",
+        "model: {type: " + "C" * 200_000 + "}\n",
+        "version: '" + "9" * 200_000 + "'\n",
+    ],
+    ids=["huge-value", "huge-key", "huge-string", "huge-version"],
+)
+def test_a_huge_key_or_value_is_cut_in_the_message(extra: str) -> None:
+    # Found by the fuzz test: the whole 200 KB value came back in the message.
+    message = _yaml_error(BASE + extra)
+    assert len(message) <= 1000
+    assert "…" in message
