@@ -192,6 +192,12 @@ def test_oversized_strings_and_lists_are_refused(
     assert len(error.message) < 600, "a huge value must not be echoed in full"
 
 
+def test_a_node_is_named_by_address_or_by_id() -> None:
+    for node in ("gpu-box:50052", "10.0.0.7:50052", "[::1]:50052", "beta", "gpu-box"):
+        validate_request(_request(placement=PlacementSpec(node=node)))
+    assert _refused(_request(placement=PlacementSpec(node="beta\n"))).field == "placement.node"
+
+
 def test_well_formed_strings_pass() -> None:
     validate_request(
         _request(
