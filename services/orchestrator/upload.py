@@ -3,8 +3,11 @@
 Nothing is stored until every check passes: the job exists, the per-job token matches, the
 declared size is within the cap, the gzip stream (one or more members) inflates to exactly the
 declared size (inflation is bounded, so a gzip bomb stops at the cap), its sha256 matches the
-header, and the file opens as safetensors with trainwire metadata. The model is inflated into a
-temporary file that is renamed into the repository, or deleted on any failure.
+header, and the file opens as safetensors with trainwire metadata that reads the way every
+reader reads it (``shared.artifacts.metadata``: the format version, and each key the type
+``GetModel`` and ``load_model`` rely on). The model is inflated into a temporary file that is
+renamed into the repository, or deleted on any failure. The job id is checked
+(``shared.ids.check_job_id``) before anything else, so it is always one plain file name.
 
 Resume. The *compressed* stream is staged per job in ``staging/<job>.gz`` as it arrives, beside
 ``staging/<job>.json`` (the header: sha256, size, stream_id; never the token). Only bytes that
@@ -33,7 +36,8 @@ declared size, a sha256 or compressed-size mismatch (DATA_LOSS) and a file that 
 (INVALID_ARGUMENT) discard the staging. Only one call per job writes at a time: a new call for a
 job pre-empts the one still running (its client has given up — the sender is the only holder of
 the token and retries only after a failure). Staged uploads older than ``STAGING_TTL_S`` are
-swept away.
+swept away, and ``ModelUploadServicer.discard`` drops a job's at once (a job that ended without
+a model). Every blocking step on the staging (truncate, fsync, unlink) runs on a worker thread.
 """
 
 from __future__ import annotations
@@ -57,6 +61,8 @@ import grpc
 from safetensors import safe_open
 
 from shared import errors
+from shared.artifacts.metadata import METADATA_KEY, ArtifactError, read_artifact_metadata
+from shared.ids import check_job_id
 from shared.jobs import ModelRef
 from shared.rpc import serde
 from shared.rpc.errors import rpc_method
@@ -67,8 +73,6 @@ from .repository import ModelRepository
 
 _LOGGER = logging.getLogger(__name__)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-METADATA_KEY = "trainwire"
 FSYNC_BYTES = 16 * 1024 * 1024
 """Staged bytes between fsyncs (and one when every call ends)."""
 STAGING_TTL_S = 24 * 3600.0
@@ -207,21 +211,27 @@ def _fsync_all(*fds: int) -> None:
 
 
 class _Staging:
-    """The staged streams: ``<job>.gz`` (compressed prefix) and ``<job>.json`` (its header)."""
+    """The staged streams: ``<job>.gz`` (compressed prefix) and ``<job>.json`` (its header).
+
+    Blocking file work: call ``begin``, ``truncate``, ``discard`` and ``sweep`` on a worker
+    thread. They may run on several at once: a lock keeps each one whole (a ``discard`` never
+    lands between the two files of a ``begin``)."""
 
     def __init__(self, root: Path, ttl_s: float) -> None:
         self.root = root
         self.ttl_s = ttl_s
+        self._lock = threading.Lock()
         root.mkdir(parents=True, exist_ok=True)
-        for part in root.glob("*.part"):  # inflated files of calls a restart cut off
-            part.unlink(missing_ok=True)
+        # Inflated files and header temp files of calls a restart cut off.
+        for leftover in (*root.glob("*.part"), *root.glob(".*.tmp")):
+            leftover.unlink(missing_ok=True)
         self.sweep()
 
     def data(self, job_id: str) -> Path:
-        return self.root / f"{job_id}.gz"
+        return self.root / f"{check_job_id(job_id)}.gz"
 
     def _meta(self, job_id: str) -> Path:
-        return self.root / f"{job_id}.json"
+        return self.root / f"{check_job_id(job_id)}.json"
 
     def header(self, job_id: str) -> dict[str, Any] | None:
         try:
@@ -237,32 +247,39 @@ class _Staging:
             return 0
 
     def begin(self, job_id: str, header: dict[str, Any]) -> None:
-        self.discard(job_id)
-        tmp = self.root / f".{job_id}-{uuid.uuid4().hex}.tmp"
-        with tmp.open("wb") as f:
-            f.write(json.dumps(header, sort_keys=True).encode())
-            f.flush()
-            os.fsync(f.fileno())
-        self.data(job_id).touch()
-        os.replace(tmp, self._meta(job_id))
-        fd = os.open(self.root, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with self._lock:
+            self._discard(job_id)
+            tmp = self.root / f".{check_job_id(job_id)}-{uuid.uuid4().hex}.tmp"
+            with tmp.open("wb") as f:
+                f.write(json.dumps(header, sort_keys=True).encode())
+                f.flush()
+                os.fsync(f.fileno())
+            self.data(job_id).touch()
+            os.replace(tmp, self._meta(job_id))
+            fd = os.open(self.root, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
     def truncate(self, job_id: str, length: int) -> None:
-        with self.data(job_id).open("r+b") as f:
+        with self._lock, self.data(job_id).open("r+b") as f:
             f.truncate(length)
             os.fsync(f.fileno())
 
     def discard(self, job_id: str) -> None:
+        """Delete the job's staged stream and header, if any (from any thread)."""
+        with self._lock:
+            self._discard(job_id)
+
+    def _discard(self, job_id: str) -> None:
         self._meta(job_id).unlink(missing_ok=True)
         self.data(job_id).unlink(missing_ok=True)
 
     def sweep(self) -> None:
+        """Delete staged streams untouched for ``ttl_s``, and headers without a stream."""
         cutoff = time.time() - self.ttl_s
-        for path in self.root.glob("*.gz"):
+        for path in self._staged("*.gz"):
             try:
                 stale = path.stat().st_mtime < cutoff
             except FileNotFoundError:
@@ -270,30 +287,40 @@ class _Staging:
             if stale:
                 _LOGGER.info("dropping stale staged upload %s", path.name)
                 self.discard(path.stem)
-        for path in self.root.glob("*.json"):
+        for path in self._staged("*.json"):
             if not self.data(path.stem).exists():
                 path.unlink(missing_ok=True)
 
+    def _staged(self, pattern: str) -> list[Path]:
+        """Files matching ``pattern`` named by a job id (no other name is one of ours)."""
+        found = []
+        for path in self.root.glob(pattern):
+            try:
+                check_job_id(path.stem)
+            except errors.InvalidArgumentError:
+                continue
+            found.append(path)
+        return found
+
 
 def read_metadata(path: Path) -> dict[str, Any]:
-    """The trainwire metadata of a safetensors file; raises if it is not one."""
+    """The trainwire metadata of a safetensors file, read and checked by the same code every
+    reader of a stored model uses; INVALID_ARGUMENT saying what is wrong otherwise."""
     try:
         with safe_open(str(path), framework="numpy") as f:
             keys = list(f.keys())
-            raw = (f.metadata() or {}).get(METADATA_KEY)
     except Exception as exc:
-        raise errors.InvalidArgumentError(f"the model is not a safetensors file: {exc}") from None
+        raise errors.InvalidArgumentError(
+            f"the model is not a safetensors file: {exc}", reason="NOT_A_MODEL"
+        ) from None
     if not keys:
-        raise errors.InvalidArgumentError("the model file holds no tensors")
-    if raw is None:
-        raise errors.InvalidArgumentError(f"the model has no {METADATA_KEY!r} metadata")
+        raise errors.InvalidArgumentError("the model file holds no tensors", reason="NOT_A_MODEL")
     try:
-        metadata = json.loads(raw)
-    except ValueError as exc:
-        raise errors.InvalidArgumentError(f"the model's metadata is not JSON: {exc}") from None
-    if not isinstance(metadata, dict):
-        raise errors.InvalidArgumentError("the model's metadata is not a JSON object")
-    return metadata
+        return read_artifact_metadata(path)
+    except ArtifactError as exc:
+        raise errors.InvalidArgumentError(
+            f"the model's {METADATA_KEY!r} metadata: {exc}", reason="BAD_MODEL_METADATA"
+        ) from None
 
 
 def _header_record(header: upload_pb2.UploadHeader) -> dict[str, Any]:
@@ -335,14 +362,20 @@ class ModelUploadServicer(upload_pb2_grpc.ModelUploadServicer):
         self.on_stored: Callable[[int, float], None] | None = None
         """Called with (compressed bytes received in the call, its seconds) per stored model."""
 
+    def discard(self, job_id: str) -> None:
+        """Drop ``job_id``'s staged upload, if any: for a job that ended without a model.
+        Blocking file work, safe from any thread (call it on a worker thread, not the loop);
+        raises ``InvalidArgumentError`` for a malformed id. A call still receiving for the job
+        finds its staging gone and cannot be resumed; it stores nothing for a job that ended."""
+        self._staging.discard(job_id)
+
     def _authorise(self, job_id: str, token: str) -> None:
+        check_job_id(job_id)  # first: a job id also names files in the staging directory
         record = self._book.get(job_id)
         if not hmac.compare_digest(token.encode(), record.upload_token.encode()):
             raise errors.PermissionDeniedError(
                 f"the upload token does not match job {job_id}", field="upload_token"
             )
-        if not _JOB_ID.match(job_id):  # never true for a job the book made; a path guard
-            raise errors.InvalidArgumentError("not a job id", field="job_id")
 
     @rpc_method
     async def GetUploadStatus(
@@ -354,9 +387,9 @@ class ModelUploadServicer(upload_pb2_grpc.ModelUploadServicer):
         if stored is not None:
             status.model.CopyFrom(serde.model_ref_to_proto(stored))
             return status
-        staged = self._staging.header(request.job_id)
+        staged = await asyncio.to_thread(self._staging.header, request.job_id)
         if staged is not None:
-            status.received_bytes = self._staging.received(request.job_id)
+            status.received_bytes = await asyncio.to_thread(self._staging.received, request.job_id)
             status.sha256 = str(staged.get("sha256", ""))
             status.stream_id = str(staged.get("stream_id", ""))
         return status
@@ -398,7 +431,7 @@ class ModelUploadServicer(upload_pb2_grpc.ModelUploadServicer):
                 raise errors.AlreadyExistsError(
                     f"job {header.job_id} already stored a different model ({stored.name})"
                 )
-            self._staging.discard(header.job_id)
+            await asyncio.to_thread(self._staging.discard, header.job_id)
             return _receipt(header.job_id, stored, 0, 0, duplicate=True)
         if record.state.terminal:
             raise errors.FailedPreconditionError(
@@ -455,8 +488,10 @@ class ModelUploadServicer(upload_pb2_grpc.ModelUploadServicer):
             await asyncio.to_thread(staging.sweep)
             await asyncio.to_thread(staging.begin, job_id, _header_record(header))
         else:
-            staged = staging.header(job_id)
-            have = staging.received(job_id) if _same_stream(staged, header) else 0
+            staged = await asyncio.to_thread(staging.header, job_id)
+            have = await asyncio.to_thread(staging.received, job_id)
+            if not _same_stream(staged, header):
+                have = 0
             if staged is None or not _same_stream(staged, header) or offset > have:
                 what = (
                     f"{have} bytes of this stream are staged"
@@ -470,7 +505,7 @@ class ModelUploadServicer(upload_pb2_grpc.ModelUploadServicer):
                     field="resume_offset",
                 )
             if offset < have:
-                staging.truncate(job_id, offset)
+                await asyncio.to_thread(staging.truncate, job_id, offset)
 
         part = staging.root / f"{job_id}-{uuid.uuid4().hex}.part"
         session = _Session(staging.data(job_id), part, header.size_bytes, offset)
@@ -522,6 +557,10 @@ class ModelUploadServicer(upload_pb2_grpc.ModelUploadServicer):
                 )
             metadata = await asyncio.to_thread(read_metadata, part)
             record = self._book.get(job_id)
+            if record.state.terminal:  # it ended (cancelled, failed) while the model came
+                raise errors.FailedPreconditionError(
+                    f"job {job_id} ended {record.state.value} during the upload; it takes no model"
+                )
             request = record.request
             ref = await asyncio.to_thread(
                 self._repository.store,
@@ -533,14 +572,9 @@ class ModelUploadServicer(upload_pb2_grpc.ModelUploadServicer):
                 symbols=request.symbols,
                 timeframes=request.timeframes,
             )
-        except BaseException:
-            if not keep:
-                staging.discard(job_id)
-            raise
         finally:
-            session.close()
-            part.unlink(missing_ok=True)
-        staging.discard(job_id)
+            # Stored, or known bad: the staging goes; cut off: it stays for a resume.
+            await _to_the_end(_clean_up, session, part, staging, job_id if not keep else "")
         if self.on_stored is not None:
             self.on_stored(session.received - offset, time.monotonic() - started)
         _LOGGER.info(
@@ -552,6 +586,31 @@ class ModelUploadServicer(upload_pb2_grpc.ModelUploadServicer):
             ref.name,
         )
         return _receipt(job_id, ref, session.received, offset, duplicate=False)
+
+
+def _clean_up(session: _Session, part: Path, staging: _Staging, discard: str) -> None:
+    """After a call: close its files (fsync'd), delete the inflated temp file, and the staged
+    stream of job ``discard`` if given."""
+    session.close()
+    part.unlink(missing_ok=True)
+    if discard:
+        staging.discard(discard)
+
+
+async def _to_the_end(fn: Callable[..., None], *args: Any) -> None:
+    """Run ``fn(*args)`` on a worker thread and wait until it is done, even if this task is
+    cancelled meanwhile (the cancellation is re-raised after): file clean-up must not be cut
+    off half-way, nor block the event loop."""
+    future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    cancelled = False
+    while not future.done():
+        try:
+            await asyncio.shield(future)
+        except asyncio.CancelledError:
+            cancelled = True
+    future.result()
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 def _receipt(

@@ -10,7 +10,8 @@ single file travels, and any safetensors reader can open it::
         meta = json.loads(f.metadata()["trainwire"])
 
 ``load_model(path).predict(features)`` rebuilds the MLP, applies the scaler and returns class
-indices into ``metadata["classes"]``.
+indices into ``metadata["classes"]``. The metadata is read and checked by
+``shared.artifacts.metadata`` (torch-free, shared with the orchestrator).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import hashlib
 import json
 import math
 import os
-import struct
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,17 +34,34 @@ import safetensors.torch
 import torch
 from torch import nn
 
+from shared.artifacts.metadata import (
+    FORMAT_VERSION,
+    MAX_HEADER_BYTES,
+    METADATA_KEY,
+    ArtifactError,
+    check_metadata,
+    read_artifact_metadata,
+)
 from shared.pipeline.model import model_from_architecture
 
-FORMAT_VERSION = 1
-METADATA_KEY = "trainwire"
+__all__ = [
+    "ARTIFACT_NAME",
+    "FORMAT_VERSION",
+    "MAX_HEADER_BYTES",
+    "METADATA_KEY",
+    "ArtifactError",
+    "ArtifactInfo",
+    "LoadedModel",
+    "check_metadata",
+    "encode_artifact",
+    "load_artifact",
+    "load_model",
+    "read_artifact_metadata",
+    "to_jsonable",
+    "write_artifact",
+]
+
 ARTIFACT_NAME = "model.safetensors"
-MAX_HEADER_BYTES = 64 * 1024 * 1024
-"""A header bigger than this is refused before it is read (untrusted uploads)."""
-
-
-class ArtifactError(ValueError):
-    """A file that is not a readable trainwire artifact."""
 
 
 @dataclass(frozen=True)
@@ -126,56 +143,6 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
-
-
-def _header(source: Path | str | bytes) -> dict[str, Any]:
-    if isinstance(source, bytes | bytearray | memoryview):
-        blob = bytes(source)
-        if len(blob) < 8:
-            raise ArtifactError("not a safetensors file: shorter than its header length")
-        (length,) = struct.unpack("<Q", blob[:8])
-        if length > MAX_HEADER_BYTES or 8 + length > len(blob):
-            raise ArtifactError(f"not a safetensors file: bad header length {length}")
-        raw = blob[8 : 8 + length]
-    else:
-        with open(source, "rb") as handle:
-            prefix = handle.read(8)
-            if len(prefix) < 8:
-                raise ArtifactError("not a safetensors file: shorter than its header length")
-            (length,) = struct.unpack("<Q", prefix)
-            if length > MAX_HEADER_BYTES:
-                raise ArtifactError(f"not a safetensors file: bad header length {length}")
-            raw = handle.read(length)
-            if len(raw) != length:
-                raise ArtifactError("not a safetensors file: truncated header")
-    try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ArtifactError(f"not a safetensors file: unreadable header ({exc})") from exc
-    if not isinstance(header, dict):
-        raise ArtifactError("not a safetensors file: the header is not an object")
-    return header
-
-
-def read_artifact_metadata(source: Path | str | bytes) -> dict[str, Any]:
-    """The trainwire metadata of an artifact, read from the header only (no tensors loaded)."""
-    extra = _header(source).get("__metadata__") or {}
-    text = extra.get(METADATA_KEY) if isinstance(extra, dict) else None
-    if not isinstance(text, str):
-        raise ArtifactError(f"no {METADATA_KEY!r} metadata: not a trainwire artifact")
-    try:
-        metadata = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ArtifactError(f"unreadable {METADATA_KEY!r} metadata: {exc}") from exc
-    if not isinstance(metadata, dict):
-        raise ArtifactError(f"{METADATA_KEY!r} metadata is not an object")
-    version = metadata.get("format_version")
-    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
-        raise ArtifactError(
-            f"artifact format {version!r} is not supported "
-            f"(this trainwire reads 1..{FORMAT_VERSION})"
-        )
-    return metadata
 
 
 def load_artifact(source: Path | str | bytes) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
