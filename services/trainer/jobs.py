@@ -473,7 +473,12 @@ class JobRunner:
         ``jobs/`` that is not a spool with a valid note (a link is unlinked, never followed).
         Blocking file work: call it on a worker thread once the node serves."""
         spools: list[tuple[float, Path]] = []
-        for path in self._jobs_root.iterdir():
+        try:
+            entries = list(self._jobs_root.iterdir())
+        except OSError as exc:
+            _LOGGER.warning("cannot list %s: %s", self._jobs_root, exc)
+            return
+        for path in entries:
             if path.name in busy:
                 continue
             try:
