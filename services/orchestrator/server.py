@@ -55,7 +55,7 @@ class OrchestratorServer:
         if record.state is JobState.SUCCEEDED:
             return
         task = asyncio.get_running_loop().create_task(
-            asyncio.to_thread(self.uploads._staging.discard, record.job_id)
+            asyncio.to_thread(self.uploads.discard, record.job_id)
         )
         self.cleanups.add(task)
         task.add_done_callback(self.cleanups.discard)

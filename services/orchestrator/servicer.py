@@ -12,6 +12,7 @@ from typing import Any
 import grpc
 
 from shared import errors
+from shared.artifacts.metadata import ArtifactError, check_metadata
 from shared.ids import check_address
 from shared.jobs import JobEvent
 from shared.rpc import serde
@@ -224,14 +225,18 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
     @rpc_method
     async def GetModel(self, request: opb.GetModelRequest, context: Context) -> opb.Model:
         stored = await asyncio.to_thread(self._repository.get, request.name)
-        metadata = stored.metadata
-
+        try:
+            summary = check_metadata(stored.metadata)
+        except ArtifactError as exc:  # stored before uploads were checked this way
+            raise errors.DataLossError(
+                f"model {stored.ref.name} has unreadable metadata ({exc}); re-train it"
+            ) from exc
         return opb.Model(
             ref=serde.model_ref_to_proto(stored.ref),
-            training_metrics=_floats(metadata.get("training_metrics")),
-            test_metrics=_floats(metadata.get("test_metrics")),
-            feature_names=[str(n) for n in metadata.get("feature_names", [])],
-            metadata_json=json.dumps(metadata, sort_keys=True),
+            training_metrics=summary.training_metrics,
+            test_metrics=summary.test_metrics,
+            feature_names=list(summary.feature_names),
+            metadata_json=json.dumps(stored.metadata, sort_keys=True),
         )
 
     @rpc_method
@@ -243,9 +248,3 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         with stored.weights_path.open("rb") as f:
             while chunk := await asyncio.to_thread(f.read, DOWNLOAD_CHUNK_BYTES):
                 yield opb.DownloadChunk(data=chunk)
-
-
-def _floats(value: object) -> dict[str, float]:
-    if not isinstance(value, dict):
-        return {}
-    return {str(k): float(v) for k, v in value.items() if isinstance(v, int | float)}

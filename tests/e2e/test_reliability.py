@@ -475,7 +475,9 @@ def test_network_partition_during_upload_is_ridden_out(
         trainer = stack.enter_context(
             netns.spawn_in(
                 link.ns,
-                trainer_args(trainer_address, tmp_path / "work", "--advertise", trainer_address),
+                trainer_args(
+                    trainer_address, tmp_path / "work", "--advertise", trainer_address, "--insecure"
+                ),
                 logs[0],
             )
         )

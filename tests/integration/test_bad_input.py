@@ -1017,6 +1017,9 @@ async def test_the_service_still_serves_after_all_that(
     assert [j.job_id for j in jobs.jobs] == [good_job.job_id]
     model = await shared_cluster.stub.GetModel(opb.GetModelRequest(name=good_job.result.model.name))
     assert model.ref.sha256 == good_job.result.model.sha256
+    # GetModel reads the metadata the way the upload checked it: metrics and features shown
+    assert "accuracy" in model.training_metrics and "accuracy" in model.test_metrics
+    assert model.feature_names
 
 
 def _model_family(job: progress_pb2.ProgressEvent) -> str:
