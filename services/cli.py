@@ -143,8 +143,15 @@ def _security(args: argparse.Namespace) -> Security:
 def cmd_orchestrator(args: argparse.Namespace) -> int:
     from services.orchestrator.config import OrchestratorConfig
     from services.orchestrator.server import serve
+    from shared.errors import TrainwireError
+    from shared.ids import check_address
 
     nodes = tuple(args.node or [n for n in _env("NODES", "").split(",") if n])
+    for node in nodes:
+        try:
+            check_address(node, field="--node")
+        except TrainwireError as exc:
+            raise ValueError(f"--node: {exc.message}") from None
     config = OrchestratorConfig(
         listen=args.listen,
         nodes=nodes,
@@ -153,6 +160,8 @@ def cmd_orchestrator(args: argparse.Namespace) -> int:
         metrics_listen=args.metrics_listen,
         max_attempts=args.max_attempts,
         heartbeat_interval_s=args.heartbeat_interval,
+        queue_timeout_s=args.queue_timeout,
+        node_ttl_s=args.node_ttl,
         security=_security(args),
     )
     asyncio.run(serve(config))
@@ -258,6 +267,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=float(_env("HEARTBEAT_INTERVAL", "5")),
         help="seconds between registered nodes' heartbeats; 3 missed take a node out",
+    )
+    p.add_argument(
+        "--queue-timeout",
+        type=float,
+        default=float(_env("QUEUE_TIMEOUT", "0")),
+        help="seconds a job may wait QUEUED for a node that can take it (0 = as long as it takes)",
+    )
+    p.add_argument(
+        "--node-ttl",
+        type=float,
+        default=float(_env("NODE_TTL", "600")),
+        help="seconds a registered node may be out and silent before it is forgotten",
     )
     _add_metrics(p)
     _add_security(p)
