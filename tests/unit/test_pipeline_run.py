@@ -16,6 +16,8 @@ from shared.pipeline.labels import CLASSES
 from shared.pipeline.market import DataError, synthetic_bars
 from shared.pipeline.run import run_training
 from shared.progress.update import ProgressUpdate, UpdateKind
+from shared.rpc import serde
+from shared.rpc.v1 import strategy_pb2 as spb
 from shared.spec import (
     DataSource,
     DataSpec,
@@ -289,3 +291,28 @@ def test_run_training_refuses_a_model_over_the_parameter_limit(tmp_path: Path) -
         )
     assert info.value.field == "strategy.model.hidden_layers"
     assert not (tmp_path / "model.safetensors").exists()
+
+
+def test_training_data_dates_from_strategy_yaml_bound_the_trained_range(tmp_path: Path) -> None:
+    text = (
+        Path(__file__).resolve().parents[2] / "strategies" / "rsi_mean_reversion.yaml"
+    ).read_text()
+    text = text.replace(
+        "training_data:\n",
+        "training_data:\n  start: 2020-01-15\n  end: '2020-02-14T23:00:00Z'\n",
+        1,
+    )
+    assert "start: 2020-01-15" in text
+    message = spb.TrainRequest(strategy_yaml=text, data=spb.DataSpec(bars=2000))
+    request = serde.request_from_proto(message)
+    request = dataclasses.replace(
+        request,
+        strategy=dataclasses.replace(request.strategy, training=TrainingSpec(epochs=1)),
+    )
+    outcome = run_training(
+        request, work_dir=tmp_path, progress=lambda u: None, cancel=CancellationToken()
+    )
+    data_range = load_model(outcome.artifact_path).metadata["data_range"]
+    # Warm-up rows are dropped after the start; nothing lies outside the window.
+    assert "2020-01-15" <= data_range["start"] < "2020-01-20"
+    assert data_range["end"] <= "2020-02-14T23:00:00+00:00"
