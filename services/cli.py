@@ -19,6 +19,7 @@ from shared.jobs import JobState
 
 if TYPE_CHECKING:
     from shared.rpc.plumbing import Security
+    from shared.spec import JobLimits
 
 EXIT_OK, EXIT_FAILED, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 4, 130
 _LOGGER = logging.getLogger(__name__)
@@ -65,6 +66,30 @@ def _add_metrics(p: argparse.ArgumentParser) -> None:
         default=_env("METRICS_LISTEN", ""),
         help="HOST:PORT to serve Prometheus /metrics on (default: off)",
     )
+
+
+def _add_limits(p: argparse.ArgumentParser) -> None:
+    """The job-size limits; give the orchestrator and its trainers the same ones."""
+    from shared.spec import DEFAULT_LIMITS
+
+    p.add_argument(
+        "--max-parameters",
+        type=int,
+        default=int(_env("MAX_PARAMETERS", str(DEFAULT_LIMITS.max_parameters))),
+        help="largest model accepted, in weights and biases",
+    )
+    p.add_argument(
+        "--max-bars",
+        type=int,
+        default=int(_env("MAX_BARS", str(DEFAULT_LIMITS.max_bars))),
+        help="most bars a job may load, over all its symbols and timeframes",
+    )
+
+
+def _limits(args: argparse.Namespace) -> JobLimits:
+    from shared.spec import JobLimits
+
+    return JobLimits(max_parameters=args.max_parameters, max_bars=args.max_bars)
 
 
 def _add_client_options(p: argparse.ArgumentParser, verb: str) -> None:
@@ -162,6 +187,7 @@ def cmd_orchestrator(args: argparse.Namespace) -> int:
         heartbeat_interval_s=args.heartbeat_interval,
         queue_timeout_s=args.queue_timeout,
         node_ttl_s=args.node_ttl,
+        limits=_limits(args),
         security=_security(args),
     )
     asyncio.run(serve(config))
@@ -184,6 +210,7 @@ def cmd_trainer(args: argparse.Namespace) -> int:
         upload_window_s=args.upload_window,
         metrics_listen=args.metrics_listen,
         insecure=args.insecure,
+        limits=_limits(args),
         security=_security(args),
     )
     asyncio.run(serve(config, grace_s=args.grace))
@@ -280,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=float(_env("NODE_TTL", "600")),
         help="seconds a registered node may be out and silent before it is forgotten",
     )
+    _add_limits(p)
     _add_metrics(p)
     _add_security(p)
     p.set_defaults(func=cmd_orchestrator)
@@ -325,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve a non-loopback --listen with neither a token nor mTLS: anyone who reaches "
         "the port can run jobs (env TRAINWIRE_INSECURE=1)",
     )
+    _add_limits(p)
     _add_metrics(p)
     _add_security(p)
     p.set_defaults(func=cmd_trainer)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.rpc.plumbing import INSECURE, Security
+from shared.spec import DEFAULT_LIMITS, JobLimits
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,6 +35,9 @@ class OrchestratorConfig:
     """A registered node out of the pool (missed heartbeats, failed probes) and silent (no
     heartbeat) for longer than this is forgotten: it leaves ``ListNodes`` until it registers
     again. Static nodes stay."""
+    limits: JobLimits = DEFAULT_LIMITS
+    """The largest job accepted (model parameters, bars); the orchestrator and its trainers
+    should be given the same limits, or a trainer refuses what the orchestrator queued."""
     metrics_listen: str = ""
     """host:port for Prometheus ``/metrics``; empty = no metrics endpoint."""
     security: Security = INSECURE

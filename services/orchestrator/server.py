@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,7 +110,7 @@ async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
             dispatcher=dispatcher,
             registry=registry,
             repository=repository,
-            validate=validate_request,
+            validate=functools.partial(validate_request, limits=config.limits),
         ),
         server,
     )

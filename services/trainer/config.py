@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shared.rpc.plumbing import INSECURE, Security
+from shared.spec import DEFAULT_LIMITS, JobLimits
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -34,6 +35,9 @@ class TrainerConfig:
     """Threads compressing gzip members in parallel; 0 = one per core."""
     torch_threads: int = 0
     """Intra-op threads per job; 0 = (cores - 1) / slots, at least 1."""
+    limits: JobLimits = DEFAULT_LIMITS
+    """The largest job accepted (model parameters, bars); the orchestrator and its trainers
+    should be given the same limits, or a trainer refuses what the orchestrator queued."""
     metrics_listen: str = ""
     """host:port for Prometheus ``/metrics``; empty = no metrics endpoint."""
     insecure: bool = False

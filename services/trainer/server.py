@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import os
@@ -123,7 +124,7 @@ async def create_server(
         work_dir=config.work_dir,
         slots=config.slots,
         node=address,
-        pipeline=pipeline or run_training,
+        pipeline=pipeline or functools.partial(run_training, limits=config.limits),
         data_dir=config.data_dir,
         device=config.device,
         upload_attempts=config.upload_attempts,
@@ -158,7 +159,13 @@ async def create_server(
         )
 
     trainer_pb2_grpc.add_TrainerServicer_to_server(
-        TrainerServicer(runner, node_info, validate_request, config.orchestrator), server
+        TrainerServicer(
+            runner,
+            node_info,
+            functools.partial(validate_request, limits=config.limits),
+            config.orchestrator,
+        ),
+        server,
     )
     health = await plumbing.add_health_and_reflection(server, [SERVICE_NAME])
     await server.start()

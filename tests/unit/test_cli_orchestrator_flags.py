@@ -36,3 +36,19 @@ def test_queue_timeout_and_node_ttl_reach_the_config(
     monkeypatch.setenv("TRAINWIRE_QUEUE_TIMEOUT", "5")
     parsed = cli.build_parser().parse_args(argv)
     assert parsed.queue_timeout == 5.0 and parsed.node_ttl == 600.0
+
+
+def test_job_limits_reach_the_config_and_a_bad_one_stops_the_start(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    seen: list[OrchestratorConfig] = []
+
+    async def fake_serve(config: OrchestratorConfig) -> None:
+        seen.append(config)
+
+    monkeypatch.setattr("services.orchestrator.server.serve", fake_serve)
+    argv = ["orchestrator", "--state-dir", str(tmp_path)]
+    assert cli.main([*argv, "--max-parameters", "1000", "--max-bars", "5000"]) == 0
+    assert (seen[0].limits.max_parameters, seen[0].limits.max_bars) == (1000, 5000)
+    assert cli.main([*argv, "--max-bars", "0"]) == 2
+    assert "max_bars" in capsys.readouterr().err
