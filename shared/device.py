@@ -126,7 +126,7 @@ def select_device(override: str = "") -> DeviceInfo:
         return best
     if wanted == "cuda" or wanted.startswith("cuda:"):
         index_text = wanted.partition(":")[2] or "0"
-        if not index_text.isdigit():
+        if not (index_text.isascii() and index_text.isdigit()):
             raise ValueError(f"device override {override!r} is not valid: use cuda or cuda:N")
         index, count = int(index_text), _cuda_count()
         if index >= count:

@@ -2,7 +2,8 @@
 
 One rule each, enforced at every edge that takes one: a job id (it names a directory on the
 trainer and a staging file on the orchestrator, so it is checked before anything touches a
-disk), and a node address (the orchestrator dials it, keeps it and shows it in errors).
+disk), a node address (the orchestrator dials it, keeps it and shows it in errors), and a node
+id (an address or a short name, as requests and registrations name nodes).
 """
 
 from __future__ import annotations
@@ -81,6 +82,23 @@ def _address_problem(address: str) -> str:
     if labels[-1].isdigit():
         return f"{host!r} is not a hostname or IP literal"
     return ""
+
+
+_NODE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_node_id(node_id: str, field: str = "node") -> str:
+    """Return ``node_id`` if it names a trainer node: its ``HOST:PORT`` address (the default id
+    a trainer gives itself) or 1-64 ASCII letters, digits, '.', '_' or '-'."""
+    if node_id.isascii() and _NODE_ID_RE.fullmatch(node_id):
+        return node_id
+    try:
+        return check_address(node_id, field=field)
+    except errors.InvalidArgumentError as exc:
+        raise errors.InvalidArgumentError(
+            f"{exc.message}; or name a node by its id (1-64 letters, digits, '.', '_', '-')",
+            field=field,
+        ) from None
 
 
 def _shown(value: str) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from shared.errors import InvalidArgumentError
-from shared.ids import check_address
+from shared.ids import check_node_id
 
 
 class SpecError(ValueError):
@@ -251,8 +251,6 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}")
 _PARAM_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _REQUEST_ID_RE = re.compile(rf"[\x21-\x7e]{{1,{MAX_REQUEST_ID}}}")
 _DEVICE_RE = re.compile(r"cpu|mps|cuda(:[0-9]{1,2})?")
-_NODE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}")
-"""``placement.node`` names a node by its ``HOST:PORT`` address or by this kind of id."""
 _DATE_RE = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
     r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?"
@@ -502,14 +500,11 @@ def _validate_nn_inputs(strategy: StrategySpec, timeframes: tuple[str, ...]) -> 
 
 
 def _validate_placement(placement: PlacementSpec) -> None:
-    if placement.node and not _matches(_NODE_ID_RE, placement.node):
+    if placement.node:
         try:
-            check_address(placement.node, "placement.node")
+            check_node_id(placement.node, "placement.node")
         except InvalidArgumentError as exc:
-            raise SpecError(
-                exc.field,
-                f"{exc.message}; or name a node by its id (letters, digits, '.', '_', '-')",
-            ) from None
+            raise SpecError(exc.field, exc.message) from None
     if placement.device and not _matches(_DEVICE_RE, placement.device):
         raise SpecError(
             "placement.device",

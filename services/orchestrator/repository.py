@@ -31,7 +31,7 @@ _LOGGER = logging.getLogger(__name__)
 WEIGHTS = "model.safetensors"
 METADATA = "metadata.json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_VERSION = re.compile(r"^(?P<base>.+)_v(?P<n>[0-9]+)$")
+_VERSION = re.compile(r"(?P<base>.+)_v(?P<n>[0-9]+)")
 NAME_MAX = 200
 """Longest model name a request may give: two components of at most 80 characters, '/', and
 a version suffix."""
@@ -121,7 +121,7 @@ class ModelRepository:
     def _next_version(strategy_dir: Path, base: str) -> int:
         versions = [0]
         for entry in strategy_dir.iterdir():
-            m = _VERSION.match(entry.name)
+            m = _VERSION.fullmatch(entry.name)
             if m and m.group("base") == base:
                 versions.append(int(m.group("n")))
         return max(versions) + 1
@@ -156,7 +156,7 @@ class ModelRepository:
             )
         strategy_dir = self.root / parts[0]
         leaf = parts[1]
-        if not _VERSION.match(leaf):
+        if not _VERSION.fullmatch(leaf):
             leaf = leaf.removesuffix("_latest") + "_latest"
         directory = strategy_dir / leaf
         if not (directory / METADATA).is_file():

@@ -13,7 +13,7 @@ import grpc
 
 from shared import errors
 from shared.artifacts.metadata import ArtifactError, check_metadata
-from shared.ids import check_address
+from shared.ids import check_address, check_node_id
 from shared.jobs import JobEvent
 from shared.rpc import serde
 from shared.rpc.errors import rpc_method
@@ -35,7 +35,6 @@ WIRE_CACHE_EVENTS = 65_536
 """Recent events kept as protobuf messages: fan-out converts each event once, not per watcher."""
 REASON_MAX = 1024
 """Longest CancelJob.reason: it is stored in the job's events and shown to every watcher."""
-NODE_ID_MAX = 256
 STRATEGY_MAX = 80
 _STRATEGY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 MODEL_KEY_SHAPE = (str, str, int)
@@ -100,6 +99,14 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
                 # The user wrote YAML, so the field to fix is in strategy_yaml.
                 path = exc.field.removeprefix("strategy.")
                 raise SpecError("strategy_yaml", f"{path}: {exc.message}") from exc
+            date = exc.field.removeprefix("data.")
+            if (
+                request.strategy_yaml
+                and date in ("start", "end")
+                and not getattr(request.data, date)
+            ):
+                # The date came from the YAML's training_data, not from the request's data.
+                raise SpecError("strategy_yaml", f"training_data.{date}: {exc.message}") from exc
             raise
         # A placement that cannot succeed with the nodes as they are (require_gpu and no GPU
         # node, an unknown named node) is refused now, not queued to fail later.
@@ -181,11 +188,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
             address = check_address(request.address, field="address")
         else:
             address = check_address(request.info.address, field="info.address")
-        if len(request.info.node_id) > NODE_ID_MAX:
-            raise errors.InvalidArgumentError(
-                f"{len(request.info.node_id)} characters; a node id is at most {NODE_ID_MAX}",
-                field="info.node_id",
-            )
+        if request.info.node_id:
+            check_node_id(request.info.node_id, field="info.node_id")
         if self._registry.heartbeat(address):
             asyncio.create_task(self._registry.refresh(force=True))  # noqa: RUF006 - best effort
         return opb.RegisterNodeResponse(

@@ -72,7 +72,7 @@ from .jobs import JobBook
 from .repository import ModelRepository
 
 _LOGGER = logging.getLogger(__name__)
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 FSYNC_BYTES = 16 * 1024 * 1024
 """Staged bytes between fsyncs (and one when every call ends)."""
 STAGING_TTL_S = 24 * 3600.0
@@ -406,7 +406,7 @@ class ModelUploadServicer(upload_pb2_grpc.ModelUploadServicer):
         header = first.header
         self._authorise(header.job_id, header.upload_token)
         record = self._book.get(header.job_id)
-        if not _SHA256.match(header.sha256):
+        if not _SHA256.fullmatch(header.sha256):
             raise errors.InvalidArgumentError(
                 "must be the 64 lowercase hex digits of the file's sha256", field="sha256"
             )

@@ -1236,6 +1236,14 @@ HARDENING = [
         "training_data.start",
     ),
     bad(
+        "yaml-start-after-the-synthetic-market",
+        "Submit",
+        _yaml("training_data: {start: '2030-01-01'}\n"),
+        INVALID,
+        "strategy_yaml",
+        "training_data.start",
+    ),
+    bad(
         "yaml-two-thresholds",
         "Submit",
         _yaml("training: {labels: {threshold: 0.02, zigzag_threshold: 0.05}}\n"),
