@@ -23,12 +23,13 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from shared.rpc.v1 import datasets_pb2 as shared_dot_rpc_dot_v1_dot_datasets__pb2
 from shared.rpc.v1 import progress_pb2 as shared_dot_rpc_dot_v1_dot_progress__pb2
 from shared.rpc.v1 import strategy_pb2 as shared_dot_rpc_dot_v1_dot_strategy__pb2
 from shared.rpc.v1 import trainer_pb2 as shared_dot_rpc_dot_v1_dot_trainer__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n shared/rpc/v1/orchestrator.proto\x12\x0ctrainwire.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cshared/rpc/v1/progress.proto\x1a\x1cshared/rpc/v1/strategy.proto\x1a\x1bshared/rpc/v1/trainer.proto\"4\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"`\n\x0fListJobsRequest\x12&\n\x06states\x18\x01 \x03(\x0e\x32\x16.trainwire.v1.JobState\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"L\n\x10ListJobsResponse\x12\x1f\n\x04jobs\x18\x01 \x03(\x0b\x32\x11.trainwire.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"2\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x83\x02\n\x04Node\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12(\n\x06health\x18\x02 \x01(\x0e\x32\x18.trainwire.v1.NodeHealth\x12(\n\x06\x64\x65vice\x18\x03 \x01(\x0b\x32\x18.trainwire.v1.DeviceInfo\x12\r\n\x05slots\x18\x04 \x01(\x05\x12\x12\n\nslots_used\x18\x05 \x01(\x05\x12.\n\nlast_check\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlatency_ms\x18\x07 \x01(\x01\x12\x0e\n\x06source\x18\x08 \x01(\t\x12\x0f\n\x07node_id\x18\t \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\n \x01(\t\"\x12\n\x10ListNodesRequest\"6\n\x11ListNodesResponse\x12!\n\x05nodes\x18\x01 \x03(\x0b\x32\x12.trainwire.v1.Node\"L\n\x13RegisterNodeRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12$\n\x04info\x18\x02 \x01(\x0b\x32\x16.trainwire.v1.NodeInfo\"K\n\x14RegisterNodeResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\"\n\x1aheartbeat_interval_seconds\x18\x02 \x01(\x01\"\xc6\x02\n\x05Model\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.trainwire.v1.ModelRef\x12\x42\n\x10training_metrics\x18\x02 \x03(\x0b\x32(.trainwire.v1.Model.TrainingMetricsEntry\x12:\n\x0ctest_metrics\x18\x03 \x03(\x0b\x32$.trainwire.v1.Model.TestMetricsEntry\x12\x15\n\rfeature_names\x18\x04 \x03(\t\x12\x15\n\rmetadata_json\x18\x05 \x01(\t\x1a\x36\n\x14TrainingMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x32\n\x10TestMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"L\n\x11ListModelsRequest\x12\x10\n\x08strategy\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"U\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.trainwire.v1.ModelRef\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"$\n\x14\x44ownloadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"Q\n\rDownloadChunk\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x16.trainwire.v1.ModelRefH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04kind*|\n\nNodeHealth\x12\x1b\n\x17NODE_HEALTH_UNSPECIFIED\x10\x00\x12\x17\n\x13NODE_HEALTH_SERVING\x10\x01\x12\x1b\n\x17NODE_HEALTH_NOT_SERVING\x10\x02\x12\x1b\n\x17NODE_HEALTH_UNREACHABLE\x10\x03\x32\xa7\x06\n\x0cOrchestrator\x12\x42\n\x05Train\x12\x1a.trainwire.v1.TrainRequest\x1a\x1b.trainwire.v1.ProgressEvent0\x01\x12:\n\tSubmitJob\x12\x1a.trainwire.v1.TrainRequest\x1a\x11.trainwire.v1.Job\x12H\n\x08WatchJob\x12\x1d.trainwire.v1.WatchJobRequest\x1a\x1b.trainwire.v1.ProgressEvent0\x01\x12\x38\n\x06GetJob\x12\x1b.trainwire.v1.GetJobRequest\x1a\x11.trainwire.v1.Job\x12I\n\x08ListJobs\x12\x1d.trainwire.v1.ListJobsRequest\x1a\x1e.trainwire.v1.ListJobsResponse\x12>\n\tCancelJob\x12\x1e.trainwire.v1.CancelJobRequest\x1a\x11.trainwire.v1.Job\x12L\n\tListNodes\x12\x1e.trainwire.v1.ListNodesRequest\x1a\x1f.trainwire.v1.ListNodesResponse\x12U\n\x0cRegisterNode\x12!.trainwire.v1.RegisterNodeRequest\x1a\".trainwire.v1.RegisterNodeResponse\x12O\n\nListModels\x12\x1f.trainwire.v1.ListModelsRequest\x1a .trainwire.v1.ListModelsResponse\x12>\n\x08GetModel\x12\x1d.trainwire.v1.GetModelRequest\x1a\x13.trainwire.v1.Model\x12R\n\rDownloadModel\x12\".trainwire.v1.DownloadModelRequest\x1a\x1b.trainwire.v1.DownloadChunk0\x01\x42\x02P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n shared/rpc/v1/orchestrator.proto\x12\x0ctrainwire.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cshared/rpc/v1/datasets.proto\x1a\x1cshared/rpc/v1/progress.proto\x1a\x1cshared/rpc/v1/strategy.proto\x1a\x1bshared/rpc/v1/trainer.proto\"4\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"`\n\x0fListJobsRequest\x12&\n\x06states\x18\x01 \x03(\x0e\x32\x16.trainwire.v1.JobState\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"L\n\x10ListJobsResponse\x12\x1f\n\x04jobs\x18\x01 \x03(\x0b\x32\x11.trainwire.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"2\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x83\x02\n\x04Node\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12(\n\x06health\x18\x02 \x01(\x0e\x32\x18.trainwire.v1.NodeHealth\x12(\n\x06\x64\x65vice\x18\x03 \x01(\x0b\x32\x18.trainwire.v1.DeviceInfo\x12\r\n\x05slots\x18\x04 \x01(\x05\x12\x12\n\nslots_used\x18\x05 \x01(\x05\x12.\n\nlast_check\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nlatency_ms\x18\x07 \x01(\x01\x12\x0e\n\x06source\x18\x08 \x01(\t\x12\x0f\n\x07node_id\x18\t \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\n \x01(\t\"\x12\n\x10ListNodesRequest\"6\n\x11ListNodesResponse\x12!\n\x05nodes\x18\x01 \x03(\x0b\x32\x12.trainwire.v1.Node\"L\n\x13RegisterNodeRequest\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12$\n\x04info\x18\x02 \x01(\x0b\x32\x16.trainwire.v1.NodeInfo\"K\n\x14RegisterNodeResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\"\n\x1aheartbeat_interval_seconds\x18\x02 \x01(\x01\"\xc6\x02\n\x05Model\x12#\n\x03ref\x18\x01 \x01(\x0b\x32\x16.trainwire.v1.ModelRef\x12\x42\n\x10training_metrics\x18\x02 \x03(\x0b\x32(.trainwire.v1.Model.TrainingMetricsEntry\x12:\n\x0ctest_metrics\x18\x03 \x03(\x0b\x32$.trainwire.v1.Model.TestMetricsEntry\x12\x15\n\rfeature_names\x18\x04 \x03(\t\x12\x15\n\rmetadata_json\x18\x05 \x01(\t\x1a\x36\n\x14TrainingMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x32\n\x10TestMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"L\n\x11ListModelsRequest\x12\x10\n\x08strategy\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"U\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.trainwire.v1.ModelRef\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"$\n\x14\x44ownloadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"Q\n\rDownloadChunk\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x16.trainwire.v1.ModelRefH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04kind*|\n\nNodeHealth\x12\x1b\n\x17NODE_HEALTH_UNSPECIFIED\x10\x00\x12\x17\n\x13NODE_HEALTH_SERVING\x10\x01\x12\x1b\n\x17NODE_HEALTH_NOT_SERVING\x10\x02\x12\x1b\n\x17NODE_HEALTH_UNREACHABLE\x10\x03\x32\xb5\t\n\x0cOrchestrator\x12\x42\n\x05Train\x12\x1a.trainwire.v1.TrainRequest\x1a\x1b.trainwire.v1.ProgressEvent0\x01\x12:\n\tSubmitJob\x12\x1a.trainwire.v1.TrainRequest\x1a\x11.trainwire.v1.Job\x12H\n\x08WatchJob\x12\x1d.trainwire.v1.WatchJobRequest\x1a\x1b.trainwire.v1.ProgressEvent0\x01\x12\x38\n\x06GetJob\x12\x1b.trainwire.v1.GetJobRequest\x1a\x11.trainwire.v1.Job\x12I\n\x08ListJobs\x12\x1d.trainwire.v1.ListJobsRequest\x1a\x1e.trainwire.v1.ListJobsResponse\x12>\n\tCancelJob\x12\x1e.trainwire.v1.CancelJobRequest\x1a\x11.trainwire.v1.Job\x12L\n\tListNodes\x12\x1e.trainwire.v1.ListNodesRequest\x1a\x1f.trainwire.v1.ListNodesResponse\x12U\n\x0cRegisterNode\x12!.trainwire.v1.RegisterNodeRequest\x1a\".trainwire.v1.RegisterNodeResponse\x12O\n\nListModels\x12\x1f.trainwire.v1.ListModelsRequest\x1a .trainwire.v1.ListModelsResponse\x12>\n\x08GetModel\x12\x1d.trainwire.v1.GetModelRequest\x1a\x13.trainwire.v1.Model\x12R\n\rDownloadModel\x12\".trainwire.v1.DownloadModelRequest\x1a\x1b.trainwire.v1.DownloadChunk0\x01\x12\x44\n\rUploadDataset\x12\x1a.trainwire.v1.DatasetChunk\x1a\x15.trainwire.v1.Dataset(\x01\x12U\n\x0cListDatasets\x12!.trainwire.v1.ListDatasetsRequest\x1a\".trainwire.v1.ListDatasetsResponse\x12\x44\n\nGetDataset\x12\x1f.trainwire.v1.GetDatasetRequest\x1a\x15.trainwire.v1.Dataset\x12J\n\rDeleteDataset\x12\".trainwire.v1.DeleteDatasetRequest\x1a\x15.trainwire.v1.Dataset\x12]\n\x13\x44ownloadDatasetFile\x12(.trainwire.v1.DownloadDatasetFileRequest\x1a\x1a.trainwire.v1.DatasetChunk0\x01\x42\x02P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,44 +41,44 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODEL_TRAININGMETRICSENTRY']._serialized_options = b'8\001'
   _globals['_MODEL_TESTMETRICSENTRY']._loaded_options = None
   _globals['_MODEL_TESTMETRICSENTRY']._serialized_options = b'8\001'
-  _globals['_NODEHEALTH']._serialized_start=1628
-  _globals['_NODEHEALTH']._serialized_end=1752
-  _globals['_WATCHJOBREQUEST']._serialized_start=172
-  _globals['_WATCHJOBREQUEST']._serialized_end=224
-  _globals['_GETJOBREQUEST']._serialized_start=226
-  _globals['_GETJOBREQUEST']._serialized_end=257
-  _globals['_LISTJOBSREQUEST']._serialized_start=259
-  _globals['_LISTJOBSREQUEST']._serialized_end=355
-  _globals['_LISTJOBSRESPONSE']._serialized_start=357
-  _globals['_LISTJOBSRESPONSE']._serialized_end=433
-  _globals['_CANCELJOBREQUEST']._serialized_start=435
-  _globals['_CANCELJOBREQUEST']._serialized_end=485
-  _globals['_NODE']._serialized_start=488
-  _globals['_NODE']._serialized_end=747
-  _globals['_LISTNODESREQUEST']._serialized_start=749
-  _globals['_LISTNODESREQUEST']._serialized_end=767
-  _globals['_LISTNODESRESPONSE']._serialized_start=769
-  _globals['_LISTNODESRESPONSE']._serialized_end=823
-  _globals['_REGISTERNODEREQUEST']._serialized_start=825
-  _globals['_REGISTERNODEREQUEST']._serialized_end=901
-  _globals['_REGISTERNODERESPONSE']._serialized_start=903
-  _globals['_REGISTERNODERESPONSE']._serialized_end=978
-  _globals['_MODEL']._serialized_start=981
-  _globals['_MODEL']._serialized_end=1307
-  _globals['_MODEL_TRAININGMETRICSENTRY']._serialized_start=1201
-  _globals['_MODEL_TRAININGMETRICSENTRY']._serialized_end=1255
-  _globals['_MODEL_TESTMETRICSENTRY']._serialized_start=1257
-  _globals['_MODEL_TESTMETRICSENTRY']._serialized_end=1307
-  _globals['_LISTMODELSREQUEST']._serialized_start=1309
-  _globals['_LISTMODELSREQUEST']._serialized_end=1385
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1387
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1472
-  _globals['_GETMODELREQUEST']._serialized_start=1474
-  _globals['_GETMODELREQUEST']._serialized_end=1505
-  _globals['_DOWNLOADMODELREQUEST']._serialized_start=1507
-  _globals['_DOWNLOADMODELREQUEST']._serialized_end=1543
-  _globals['_DOWNLOADCHUNK']._serialized_start=1545
-  _globals['_DOWNLOADCHUNK']._serialized_end=1626
-  _globals['_ORCHESTRATOR']._serialized_start=1755
-  _globals['_ORCHESTRATOR']._serialized_end=2562
+  _globals['_NODEHEALTH']._serialized_start=1658
+  _globals['_NODEHEALTH']._serialized_end=1782
+  _globals['_WATCHJOBREQUEST']._serialized_start=202
+  _globals['_WATCHJOBREQUEST']._serialized_end=254
+  _globals['_GETJOBREQUEST']._serialized_start=256
+  _globals['_GETJOBREQUEST']._serialized_end=287
+  _globals['_LISTJOBSREQUEST']._serialized_start=289
+  _globals['_LISTJOBSREQUEST']._serialized_end=385
+  _globals['_LISTJOBSRESPONSE']._serialized_start=387
+  _globals['_LISTJOBSRESPONSE']._serialized_end=463
+  _globals['_CANCELJOBREQUEST']._serialized_start=465
+  _globals['_CANCELJOBREQUEST']._serialized_end=515
+  _globals['_NODE']._serialized_start=518
+  _globals['_NODE']._serialized_end=777
+  _globals['_LISTNODESREQUEST']._serialized_start=779
+  _globals['_LISTNODESREQUEST']._serialized_end=797
+  _globals['_LISTNODESRESPONSE']._serialized_start=799
+  _globals['_LISTNODESRESPONSE']._serialized_end=853
+  _globals['_REGISTERNODEREQUEST']._serialized_start=855
+  _globals['_REGISTERNODEREQUEST']._serialized_end=931
+  _globals['_REGISTERNODERESPONSE']._serialized_start=933
+  _globals['_REGISTERNODERESPONSE']._serialized_end=1008
+  _globals['_MODEL']._serialized_start=1011
+  _globals['_MODEL']._serialized_end=1337
+  _globals['_MODEL_TRAININGMETRICSENTRY']._serialized_start=1231
+  _globals['_MODEL_TRAININGMETRICSENTRY']._serialized_end=1285
+  _globals['_MODEL_TESTMETRICSENTRY']._serialized_start=1287
+  _globals['_MODEL_TESTMETRICSENTRY']._serialized_end=1337
+  _globals['_LISTMODELSREQUEST']._serialized_start=1339
+  _globals['_LISTMODELSREQUEST']._serialized_end=1415
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1417
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1502
+  _globals['_GETMODELREQUEST']._serialized_start=1504
+  _globals['_GETMODELREQUEST']._serialized_end=1535
+  _globals['_DOWNLOADMODELREQUEST']._serialized_start=1537
+  _globals['_DOWNLOADMODELREQUEST']._serialized_end=1573
+  _globals['_DOWNLOADCHUNK']._serialized_start=1575
+  _globals['_DOWNLOADCHUNK']._serialized_end=1656
+  _globals['_ORCHESTRATOR']._serialized_start=1785
+  _globals['_ORCHESTRATOR']._serialized_end=2990
 # @@protoc_insertion_point(module_scope)

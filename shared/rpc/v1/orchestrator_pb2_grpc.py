@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from shared.rpc.v1 import datasets_pb2 as shared_dot_rpc_dot_v1_dot_datasets__pb2
 from shared.rpc.v1 import orchestrator_pb2 as shared_dot_rpc_dot_v1_dot_orchestrator__pb2
 from shared.rpc.v1 import progress_pb2 as shared_dot_rpc_dot_v1_dot_progress__pb2
 from shared.rpc.v1 import strategy_pb2 as shared_dot_rpc_dot_v1_dot_strategy__pb2
@@ -91,6 +92,31 @@ class OrchestratorStub:
                 request_serializer=shared_dot_rpc_dot_v1_dot_orchestrator__pb2.DownloadModelRequest.SerializeToString,
                 response_deserializer=shared_dot_rpc_dot_v1_dot_orchestrator__pb2.DownloadChunk.FromString,
                 _registered_method=True)
+        self.UploadDataset = channel.stream_unary(
+                '/trainwire.v1.Orchestrator/UploadDataset',
+                request_serializer=shared_dot_rpc_dot_v1_dot_datasets__pb2.DatasetChunk.SerializeToString,
+                response_deserializer=shared_dot_rpc_dot_v1_dot_datasets__pb2.Dataset.FromString,
+                _registered_method=True)
+        self.ListDatasets = channel.unary_unary(
+                '/trainwire.v1.Orchestrator/ListDatasets',
+                request_serializer=shared_dot_rpc_dot_v1_dot_datasets__pb2.ListDatasetsRequest.SerializeToString,
+                response_deserializer=shared_dot_rpc_dot_v1_dot_datasets__pb2.ListDatasetsResponse.FromString,
+                _registered_method=True)
+        self.GetDataset = channel.unary_unary(
+                '/trainwire.v1.Orchestrator/GetDataset',
+                request_serializer=shared_dot_rpc_dot_v1_dot_datasets__pb2.GetDatasetRequest.SerializeToString,
+                response_deserializer=shared_dot_rpc_dot_v1_dot_datasets__pb2.Dataset.FromString,
+                _registered_method=True)
+        self.DeleteDataset = channel.unary_unary(
+                '/trainwire.v1.Orchestrator/DeleteDataset',
+                request_serializer=shared_dot_rpc_dot_v1_dot_datasets__pb2.DeleteDatasetRequest.SerializeToString,
+                response_deserializer=shared_dot_rpc_dot_v1_dot_datasets__pb2.Dataset.FromString,
+                _registered_method=True)
+        self.DownloadDatasetFile = channel.unary_stream(
+                '/trainwire.v1.Orchestrator/DownloadDatasetFile',
+                request_serializer=shared_dot_rpc_dot_v1_dot_datasets__pb2.DownloadDatasetFileRequest.SerializeToString,
+                response_deserializer=shared_dot_rpc_dot_v1_dot_datasets__pb2.DatasetChunk.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServicer:
@@ -167,6 +193,41 @@ class OrchestratorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadDataset(self, request_iterator, context):
+        """Uploads OHLCV files as a named dataset: a DatasetUploadHeader, then for each file a
+        DatasetFileHeader and its bytes. Each file is size-capped, sha256-verified and validated as
+        OHLCV before the dataset is stored; nothing is kept from a refused or broken upload.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDatasets(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetDataset(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDataset(self, request, context):
+        """Deletes every version of a dataset; jobs already placed keep the files they fetched.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadDatasetFile(self, request, context):
+        """Streams one dataset file's bytes (trainer nodes fetch what they have not cached).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -224,6 +285,31 @@ def add_OrchestratorServicer_to_server(servicer, server):
                     servicer.DownloadModel,
                     request_deserializer=shared_dot_rpc_dot_v1_dot_orchestrator__pb2.DownloadModelRequest.FromString,
                     response_serializer=shared_dot_rpc_dot_v1_dot_orchestrator__pb2.DownloadChunk.SerializeToString,
+            ),
+            'UploadDataset': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadDataset,
+                    request_deserializer=shared_dot_rpc_dot_v1_dot_datasets__pb2.DatasetChunk.FromString,
+                    response_serializer=shared_dot_rpc_dot_v1_dot_datasets__pb2.Dataset.SerializeToString,
+            ),
+            'ListDatasets': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDatasets,
+                    request_deserializer=shared_dot_rpc_dot_v1_dot_datasets__pb2.ListDatasetsRequest.FromString,
+                    response_serializer=shared_dot_rpc_dot_v1_dot_datasets__pb2.ListDatasetsResponse.SerializeToString,
+            ),
+            'GetDataset': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDataset,
+                    request_deserializer=shared_dot_rpc_dot_v1_dot_datasets__pb2.GetDatasetRequest.FromString,
+                    response_serializer=shared_dot_rpc_dot_v1_dot_datasets__pb2.Dataset.SerializeToString,
+            ),
+            'DeleteDataset': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDataset,
+                    request_deserializer=shared_dot_rpc_dot_v1_dot_datasets__pb2.DeleteDatasetRequest.FromString,
+                    response_serializer=shared_dot_rpc_dot_v1_dot_datasets__pb2.Dataset.SerializeToString,
+            ),
+            'DownloadDatasetFile': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadDatasetFile,
+                    request_deserializer=shared_dot_rpc_dot_v1_dot_datasets__pb2.DownloadDatasetFileRequest.FromString,
+                    response_serializer=shared_dot_rpc_dot_v1_dot_datasets__pb2.DatasetChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -523,6 +609,141 @@ class Orchestrator:
             '/trainwire.v1.Orchestrator/DownloadModel',
             shared_dot_rpc_dot_v1_dot_orchestrator__pb2.DownloadModelRequest.SerializeToString,
             shared_dot_rpc_dot_v1_dot_orchestrator__pb2.DownloadChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadDataset(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/trainwire.v1.Orchestrator/UploadDataset',
+            shared_dot_rpc_dot_v1_dot_datasets__pb2.DatasetChunk.SerializeToString,
+            shared_dot_rpc_dot_v1_dot_datasets__pb2.Dataset.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDatasets(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trainwire.v1.Orchestrator/ListDatasets',
+            shared_dot_rpc_dot_v1_dot_datasets__pb2.ListDatasetsRequest.SerializeToString,
+            shared_dot_rpc_dot_v1_dot_datasets__pb2.ListDatasetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trainwire.v1.Orchestrator/GetDataset',
+            shared_dot_rpc_dot_v1_dot_datasets__pb2.GetDatasetRequest.SerializeToString,
+            shared_dot_rpc_dot_v1_dot_datasets__pb2.Dataset.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDataset(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trainwire.v1.Orchestrator/DeleteDataset',
+            shared_dot_rpc_dot_v1_dot_datasets__pb2.DeleteDatasetRequest.SerializeToString,
+            shared_dot_rpc_dot_v1_dot_datasets__pb2.Dataset.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadDatasetFile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/trainwire.v1.Orchestrator/DownloadDatasetFile',
+            shared_dot_rpc_dot_v1_dot_datasets__pb2.DownloadDatasetFileRequest.SerializeToString,
+            shared_dot_rpc_dot_v1_dot_datasets__pb2.DatasetChunk.FromString,
             options,
             channel_credentials,
             insecure,

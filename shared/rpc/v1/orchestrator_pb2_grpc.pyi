@@ -5,6 +5,7 @@ The public API: submit, follow, cancel jobs; list nodes; fetch models."""
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from shared.rpc.v1 import datasets_pb2 as _datasets_pb2
 from shared.rpc.v1 import orchestrator_pb2 as _orchestrator_pb2
 from shared.rpc.v1 import progress_pb2 as _progress_pb2
 from shared.rpc.v1 import strategy_pb2 as _strategy_pb2
@@ -49,6 +50,17 @@ class OrchestratorStub:
     GetModel: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.GetModelRequest, _orchestrator_pb2.Model]
     DownloadModel: _grpc.UnaryStreamMultiCallable[_orchestrator_pb2.DownloadModelRequest, _orchestrator_pb2.DownloadChunk]
     """Streams the model file: a header, then its bytes."""
+    UploadDataset: _grpc.StreamUnaryMultiCallable[_datasets_pb2.DatasetChunk, _datasets_pb2.Dataset]
+    """Uploads OHLCV files as a named dataset: a DatasetUploadHeader, then for each file a
+    DatasetFileHeader and its bytes. Each file is size-capped, sha256-verified and validated as
+    OHLCV before the dataset is stored; nothing is kept from a refused or broken upload.
+    """
+    ListDatasets: _grpc.UnaryUnaryMultiCallable[_datasets_pb2.ListDatasetsRequest, _datasets_pb2.ListDatasetsResponse]
+    GetDataset: _grpc.UnaryUnaryMultiCallable[_datasets_pb2.GetDatasetRequest, _datasets_pb2.Dataset]
+    DeleteDataset: _grpc.UnaryUnaryMultiCallable[_datasets_pb2.DeleteDatasetRequest, _datasets_pb2.Dataset]
+    """Deletes every version of a dataset; jobs already placed keep the files they fetched."""
+    DownloadDatasetFile: _grpc.UnaryStreamMultiCallable[_datasets_pb2.DownloadDatasetFileRequest, _datasets_pb2.DatasetChunk]
+    """Streams one dataset file's bytes (trainer nodes fetch what they have not cached)."""
 
 @_typing.type_check_only
 class OrchestratorAsyncStub(OrchestratorStub):
@@ -69,6 +81,17 @@ class OrchestratorAsyncStub(OrchestratorStub):
     GetModel: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.GetModelRequest, _orchestrator_pb2.Model]  # type: ignore[assignment]
     DownloadModel: _aio.UnaryStreamMultiCallable[_orchestrator_pb2.DownloadModelRequest, _orchestrator_pb2.DownloadChunk]  # type: ignore[assignment]
     """Streams the model file: a header, then its bytes."""
+    UploadDataset: _aio.StreamUnaryMultiCallable[_datasets_pb2.DatasetChunk, _datasets_pb2.Dataset]  # type: ignore[assignment]
+    """Uploads OHLCV files as a named dataset: a DatasetUploadHeader, then for each file a
+    DatasetFileHeader and its bytes. Each file is size-capped, sha256-verified and validated as
+    OHLCV before the dataset is stored; nothing is kept from a refused or broken upload.
+    """
+    ListDatasets: _aio.UnaryUnaryMultiCallable[_datasets_pb2.ListDatasetsRequest, _datasets_pb2.ListDatasetsResponse]  # type: ignore[assignment]
+    GetDataset: _aio.UnaryUnaryMultiCallable[_datasets_pb2.GetDatasetRequest, _datasets_pb2.Dataset]  # type: ignore[assignment]
+    DeleteDataset: _aio.UnaryUnaryMultiCallable[_datasets_pb2.DeleteDatasetRequest, _datasets_pb2.Dataset]  # type: ignore[assignment]
+    """Deletes every version of a dataset; jobs already placed keep the files they fetched."""
+    DownloadDatasetFile: _aio.UnaryStreamMultiCallable[_datasets_pb2.DownloadDatasetFileRequest, _datasets_pb2.DatasetChunk]  # type: ignore[assignment]
+    """Streams one dataset file's bytes (trainer nodes fetch what they have not cached)."""
 
 class OrchestratorServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -152,5 +175,46 @@ class OrchestratorServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_orchestrator_pb2.DownloadChunk], _abc.AsyncIterator[_orchestrator_pb2.DownloadChunk]]:
         """Streams the model file: a header, then its bytes."""
+
+    @_abc_1.abstractmethod
+    def UploadDataset(
+        self,
+        request_iterator: _MaybeAsyncIterator[_datasets_pb2.DatasetChunk],
+        context: _ServicerContext,
+    ) -> _typing.Union[_datasets_pb2.Dataset, _abc.Awaitable[_datasets_pb2.Dataset]]:
+        """Uploads OHLCV files as a named dataset: a DatasetUploadHeader, then for each file a
+        DatasetFileHeader and its bytes. Each file is size-capped, sha256-verified and validated as
+        OHLCV before the dataset is stored; nothing is kept from a refused or broken upload.
+        """
+
+    @_abc_1.abstractmethod
+    def ListDatasets(
+        self,
+        request: _datasets_pb2.ListDatasetsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_datasets_pb2.ListDatasetsResponse, _abc.Awaitable[_datasets_pb2.ListDatasetsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetDataset(
+        self,
+        request: _datasets_pb2.GetDatasetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_datasets_pb2.Dataset, _abc.Awaitable[_datasets_pb2.Dataset]]: ...
+
+    @_abc_1.abstractmethod
+    def DeleteDataset(
+        self,
+        request: _datasets_pb2.DeleteDatasetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_datasets_pb2.Dataset, _abc.Awaitable[_datasets_pb2.Dataset]]:
+        """Deletes every version of a dataset; jobs already placed keep the files they fetched."""
+
+    @_abc_1.abstractmethod
+    def DownloadDatasetFile(
+        self,
+        request: _datasets_pb2.DownloadDatasetFileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_datasets_pb2.DatasetChunk], _abc.AsyncIterator[_datasets_pb2.DatasetChunk]]:
+        """Streams one dataset file's bytes (trainer nodes fetch what they have not cached)."""
 
 def add_OrchestratorServicer_to_server(servicer: OrchestratorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from shared.rpc.v1 import strategy_pb2 as shared_dot_rpc_dot_v1_dot_strategy__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cshared/rpc/v1/progress.proto\x12\x0ctrainwire.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cshared/rpc/v1/strategy.proto\";\n\x0bItemCounter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x02 \x01(\x03\x12\r\n\x05total\x18\x03 \x01(\x03\"\xd0\x01\n\x11PreprocessContext\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x14\n\x0csymbol_index\x18\x02 \x01(\x05\x12\x14\n\x0csymbol_total\x18\x03 \x01(\x05\x12\x11\n\ttimeframe\x18\x04 \x01(\t\x12\x17\n\x0ftimeframe_index\x18\x05 \x01(\x05\x12\x17\n\x0ftimeframe_total\x18\x06 \x01(\x05\x12\x0e\n\x06\x64\x65tail\x18\x07 \x01(\t\x12\x14\n\x0c\x64\x65tail_index\x18\x08 \x01(\x05\x12\x14\n\x0c\x64\x65tail_total\x18\t \x01(\x05\"\xc4\x01\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08strategy\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\x12\x0f\n\x07symbols\x18\x06 \x03(\t\x12\x12\n\ntimeframes\x18\x07 \x03(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06job_id\x18\t \x01(\t\"\xc4\x03\n\x0bTrainResult\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.trainwire.v1.ModelRef\x12H\n\x10training_metrics\x18\x02 \x03(\x0b\x32..trainwire.v1.TrainResult.TrainingMetricsEntry\x12@\n\x0ctest_metrics\x18\x03 \x03(\x0b\x32*.trainwire.v1.TrainResult.TestMetricsEntry\x12L\n\x12\x66\x65\x61ture_importance\x18\x04 \x03(\x0b\x32\x30.trainwire.v1.TrainResult.FeatureImportanceEntry\x12\x0e\n\x06\x64\x65vice\x18\x05 \x01(\t\x1a\x36\n\x14TrainingMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x32\n\x10TestMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x38\n\x16\x46\x65\x61tureImportanceEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"8\n\x08JobError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05where\x18\x03 \x01(\t\"\xc9\x05\n\rProgressEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x05state\x18\x04 \x01(\x0e\x32\x16.trainwire.v1.JobState\x12%\n\x04kind\x18\x05 \x01(\x0e\x32\x17.trainwire.v1.EventKind\x12\x12\n\npercentage\x18\x06 \x01(\x01\x12\x0f\n\x07message\x18\x07 \x01(\t\x12\x12\n\nstep_index\x18\x08 \x01(\x05\x12\x12\n\nstep_total\x18\t \x01(\x05\x12\x11\n\tstep_name\x18\n \x01(\t\x12\x17\n\x0fstep_percentage\x18\x0b \x01(\x01\x12\r\n\x05\x65poch\x18\x0c \x01(\x05\x12\x14\n\x0ctotal_epochs\x18\r \x01(\x05\x12\r\n\x05\x62\x61tch\x18\x0e \x01(\x05\x12\x15\n\rtotal_batches\x18\x0f \x01(\x05\x12(\n\x05items\x18\x10 \x01(\x0b\x32\x19.trainwire.v1.ItemCounter\x12\x30\n\x07\x63ontext\x18\x11 \x01(\x0b\x32\x1f.trainwire.v1.PreprocessContext\x12\x39\n\x07metrics\x18\x12 \x03(\x0b\x32(.trainwire.v1.ProgressEvent.MetricsEntry\x12\x18\n\x0b\x65ta_seconds\x18\x13 \x01(\x01H\x00\x88\x01\x01\x12\x0c\n\x04node\x18\x14 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x15 \x01(\t\x12)\n\x06result\x18\x16 \x01(\x0b\x32\x19.trainwire.v1.TrainResult\x12%\n\x05\x65rror\x18\x17 \x01(\x0b\x32\x16.trainwire.v1.JobError\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x0e\n\x0c_eta_seconds\"\xb6\x03\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.trainwire.v1.JobState\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12+\n\x07request\x18\x05 \x01(\x0b\x32\x1a.trainwire.v1.TrainRequest\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\npercentage\x18\t \x01(\x01\x12\x0f\n\x07message\x18\n \x01(\t\x12\x10\n\x08last_seq\x18\x0b \x01(\x03\x12)\n\x06result\x18\x0c \x01(\x0b\x32\x19.trainwire.v1.TrainResult\x12%\n\x05\x65rror\x18\r \x01(\x0b\x32\x16.trainwire.v1.JobError\x12\x0f\n\x07\x61ttempt\x18\x0e \x01(\x05*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05*\xb0\x01\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45VENT_KIND_LIFECYCLE\x10\x01\x12\x13\n\x0f\x45VENT_KIND_STEP\x10\x02\x12\x15\n\x11\x45VENT_KIND_DETAIL\x10\x03\x12\x14\n\x10\x45VENT_KIND_EPOCH\x10\x04\x12\x14\n\x10\x45VENT_KIND_BATCH\x10\x05\x12\x15\n\x11\x45VENT_KIND_UPLOAD\x10\x06\x42\x02P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cshared/rpc/v1/progress.proto\x12\x0ctrainwire.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1cshared/rpc/v1/strategy.proto\";\n\x0bItemCounter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x02 \x01(\x03\x12\r\n\x05total\x18\x03 \x01(\x03\"\xd0\x01\n\x11PreprocessContext\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x14\n\x0csymbol_index\x18\x02 \x01(\x05\x12\x14\n\x0csymbol_total\x18\x03 \x01(\x05\x12\x11\n\ttimeframe\x18\x04 \x01(\t\x12\x17\n\x0ftimeframe_index\x18\x05 \x01(\x05\x12\x17\n\x0ftimeframe_total\x18\x06 \x01(\x05\x12\x0e\n\x06\x64\x65tail\x18\x07 \x01(\t\x12\x14\n\x0c\x64\x65tail_index\x18\x08 \x01(\x05\x12\x14\n\x0c\x64\x65tail_total\x18\t \x01(\x05\"\xbd\x01\n\x10SeriesProvenance\x12\x0e\n\x06symbol\x18\x01 \x01(\t\x12\x11\n\ttimeframe\x18\x02 \x01(\t\x12\x0c\n\x04\x66ile\x18\x03 \x01(\t\x12)\n\x05start\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04rows\x18\x06 \x01(\x03\x12\x16\n\x0eresampled_from\x18\x07 \x01(\t\"t\n\x0e\x44\x61taProvenance\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x10\n\x08location\x18\x02 \x01(\t\x12.\n\x06series\x18\x03 \x03(\x0b\x32\x1e.trainwire.v1.SeriesProvenance\x12\x10\n\x08timezone\x18\x04 \x01(\t\"\xa3\x02\n\x0fModelAssessment\x12\x10\n\x08\x61\x63\x63uracy\x18\x01 \x01(\x01\x12\x10\n\x08macro_f1\x18\x02 \x01(\x01\x12\x46\n\rclass_support\x18\x03 \x03(\x0b\x32/.trainwire.v1.ModelAssessment.ClassSupportEntry\x12\x16\n\x0e\x62\x61seline_class\x18\x04 \x01(\t\x12\x19\n\x11\x62\x61seline_accuracy\x18\x05 \x01(\x01\x12\x13\n\x0blift_points\x18\x06 \x01(\x01\x12\x16\n\x0e\x62\x65\x61ts_baseline\x18\x07 \x01(\x08\x12\x0f\n\x07verdict\x18\x08 \x01(\t\x1a\x33\n\x11\x43lassSupportEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\xa3\x02\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08strategy\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x12\n\nsize_bytes\x18\x05 \x01(\x03\x12\x0f\n\x07symbols\x18\x06 \x03(\t\x12\x12\n\ntimeframes\x18\x07 \x03(\t\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06job_id\x18\t \x01(\t\x12*\n\x04\x64\x61ta\x18\n \x01(\x0b\x32\x1c.trainwire.v1.DataProvenance\x12\x31\n\nassessment\x18\x0b \x01(\x0b\x32\x1d.trainwire.v1.ModelAssessment\"\xa3\x04\n\x0bTrainResult\x12%\n\x05model\x18\x01 \x01(\x0b\x32\x16.trainwire.v1.ModelRef\x12H\n\x10training_metrics\x18\x02 \x03(\x0b\x32..trainwire.v1.TrainResult.TrainingMetricsEntry\x12@\n\x0ctest_metrics\x18\x03 \x03(\x0b\x32*.trainwire.v1.TrainResult.TestMetricsEntry\x12L\n\x12\x66\x65\x61ture_importance\x18\x04 \x03(\x0b\x32\x30.trainwire.v1.TrainResult.FeatureImportanceEntry\x12\x0e\n\x06\x64\x65vice\x18\x05 \x01(\t\x12*\n\x04\x64\x61ta\x18\x06 \x01(\x0b\x32\x1c.trainwire.v1.DataProvenance\x12\x31\n\nassessment\x18\x07 \x01(\x0b\x32\x1d.trainwire.v1.ModelAssessment\x1a\x36\n\x14TrainingMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x32\n\x10TestMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x38\n\x16\x46\x65\x61tureImportanceEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"8\n\x08JobError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\r\n\x05where\x18\x03 \x01(\t\"\xc9\x05\n\rProgressEvent\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x05state\x18\x04 \x01(\x0e\x32\x16.trainwire.v1.JobState\x12%\n\x04kind\x18\x05 \x01(\x0e\x32\x17.trainwire.v1.EventKind\x12\x12\n\npercentage\x18\x06 \x01(\x01\x12\x0f\n\x07message\x18\x07 \x01(\t\x12\x12\n\nstep_index\x18\x08 \x01(\x05\x12\x12\n\nstep_total\x18\t \x01(\x05\x12\x11\n\tstep_name\x18\n \x01(\t\x12\x17\n\x0fstep_percentage\x18\x0b \x01(\x01\x12\r\n\x05\x65poch\x18\x0c \x01(\x05\x12\x14\n\x0ctotal_epochs\x18\r \x01(\x05\x12\r\n\x05\x62\x61tch\x18\x0e \x01(\x05\x12\x15\n\rtotal_batches\x18\x0f \x01(\x05\x12(\n\x05items\x18\x10 \x01(\x0b\x32\x19.trainwire.v1.ItemCounter\x12\x30\n\x07\x63ontext\x18\x11 \x01(\x0b\x32\x1f.trainwire.v1.PreprocessContext\x12\x39\n\x07metrics\x18\x12 \x03(\x0b\x32(.trainwire.v1.ProgressEvent.MetricsEntry\x12\x18\n\x0b\x65ta_seconds\x18\x13 \x01(\x01H\x00\x88\x01\x01\x12\x0c\n\x04node\x18\x14 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x15 \x01(\t\x12)\n\x06result\x18\x16 \x01(\x0b\x32\x19.trainwire.v1.TrainResult\x12%\n\x05\x65rror\x18\x17 \x01(\x0b\x32\x16.trainwire.v1.JobError\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x0e\n\x0c_eta_seconds\"\xb6\x03\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.trainwire.v1.JobState\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12+\n\x07request\x18\x05 \x01(\x0b\x32\x1a.trainwire.v1.TrainRequest\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\npercentage\x18\t \x01(\x01\x12\x0f\n\x07message\x18\n \x01(\t\x12\x10\n\x08last_seq\x18\x0b \x01(\x03\x12)\n\x06result\x18\x0c \x01(\x0b\x32\x19.trainwire.v1.TrainResult\x12%\n\x05\x65rror\x18\r \x01(\x0b\x32\x16.trainwire.v1.JobError\x12\x0f\n\x07\x61ttempt\x18\x0e \x01(\x05*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05*\xc8\x01\n\tEventKind\x12\x1a\n\x16\x45VENT_KIND_UNSPECIFIED\x10\x00\x12\x18\n\x14\x45VENT_KIND_LIFECYCLE\x10\x01\x12\x13\n\x0f\x45VENT_KIND_STEP\x10\x02\x12\x15\n\x11\x45VENT_KIND_DETAIL\x10\x03\x12\x14\n\x10\x45VENT_KIND_EPOCH\x10\x04\x12\x14\n\x10\x45VENT_KIND_BATCH\x10\x05\x12\x15\n\x11\x45VENT_KIND_UPLOAD\x10\x06\x12\x16\n\x12\x45VENT_KIND_WARNING\x10\x07\x42\x02P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,6 +34,8 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shared.rpc.v1.progress_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'P\001'
+  _globals['_MODELASSESSMENT_CLASSSUPPORTENTRY']._loaded_options = None
+  _globals['_MODELASSESSMENT_CLASSSUPPORTENTRY']._serialized_options = b'8\001'
   _globals['_TRAINRESULT_TRAININGMETRICSENTRY']._loaded_options = None
   _globals['_TRAINRESULT_TRAININGMETRICSENTRY']._serialized_options = b'8\001'
   _globals['_TRAINRESULT_TESTMETRICSENTRY']._loaded_options = None
@@ -42,30 +44,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TRAINRESULT_FEATUREIMPORTANCEENTRY']._serialized_options = b'8\001'
   _globals['_PROGRESSEVENT_METRICSENTRY']._loaded_options = None
   _globals['_PROGRESSEVENT_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_JOBSTATE']._serialized_start=2251
-  _globals['_JOBSTATE']._serialized_end=2405
-  _globals['_EVENTKIND']._serialized_start=2408
-  _globals['_EVENTKIND']._serialized_end=2584
+  _globals['_JOBSTATE']._serialized_start=3045
+  _globals['_JOBSTATE']._serialized_end=3199
+  _globals['_EVENTKIND']._serialized_start=3202
+  _globals['_EVENTKIND']._serialized_end=3402
   _globals['_ITEMCOUNTER']._serialized_start=109
   _globals['_ITEMCOUNTER']._serialized_end=168
   _globals['_PREPROCESSCONTEXT']._serialized_start=171
   _globals['_PREPROCESSCONTEXT']._serialized_end=379
-  _globals['_MODELREF']._serialized_start=382
-  _globals['_MODELREF']._serialized_end=578
-  _globals['_TRAINRESULT']._serialized_start=581
-  _globals['_TRAINRESULT']._serialized_end=1033
-  _globals['_TRAINRESULT_TRAININGMETRICSENTRY']._serialized_start=869
-  _globals['_TRAINRESULT_TRAININGMETRICSENTRY']._serialized_end=923
-  _globals['_TRAINRESULT_TESTMETRICSENTRY']._serialized_start=925
-  _globals['_TRAINRESULT_TESTMETRICSENTRY']._serialized_end=975
-  _globals['_TRAINRESULT_FEATUREIMPORTANCEENTRY']._serialized_start=977
-  _globals['_TRAINRESULT_FEATUREIMPORTANCEENTRY']._serialized_end=1033
-  _globals['_JOBERROR']._serialized_start=1035
-  _globals['_JOBERROR']._serialized_end=1091
-  _globals['_PROGRESSEVENT']._serialized_start=1094
-  _globals['_PROGRESSEVENT']._serialized_end=1807
-  _globals['_PROGRESSEVENT_METRICSENTRY']._serialized_start=1745
-  _globals['_PROGRESSEVENT_METRICSENTRY']._serialized_end=1791
-  _globals['_JOB']._serialized_start=1810
-  _globals['_JOB']._serialized_end=2248
+  _globals['_SERIESPROVENANCE']._serialized_start=382
+  _globals['_SERIESPROVENANCE']._serialized_end=571
+  _globals['_DATAPROVENANCE']._serialized_start=573
+  _globals['_DATAPROVENANCE']._serialized_end=689
+  _globals['_MODELASSESSMENT']._serialized_start=692
+  _globals['_MODELASSESSMENT']._serialized_end=983
+  _globals['_MODELASSESSMENT_CLASSSUPPORTENTRY']._serialized_start=932
+  _globals['_MODELASSESSMENT_CLASSSUPPORTENTRY']._serialized_end=983
+  _globals['_MODELREF']._serialized_start=986
+  _globals['_MODELREF']._serialized_end=1277
+  _globals['_TRAINRESULT']._serialized_start=1280
+  _globals['_TRAINRESULT']._serialized_end=1827
+  _globals['_TRAINRESULT_TRAININGMETRICSENTRY']._serialized_start=1663
+  _globals['_TRAINRESULT_TRAININGMETRICSENTRY']._serialized_end=1717
+  _globals['_TRAINRESULT_TESTMETRICSENTRY']._serialized_start=1719
+  _globals['_TRAINRESULT_TESTMETRICSENTRY']._serialized_end=1769
+  _globals['_TRAINRESULT_FEATUREIMPORTANCEENTRY']._serialized_start=1771
+  _globals['_TRAINRESULT_FEATUREIMPORTANCEENTRY']._serialized_end=1827
+  _globals['_JOBERROR']._serialized_start=1829
+  _globals['_JOBERROR']._serialized_end=1885
+  _globals['_PROGRESSEVENT']._serialized_start=1888
+  _globals['_PROGRESSEVENT']._serialized_end=2601
+  _globals['_PROGRESSEVENT_METRICSENTRY']._serialized_start=2539
+  _globals['_PROGRESSEVENT_METRICSENTRY']._serialized_end=2585
+  _globals['_JOB']._serialized_start=2604
+  _globals['_JOB']._serialized_end=3042
 # @@protoc_insertion_point(module_scope)

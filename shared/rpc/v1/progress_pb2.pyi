@@ -61,6 +61,10 @@ class _EventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventKind.V
     EVENT_KIND_BATCH: _EventKind.ValueType  # 5
     EVENT_KIND_UPLOAD: _EventKind.ValueType  # 6
     """The model upload from trainer to orchestrator."""
+    EVENT_KIND_WARNING: _EventKind.ValueType  # 7
+    """Something the user should know that does not stop the job, e.g. gaps or duplicate rows in
+    the data, with counts.
+    """
 
 class EventKind(_EventKind, metaclass=_EventKindEnumTypeWrapper): ...
 
@@ -75,6 +79,10 @@ EVENT_KIND_EPOCH: EventKind.ValueType  # 4
 EVENT_KIND_BATCH: EventKind.ValueType  # 5
 EVENT_KIND_UPLOAD: EventKind.ValueType  # 6
 """The model upload from trainer to orchestrator."""
+EVENT_KIND_WARNING: EventKind.ValueType  # 7
+"""Something the user should know that does not stop the job, e.g. gaps or duplicate rows in
+the data, with counts.
+"""
 Global___EventKind: _TypeAlias = EventKind  # noqa: Y015
 
 @_typing.final
@@ -150,6 +158,153 @@ class PreprocessContext(_message.Message):
 Global___PreprocessContext: _TypeAlias = PreprocessContext  # noqa: Y015
 
 @_typing.final
+class SeriesProvenance(_message.Message):
+    """One series a job trained on."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    TIMEFRAME_FIELD_NUMBER: _builtins.int
+    FILE_FIELD_NUMBER: _builtins.int
+    START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    ROWS_FIELD_NUMBER: _builtins.int
+    RESAMPLED_FROM_FIELD_NUMBER: _builtins.int
+    symbol: _builtins.str
+    timeframe: _builtins.str
+    file: _builtins.str
+    """The file it was read from, relative to its data directory or dataset; empty = synthetic."""
+    rows: _builtins.int
+    resampled_from: _builtins.str
+    """The finer timeframe it was resampled from, when it was."""
+    @_builtins.property
+    def start(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def end(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        symbol: _builtins.str = ...,
+        timeframe: _builtins.str = ...,
+        file: _builtins.str = ...,
+        start: _timestamp_pb2.Timestamp | None = ...,
+        end: _timestamp_pb2.Timestamp | None = ...,
+        rows: _builtins.int = ...,
+        resampled_from: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "start", b"start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "file", b"file", "resampled_from", b"resampled_from", "rows", b"rows", "start", b"start", "symbol", b"symbol", "timeframe", b"timeframe"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SeriesProvenance: _TypeAlias = SeriesProvenance  # noqa: Y015
+
+@_typing.final
+class DataProvenance(_message.Message):
+    """Where a job's bars came from: always named, so a result says what it was trained on."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SOURCE_FIELD_NUMBER: _builtins.int
+    LOCATION_FIELD_NUMBER: _builtins.int
+    SERIES_FIELD_NUMBER: _builtins.int
+    TIMEZONE_FIELD_NUMBER: _builtins.int
+    source: _builtins.str
+    """"synthetic", "directory" or "dataset"."""
+    location: _builtins.str
+    """The directory (relative to the trainer's data directory), "name@sha256-prefix" of a
+    dataset, or "seed N" of the synthetic market.
+    """
+    timezone: _builtins.str
+    """The timezone naive timestamps were taken in."""
+    @_builtins.property
+    def series(self) -> _containers.RepeatedCompositeFieldContainer[Global___SeriesProvenance]: ...
+    def __init__(
+        self,
+        *,
+        source: _builtins.str = ...,
+        location: _builtins.str = ...,
+        series: _abc.Iterable[Global___SeriesProvenance] | None = ...,
+        timezone: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["location", b"location", "series", b"series", "source", b"source", "timezone", b"timezone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DataProvenance: _TypeAlias = DataProvenance  # noqa: Y015
+
+@_typing.final
+class ModelAssessment(_message.Message):
+    """How good a classifier is, measured on the held-out test split against the majority class."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ClassSupportEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    ACCURACY_FIELD_NUMBER: _builtins.int
+    MACRO_F1_FIELD_NUMBER: _builtins.int
+    CLASS_SUPPORT_FIELD_NUMBER: _builtins.int
+    BASELINE_CLASS_FIELD_NUMBER: _builtins.int
+    BASELINE_ACCURACY_FIELD_NUMBER: _builtins.int
+    LIFT_POINTS_FIELD_NUMBER: _builtins.int
+    BEATS_BASELINE_FIELD_NUMBER: _builtins.int
+    VERDICT_FIELD_NUMBER: _builtins.int
+    accuracy: _builtins.float
+    macro_f1: _builtins.float
+    baseline_class: _builtins.str
+    """Always predicting the most frequent class of the training split."""
+    baseline_accuracy: _builtins.float
+    lift_points: _builtins.float
+    """accuracy - baseline_accuracy, in percentage points."""
+    beats_baseline: _builtins.bool
+    verdict: _builtins.str
+    """In words, e.g. "does not beat always predicting HOLD (0.62 vs 0.63)"."""
+    @_builtins.property
+    def class_support(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Test rows per class, e.g. {"BUY": 120, "HOLD": 400, "SELL": 110}."""
+
+    def __init__(
+        self,
+        *,
+        accuracy: _builtins.float = ...,
+        macro_f1: _builtins.float = ...,
+        class_support: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        baseline_class: _builtins.str = ...,
+        baseline_accuracy: _builtins.float = ...,
+        lift_points: _builtins.float = ...,
+        beats_baseline: _builtins.bool = ...,
+        verdict: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accuracy", b"accuracy", "baseline_accuracy", b"baseline_accuracy", "baseline_class", b"baseline_class", "beats_baseline", b"beats_baseline", "class_support", b"class_support", "lift_points", b"lift_points", "macro_f1", b"macro_f1", "verdict", b"verdict"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ModelAssessment: _TypeAlias = ModelAssessment  # noqa: Y015
+
+@_typing.final
 class ModelRef(_message.Message):
     """A stored model."""
 
@@ -164,6 +319,8 @@ class ModelRef(_message.Message):
     TIMEFRAMES_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     JOB_ID_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    ASSESSMENT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Repository name: {strategy}/{symbols}_{timeframes}_v{version}."""
     strategy: _builtins.str
@@ -178,6 +335,12 @@ class ModelRef(_message.Message):
     def timeframes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def data(self) -> Global___DataProvenance:
+        """What it was trained on, and how good it is."""
+
+    @_builtins.property
+    def assessment(self) -> Global___ModelAssessment: ...
     def __init__(
         self,
         *,
@@ -190,10 +353,12 @@ class ModelRef(_message.Message):
         timeframes: _abc.Iterable[_builtins.str] | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         job_id: _builtins.str = ...,
+        data: Global___DataProvenance | None = ...,
+        assessment: Global___ModelAssessment | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assessment", b"assessment", "created_at", b"created_at", "data", b"data"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "job_id", b"job_id", "name", b"name", "sha256", b"sha256", "size_bytes", b"size_bytes", "strategy", b"strategy", "symbols", b"symbols", "timeframes", b"timeframes", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assessment", b"assessment", "created_at", b"created_at", "data", b"data", "job_id", b"job_id", "name", b"name", "sha256", b"sha256", "size_bytes", b"size_bytes", "strategy", b"strategy", "symbols", b"symbols", "timeframes", b"timeframes", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -268,6 +433,8 @@ class TrainResult(_message.Message):
     TEST_METRICS_FIELD_NUMBER: _builtins.int
     FEATURE_IMPORTANCE_FIELD_NUMBER: _builtins.int
     DEVICE_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    ASSESSMENT_FIELD_NUMBER: _builtins.int
     device: _builtins.str
     """The device the model was trained on, e.g. "cuda:0 (NVIDIA H100)"."""
     @_builtins.property
@@ -278,6 +445,10 @@ class TrainResult(_message.Message):
     def test_metrics(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]: ...
     @_builtins.property
     def feature_importance(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]: ...
+    @_builtins.property
+    def data(self) -> Global___DataProvenance: ...
+    @_builtins.property
+    def assessment(self) -> Global___ModelAssessment: ...
     def __init__(
         self,
         *,
@@ -286,10 +457,12 @@ class TrainResult(_message.Message):
         test_metrics: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
         feature_importance: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
         device: _builtins.str = ...,
+        data: Global___DataProvenance | None = ...,
+        assessment: Global___ModelAssessment | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assessment", b"assessment", "data", b"data", "model", b"model"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["device", b"device", "feature_importance", b"feature_importance", "model", b"model", "test_metrics", b"test_metrics", "training_metrics", b"training_metrics"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assessment", b"assessment", "data", b"data", "device", b"device", "feature_importance", b"feature_importance", "model", b"model", "test_metrics", b"test_metrics", "training_metrics", b"training_metrics"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cshared/rpc/v1/strategy.proto\x12\x0ctrainwire.v1\"\x91\x01\n\rIndicatorSpec\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x37\n\x06params\x18\x03 \x03(\x0b\x32\'.trainwire.v1.IndicatorSpec.ParamsEntry\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"Z\n\x0c\x46uzzySetSpec\x12\r\n\x05input\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x01(\t\x12\x0e\n\x06params\x18\x04 \x03(\x01\x12\x0e\n\x06set_id\x18\x05 \x01(\t\"0\n\x07NNInput\x12\x11\n\tfuzzy_set\x18\x01 \x01(\t\x12\x12\n\ntimeframes\x18\x02 \x03(\t\"\\\n\tLabelSpec\x12)\n\x06method\x18\x01 \x01(\x0e\x32\x19.trainwire.v1.LabelMethod\x12\x11\n\tthreshold\x18\x02 \x01(\x01\x12\x11\n\tlookahead\x18\x03 \x01(\x05\"X\n\tModelSpec\x12\x15\n\rhidden_layers\x18\x01 \x03(\x05\x12\x12\n\nactivation\x18\x02 \x01(\t\x12\x14\n\x07\x64ropout\x18\x03 \x01(\x01H\x00\x88\x01\x01\x42\n\n\x08_dropout\"\xb4\x01\n\x0cTrainingSpec\x12\x0e\n\x06\x65pochs\x18\x01 \x01(\x05\x12\x12\n\nbatch_size\x18\x02 \x01(\x05\x12\x15\n\rlearning_rate\x18\x03 \x01(\x01\x12\x1f\n\x17\x65\x61rly_stopping_patience\x18\x04 \x01(\x05\x12\x18\n\x10validation_split\x18\x05 \x01(\x01\x12\x12\n\ntest_split\x18\x06 \x01(\x01\x12\x11\n\x04seed\x18\x07 \x01(\x03H\x00\x88\x01\x01\x42\x07\n\x05_seed\"\xa6\x02\n\x0cStrategySpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\nindicators\x18\x02 \x03(\x0b\x32\x1b.trainwire.v1.IndicatorSpec\x12.\n\nfuzzy_sets\x18\x03 \x03(\x0b\x32\x1a.trainwire.v1.FuzzySetSpec\x12\'\n\x06labels\x18\x04 \x01(\x0b\x32\x17.trainwire.v1.LabelSpec\x12&\n\x05model\x18\x05 \x01(\x0b\x32\x17.trainwire.v1.ModelSpec\x12,\n\x08training\x18\x06 \x01(\x0b\x32\x1a.trainwire.v1.TrainingSpec\x12(\n\tnn_inputs\x18\x07 \x03(\x0b\x32\x15.trainwire.v1.NNInput\"\x8c\x01\n\x08\x44\x61taSpec\x12,\n\x06source\x18\x01 \x01(\x0e\x32\x1c.trainwire.v1.DataSourceKind\x12\x11\n\x04seed\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x0c\n\x04\x62\x61rs\x18\x03 \x01(\x05\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\r\n\x05start\x18\x05 \x01(\t\x12\x0b\n\x03\x65nd\x18\x06 \x01(\tB\x07\n\x05_seed\"\x99\x01\n\tPlacement\x12)\n\x04mode\x18\x01 \x01(\x0e\x32\x1b.trainwire.v1.PlacementMode\x12\x13\n\x0brequire_gpu\x18\x02 \x01(\x08\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\x1b\n\x0e\x61llow_fallback\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12\x0e\n\x06\x64\x65vice\x18\x05 \x01(\tB\x11\n\x0f_allow_fallback\"\xde\x01\n\x0cTrainRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07symbols\x18\x02 \x03(\t\x12\x12\n\ntimeframes\x18\x03 \x03(\t\x12,\n\x08strategy\x18\x04 \x01(\x0b\x32\x1a.trainwire.v1.StrategySpec\x12\x15\n\rstrategy_yaml\x18\x05 \x01(\t\x12$\n\x04\x64\x61ta\x18\x06 \x01(\x0b\x32\x16.trainwire.v1.DataSpec\x12*\n\tplacement\x18\x07 \x01(\x0b\x32\x17.trainwire.v1.Placement*e\n\x0bLabelMethod\x12\x1c\n\x18LABEL_METHOD_UNSPECIFIED\x10\x00\x12\x17\n\x13LABEL_METHOD_ZIGZAG\x10\x01\x12\x1f\n\x1bLABEL_METHOD_FORWARD_RETURN\x10\x02*r\n\x0e\x44\x61taSourceKind\x12 \n\x1c\x44\x41TA_SOURCE_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x44\x41TA_SOURCE_KIND_SYNTHETIC\x10\x01\x12\x1e\n\x1a\x44\x41TA_SOURCE_KIND_DIRECTORY\x10\x02*x\n\rPlacementMode\x12\x1e\n\x1aPLACEMENT_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13PLACEMENT_MODE_AUTO\x10\x01\x12\x16\n\x12PLACEMENT_MODE_CPU\x10\x02\x12\x16\n\x12PLACEMENT_MODE_GPU\x10\x03\x42\x02P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cshared/rpc/v1/strategy.proto\x12\x0ctrainwire.v1\"\x91\x01\n\rIndicatorSpec\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x37\n\x06params\x18\x03 \x03(\x0b\x32\'.trainwire.v1.IndicatorSpec.ParamsEntry\x1a-\n\x0bParamsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"Z\n\x0c\x46uzzySetSpec\x12\r\n\x05input\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x01(\t\x12\x0e\n\x06params\x18\x04 \x03(\x01\x12\x0e\n\x06set_id\x18\x05 \x01(\t\"0\n\x07NNInput\x12\x11\n\tfuzzy_set\x18\x01 \x01(\t\x12\x12\n\ntimeframes\x18\x02 \x03(\t\"t\n\tLabelSpec\x12)\n\x06method\x18\x01 \x01(\x0e\x32\x19.trainwire.v1.LabelMethod\x12\x11\n\tthreshold\x18\x02 \x01(\x01\x12\x11\n\tlookahead\x18\x03 \x01(\x05\x12\x16\n\x0e\x61uto_threshold\x18\x04 \x01(\x08\"X\n\tModelSpec\x12\x15\n\rhidden_layers\x18\x01 \x03(\x05\x12\x12\n\nactivation\x18\x02 \x01(\t\x12\x14\n\x07\x64ropout\x18\x03 \x01(\x01H\x00\x88\x01\x01\x42\n\n\x08_dropout\"\xb4\x01\n\x0cTrainingSpec\x12\x0e\n\x06\x65pochs\x18\x01 \x01(\x05\x12\x12\n\nbatch_size\x18\x02 \x01(\x05\x12\x15\n\rlearning_rate\x18\x03 \x01(\x01\x12\x1f\n\x17\x65\x61rly_stopping_patience\x18\x04 \x01(\x05\x12\x18\n\x10validation_split\x18\x05 \x01(\x01\x12\x12\n\ntest_split\x18\x06 \x01(\x01\x12\x11\n\x04seed\x18\x07 \x01(\x03H\x00\x88\x01\x01\x42\x07\n\x05_seed\"\xa6\x02\n\x0cStrategySpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12/\n\nindicators\x18\x02 \x03(\x0b\x32\x1b.trainwire.v1.IndicatorSpec\x12.\n\nfuzzy_sets\x18\x03 \x03(\x0b\x32\x1a.trainwire.v1.FuzzySetSpec\x12\'\n\x06labels\x18\x04 \x01(\x0b\x32\x17.trainwire.v1.LabelSpec\x12&\n\x05model\x18\x05 \x01(\x0b\x32\x17.trainwire.v1.ModelSpec\x12,\n\x08training\x18\x06 \x01(\x0b\x32\x1a.trainwire.v1.TrainingSpec\x12(\n\tnn_inputs\x18\x07 \x03(\x0b\x32\x15.trainwire.v1.NNInput\"\xc7\x01\n\x08\x44\x61taSpec\x12,\n\x06source\x18\x01 \x01(\x0e\x32\x1c.trainwire.v1.DataSourceKind\x12\x11\n\x04seed\x18\x02 \x01(\x03H\x00\x88\x01\x01\x12\x0c\n\x04\x62\x61rs\x18\x03 \x01(\x05\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\r\n\x05start\x18\x05 \x01(\t\x12\x0b\n\x03\x65nd\x18\x06 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x07 \x01(\t\x12\x10\n\x08timezone\x18\x08 \x01(\t\x12\x16\n\x0e\x64\x61taset_sha256\x18\t \x01(\tB\x07\n\x05_seed\"\x99\x01\n\tPlacement\x12)\n\x04mode\x18\x01 \x01(\x0e\x32\x1b.trainwire.v1.PlacementMode\x12\x13\n\x0brequire_gpu\x18\x02 \x01(\x08\x12\x0c\n\x04node\x18\x03 \x01(\t\x12\x1b\n\x0e\x61llow_fallback\x18\x04 \x01(\x08H\x00\x88\x01\x01\x12\x0e\n\x06\x64\x65vice\x18\x05 \x01(\tB\x11\n\x0f_allow_fallback\"\xde\x01\n\x0cTrainRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0f\n\x07symbols\x18\x02 \x03(\t\x12\x12\n\ntimeframes\x18\x03 \x03(\t\x12,\n\x08strategy\x18\x04 \x01(\x0b\x32\x1a.trainwire.v1.StrategySpec\x12\x15\n\rstrategy_yaml\x18\x05 \x01(\t\x12$\n\x04\x64\x61ta\x18\x06 \x01(\x0b\x32\x16.trainwire.v1.DataSpec\x12*\n\tplacement\x18\x07 \x01(\x0b\x32\x17.trainwire.v1.Placement*e\n\x0bLabelMethod\x12\x1c\n\x18LABEL_METHOD_UNSPECIFIED\x10\x00\x12\x17\n\x13LABEL_METHOD_ZIGZAG\x10\x01\x12\x1f\n\x1bLABEL_METHOD_FORWARD_RETURN\x10\x02*\x90\x01\n\x0e\x44\x61taSourceKind\x12 \n\x1c\x44\x41TA_SOURCE_KIND_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x44\x41TA_SOURCE_KIND_SYNTHETIC\x10\x01\x12\x1e\n\x1a\x44\x41TA_SOURCE_KIND_DIRECTORY\x10\x02\x12\x1c\n\x18\x44\x41TA_SOURCE_KIND_DATASET\x10\x03*x\n\rPlacementMode\x12\x1e\n\x1aPLACEMENT_MODE_UNSPECIFIED\x10\x00\x12\x17\n\x13PLACEMENT_MODE_AUTO\x10\x01\x12\x16\n\x12PLACEMENT_MODE_CPU\x10\x02\x12\x16\n\x12PLACEMENT_MODE_GPU\x10\x03\x42\x02P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,12 +34,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'P\001'
   _globals['_INDICATORSPEC_PARAMSENTRY']._loaded_options = None
   _globals['_INDICATORSPEC_PARAMSENTRY']._serialized_options = b'8\001'
-  _globals['_LABELMETHOD']._serialized_start=1524
-  _globals['_LABELMETHOD']._serialized_end=1625
-  _globals['_DATASOURCEKIND']._serialized_start=1627
-  _globals['_DATASOURCEKIND']._serialized_end=1741
-  _globals['_PLACEMENTMODE']._serialized_start=1743
-  _globals['_PLACEMENTMODE']._serialized_end=1863
+  _globals['_LABELMETHOD']._serialized_start=1607
+  _globals['_LABELMETHOD']._serialized_end=1708
+  _globals['_DATASOURCEKIND']._serialized_start=1711
+  _globals['_DATASOURCEKIND']._serialized_end=1855
+  _globals['_PLACEMENTMODE']._serialized_start=1857
+  _globals['_PLACEMENTMODE']._serialized_end=1977
   _globals['_INDICATORSPEC']._serialized_start=47
   _globals['_INDICATORSPEC']._serialized_end=192
   _globals['_INDICATORSPEC_PARAMSENTRY']._serialized_start=147
@@ -49,17 +49,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NNINPUT']._serialized_start=286
   _globals['_NNINPUT']._serialized_end=334
   _globals['_LABELSPEC']._serialized_start=336
-  _globals['_LABELSPEC']._serialized_end=428
-  _globals['_MODELSPEC']._serialized_start=430
-  _globals['_MODELSPEC']._serialized_end=518
-  _globals['_TRAININGSPEC']._serialized_start=521
-  _globals['_TRAININGSPEC']._serialized_end=701
-  _globals['_STRATEGYSPEC']._serialized_start=704
-  _globals['_STRATEGYSPEC']._serialized_end=998
-  _globals['_DATASPEC']._serialized_start=1001
-  _globals['_DATASPEC']._serialized_end=1141
-  _globals['_PLACEMENT']._serialized_start=1144
-  _globals['_PLACEMENT']._serialized_end=1297
-  _globals['_TRAINREQUEST']._serialized_start=1300
-  _globals['_TRAINREQUEST']._serialized_end=1522
+  _globals['_LABELSPEC']._serialized_end=452
+  _globals['_MODELSPEC']._serialized_start=454
+  _globals['_MODELSPEC']._serialized_end=542
+  _globals['_TRAININGSPEC']._serialized_start=545
+  _globals['_TRAININGSPEC']._serialized_end=725
+  _globals['_STRATEGYSPEC']._serialized_start=728
+  _globals['_STRATEGYSPEC']._serialized_end=1022
+  _globals['_DATASPEC']._serialized_start=1025
+  _globals['_DATASPEC']._serialized_end=1224
+  _globals['_PLACEMENT']._serialized_start=1227
+  _globals['_PLACEMENT']._serialized_end=1380
+  _globals['_TRAINREQUEST']._serialized_start=1383
+  _globals['_TRAINREQUEST']._serialized_end=1605
 # @@protoc_insertion_point(module_scope)

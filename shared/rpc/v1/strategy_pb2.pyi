@@ -46,7 +46,12 @@ class _DataSourceKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DataSo
     DATA_SOURCE_KIND_SYNTHETIC: _DataSourceKind.ValueType  # 1
     """The built-in deterministic synthetic market (the default)."""
     DATA_SOURCE_KIND_DIRECTORY: _DataSourceKind.ValueType  # 2
-    """CSV or Parquet files `{SYMBOL}_{timeframe}.csv|parquet` under the trainer's data directory."""
+    """CSV or Parquet files under the trainer's data directory: `{SYMBOL}_{timeframe}.csv|parquet`,
+    or `{SYMBOL}.csv|parquet` whose bar spacing is its timeframe; coarser timeframes are
+    resampled from the finest file.
+    """
+    DATA_SOURCE_KIND_DATASET: _DataSourceKind.ValueType  # 3
+    """A dataset uploaded to the orchestrator (`trainwire datasets upload`), named by `dataset`."""
 
 class DataSourceKind(_DataSourceKind, metaclass=_DataSourceKindEnumTypeWrapper): ...
 
@@ -54,7 +59,12 @@ DATA_SOURCE_KIND_UNSPECIFIED: DataSourceKind.ValueType  # 0
 DATA_SOURCE_KIND_SYNTHETIC: DataSourceKind.ValueType  # 1
 """The built-in deterministic synthetic market (the default)."""
 DATA_SOURCE_KIND_DIRECTORY: DataSourceKind.ValueType  # 2
-"""CSV or Parquet files `{SYMBOL}_{timeframe}.csv|parquet` under the trainer's data directory."""
+"""CSV or Parquet files under the trainer's data directory: `{SYMBOL}_{timeframe}.csv|parquet`,
+or `{SYMBOL}.csv|parquet` whose bar spacing is its timeframe; coarser timeframes are
+resampled from the finest file.
+"""
+DATA_SOURCE_KIND_DATASET: DataSourceKind.ValueType  # 3
+"""A dataset uploaded to the orchestrator (`trainwire datasets upload`), named by `dataset`."""
 Global___DataSourceKind: _TypeAlias = DataSourceKind  # noqa: Y015
 
 class _PlacementMode:
@@ -202,21 +212,27 @@ class LabelSpec(_message.Message):
     METHOD_FIELD_NUMBER: _builtins.int
     THRESHOLD_FIELD_NUMBER: _builtins.int
     LOOKAHEAD_FIELD_NUMBER: _builtins.int
+    AUTO_THRESHOLD_FIELD_NUMBER: _builtins.int
     method: Global___LabelMethod.ValueType
     threshold: _builtins.float
     """Minimum move as a fraction, e.g. 0.02 for 2%."""
     lookahead: _builtins.int
     """Bars to look ahead."""
+    auto_threshold: _builtins.bool
+    """Calibrate the threshold from this data's swing sizes instead of `threshold`, so every class
+    has usable support (KTRDR YAML: `threshold: auto`).
+    """
     def __init__(
         self,
         *,
         method: Global___LabelMethod.ValueType = ...,
         threshold: _builtins.float = ...,
         lookahead: _builtins.int = ...,
+        auto_threshold: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["lookahead", b"lookahead", "method", b"method", "threshold", b"threshold"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_threshold", b"auto_threshold", "lookahead", b"lookahead", "method", b"method", "threshold", b"threshold"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -354,6 +370,9 @@ class DataSpec(_message.Message):
     PATH_FIELD_NUMBER: _builtins.int
     START_FIELD_NUMBER: _builtins.int
     END_FIELD_NUMBER: _builtins.int
+    DATASET_FIELD_NUMBER: _builtins.int
+    TIMEZONE_FIELD_NUMBER: _builtins.int
+    DATASET_SHA256_FIELD_NUMBER: _builtins.int
     source: Global___DataSourceKind.ValueType
     seed: _builtins.int
     """Synthetic market seed."""
@@ -364,6 +383,16 @@ class DataSpec(_message.Message):
     start: _builtins.str
     """Optional ISO-8601 date range."""
     end: _builtins.str
+    dataset: _builtins.str
+    """Dataset data source: the dataset's name."""
+    timezone: _builtins.str
+    """The IANA timezone naive timestamps in files are taken in (e.g. "America/New_York");
+    empty = UTC.
+    """
+    dataset_sha256: _builtins.str
+    """The dataset version a job uses: the orchestrator pins it at submit (the sha256 of the
+    dataset's manifest); clients leave it empty.
+    """
     def __init__(
         self,
         *,
@@ -373,10 +402,13 @@ class DataSpec(_message.Message):
         path: _builtins.str = ...,
         start: _builtins.str = ...,
         end: _builtins.str = ...,
+        dataset: _builtins.str = ...,
+        timezone: _builtins.str = ...,
+        dataset_sha256: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "seed", b"seed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "bars", b"bars", "end", b"end", "path", b"path", "seed", b"seed", "source", b"source", "start", b"start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "bars", b"bars", "dataset", b"dataset", "dataset_sha256", b"dataset_sha256", "end", b"end", "path", b"path", "seed", b"seed", "source", b"source", "start", b"start", "timezone", b"timezone"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
     _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015
