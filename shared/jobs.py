@@ -32,6 +32,8 @@ class EventKind(enum.Enum):
     EPOCH = "epoch"
     BATCH = "batch"
     UPLOAD = "upload"
+    WARNING = "warning"
+    """Something the user should know that does not stop the job (data gaps, duplicates)."""
 
 
 _KIND_OF_UPDATE = {
@@ -40,6 +42,64 @@ _KIND_OF_UPDATE = {
     UpdateKind.EPOCH: EventKind.EPOCH,
     UpdateKind.BATCH: EventKind.BATCH,
 }
+
+
+@dataclass(frozen=True, kw_only=True)
+class SeriesProvenance:
+    """One series a job trained on: where it was read from, its range and size."""
+
+    symbol: str
+    timeframe: str
+    file: str = ""
+    """Relative to its data directory or dataset; empty for the synthetic market."""
+    start: float = 0.0
+    """Open time of the first bar, seconds since the epoch (UTC)."""
+    end: float = 0.0
+    """Open time of the last bar."""
+    rows: int = 0
+    resampled_from: str = ""
+    """The finer timeframe it was resampled from, when it was."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataProvenance:
+    """Where a job's bars came from: every result names its data."""
+
+    source: str
+    """``synthetic``, ``directory`` or ``dataset``."""
+    location: str = ""
+    """The directory, ``name@sha256-prefix`` of a dataset, or ``seed N`` (synthetic)."""
+    series: tuple[SeriesProvenance, ...] = ()
+    timezone: str = "UTC"
+
+    @property
+    def rows(self) -> int:
+        return sum(s.rows for s in self.series)
+
+    @property
+    def start(self) -> float:
+        return min((s.start for s in self.series), default=0.0)
+
+    @property
+    def end(self) -> float:
+        return max((s.end for s in self.series), default=0.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelAssessment:
+    """A classifier on its held-out test split, beside always predicting the majority class."""
+
+    accuracy: float
+    macro_f1: float
+    class_support: Mapping[str, int] = field(default_factory=dict)
+    baseline_class: str = ""
+    """The most frequent class of the training split."""
+    baseline_accuracy: float = 0.0
+    lift_points: float = 0.0
+    """``accuracy - baseline_accuracy`` in percentage points."""
+    beats_baseline: bool = False
+    verdict: str = ""
+    """In words, e.g. ``does not beat always predicting HOLD (0.62 vs 0.63)``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +113,8 @@ class ModelRef:
     timeframes: tuple[str, ...] = ()
     created_at: float = 0.0
     job_id: str = ""
+    data: DataProvenance | None = None
+    assessment: ModelAssessment | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +124,8 @@ class TrainResult:
     test_metrics: Mapping[str, float] = field(default_factory=dict)
     feature_importance: Mapping[str, float] = field(default_factory=dict)
     device: str = ""
+    data: DataProvenance | None = None
+    assessment: ModelAssessment | None = None
 
 
 class ErrorCode(enum.Enum):

@@ -83,6 +83,8 @@ class LabelSpec:
     method: LabelMethod = LabelMethod.ZIGZAG
     threshold: float = 0.02
     lookahead: int = 20
+    auto_threshold: bool = False
+    """Calibrate the threshold from the data's swing sizes instead of ``threshold``."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,6 +121,7 @@ class StrategySpec:
 class DataSource(enum.Enum):
     SYNTHETIC = "synthetic"
     DIRECTORY = "directory"
+    DATASET = "dataset"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,6 +142,12 @@ class DataSpec:
     path: str = ""
     start: str = ""
     end: str = ""
+    dataset: str = ""
+    """``DATASET``: the name of a dataset uploaded to the orchestrator."""
+    dataset_sha256: str = ""
+    """``DATASET``: the version the job uses, pinned by the orchestrator at submit."""
+    timezone: str = ""
+    """IANA zone naive timestamps in files are taken in; empty = UTC."""
 
 
 class PlacementMode(enum.Enum):

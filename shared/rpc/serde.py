@@ -12,9 +12,21 @@ import dataclasses
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from shared import spec
-from shared.jobs import EventKind, JobError, JobEvent, JobState, ModelRef, TrainResult
+from shared.datasets import DatasetFile, DatasetInfo
+from shared.jobs import (
+    DataProvenance,
+    EventKind,
+    JobError,
+    JobEvent,
+    JobState,
+    ModelAssessment,
+    ModelRef,
+    SeriesProvenance,
+    TrainResult,
+)
 from shared.nodes import DeviceKind, NodeDevice, NodeHealth, NodeInfo, NodeStatus
 from shared.progress.update import ItemCounter, PreprocessContext
+from shared.rpc.v1 import datasets_pb2 as dpb
 from shared.rpc.v1 import orchestrator_pb2 as opb
 from shared.rpc.v1 import progress_pb2 as ppb
 from shared.rpc.v1 import strategy_pb2 as spb
@@ -53,6 +65,7 @@ _KIND_TO_PB = {
     EventKind.EPOCH: ppb.EVENT_KIND_EPOCH,
     EventKind.BATCH: ppb.EVENT_KIND_BATCH,
     EventKind.UPLOAD: ppb.EVENT_KIND_UPLOAD,
+    EventKind.WARNING: ppb.EVENT_KIND_WARNING,
 }
 _KIND_FROM_PB = {v: k for k, v in _KIND_TO_PB.items()}
 
@@ -145,6 +158,7 @@ def _labels_from_proto(msg: spb.LabelSpec) -> spec.LabelSpec:
         method=method,
         threshold=msg.threshold or d.threshold,
         lookahead=msg.lookahead or d.lookahead,
+        auto_threshold=msg.auto_threshold,
     )
 
 
@@ -176,6 +190,7 @@ def data_from_proto(msg: spb.DataSpec) -> spec.DataSpec:
         spb.DATA_SOURCE_KIND_UNSPECIFIED: spec.DataSource.SYNTHETIC,
         spb.DATA_SOURCE_KIND_SYNTHETIC: spec.DataSource.SYNTHETIC,
         spb.DATA_SOURCE_KIND_DIRECTORY: spec.DataSource.DIRECTORY,
+        spb.DATA_SOURCE_KIND_DATASET: spec.DataSource.DATASET,
     }.get(msg.source)
     if source is None:
         raise spec.SpecError("data.source", f"unknown data source {msg.source}")
@@ -186,7 +201,17 @@ def data_from_proto(msg: spb.DataSpec) -> spec.DataSpec:
         path=msg.path,
         start=msg.start,
         end=msg.end,
+        dataset=msg.dataset,
+        dataset_sha256=msg.dataset_sha256,
+        timezone=msg.timezone,
     )
+
+
+_SOURCE_TO_PB = {
+    spec.DataSource.SYNTHETIC: spb.DATA_SOURCE_KIND_SYNTHETIC,
+    spec.DataSource.DIRECTORY: spb.DATA_SOURCE_KIND_DIRECTORY,
+    spec.DataSource.DATASET: spb.DATA_SOURCE_KIND_DATASET,
+}
 
 
 def placement_from_proto(msg: spb.Placement) -> spec.PlacementSpec:
@@ -241,6 +266,7 @@ def request_to_proto(req: spec.TrainingRequest) -> spb.TrainRequest:
                 ),
                 threshold=s.labels.threshold,
                 lookahead=s.labels.lookahead,
+                auto_threshold=s.labels.auto_threshold,
             ),
             model=spb.ModelSpec(
                 hidden_layers=list(s.model.hidden_layers),
@@ -258,16 +284,15 @@ def request_to_proto(req: spec.TrainingRequest) -> spb.TrainRequest:
             ),
         ),
         data=spb.DataSpec(
-            source=(
-                spb.DATA_SOURCE_KIND_SYNTHETIC
-                if req.data.source is spec.DataSource.SYNTHETIC
-                else spb.DATA_SOURCE_KIND_DIRECTORY
-            ),
+            source=_SOURCE_TO_PB[req.data.source],
             seed=req.data.seed,
             bars=req.data.bars,
             path=req.data.path,
             start=req.data.start,
             end=req.data.end,
+            dataset=req.data.dataset,
+            dataset_sha256=req.data.dataset_sha256,
+            timezone=req.data.timezone,
         ),
         placement=spb.Placement(
             mode={
@@ -297,6 +322,8 @@ def model_ref_to_proto(ref: ModelRef) -> ppb.ModelRef:
         timeframes=list(ref.timeframes),
         created_at=ts_to_proto(ref.created_at),
         job_id=ref.job_id,
+        data=provenance_to_proto(ref.data) if ref.data else None,
+        assessment=assessment_to_proto(ref.assessment) if ref.assessment else None,
     )
 
 
@@ -311,6 +338,74 @@ def model_ref_from_proto(msg: ppb.ModelRef) -> ModelRef:
         timeframes=tuple(msg.timeframes),
         created_at=ts_from_proto(msg.created_at),
         job_id=msg.job_id,
+        data=provenance_from_proto(msg.data) if msg.HasField("data") else None,
+        assessment=assessment_from_proto(msg.assessment) if msg.HasField("assessment") else None,
+    )
+
+
+def provenance_to_proto(data: DataProvenance) -> ppb.DataProvenance:
+    return ppb.DataProvenance(
+        source=data.source,
+        location=data.location,
+        timezone=data.timezone,
+        series=[
+            ppb.SeriesProvenance(
+                symbol=s.symbol,
+                timeframe=s.timeframe,
+                file=s.file,
+                start=ts_to_proto(s.start),
+                end=ts_to_proto(s.end),
+                rows=s.rows,
+                resampled_from=s.resampled_from,
+            )
+            for s in data.series
+        ],
+    )
+
+
+def provenance_from_proto(msg: ppb.DataProvenance) -> DataProvenance:
+    return DataProvenance(
+        source=msg.source,
+        location=msg.location,
+        timezone=msg.timezone,
+        series=tuple(
+            SeriesProvenance(
+                symbol=s.symbol,
+                timeframe=s.timeframe,
+                file=s.file,
+                start=ts_from_proto(s.start),
+                end=ts_from_proto(s.end),
+                rows=s.rows,
+                resampled_from=s.resampled_from,
+            )
+            for s in msg.series
+        ),
+    )
+
+
+def assessment_to_proto(a: ModelAssessment) -> ppb.ModelAssessment:
+    return ppb.ModelAssessment(
+        accuracy=a.accuracy,
+        macro_f1=a.macro_f1,
+        class_support=dict(a.class_support),
+        baseline_class=a.baseline_class,
+        baseline_accuracy=a.baseline_accuracy,
+        lift_points=a.lift_points,
+        beats_baseline=a.beats_baseline,
+        verdict=a.verdict,
+    )
+
+
+def assessment_from_proto(msg: ppb.ModelAssessment) -> ModelAssessment:
+    return ModelAssessment(
+        accuracy=msg.accuracy,
+        macro_f1=msg.macro_f1,
+        class_support=dict(msg.class_support),
+        baseline_class=msg.baseline_class,
+        baseline_accuracy=msg.baseline_accuracy,
+        lift_points=msg.lift_points,
+        beats_baseline=msg.beats_baseline,
+        verdict=msg.verdict,
     )
 
 
@@ -323,6 +418,10 @@ def result_to_proto(result: TrainResult) -> ppb.TrainResult:
     )
     if result.model is not None:
         msg.model.CopyFrom(model_ref_to_proto(result.model))
+    if result.data is not None:
+        msg.data.CopyFrom(provenance_to_proto(result.data))
+    if result.assessment is not None:
+        msg.assessment.CopyFrom(assessment_to_proto(result.assessment))
     return msg
 
 
@@ -333,6 +432,51 @@ def result_from_proto(msg: ppb.TrainResult) -> TrainResult:
         test_metrics=dict(msg.test_metrics),
         feature_importance=dict(msg.feature_importance),
         device=msg.device,
+        data=provenance_from_proto(msg.data) if msg.HasField("data") else None,
+        assessment=assessment_from_proto(msg.assessment) if msg.HasField("assessment") else None,
+    )
+
+
+def dataset_to_proto(info: DatasetInfo) -> dpb.Dataset:
+    return dpb.Dataset(
+        name=info.name,
+        sha256=info.sha256,
+        created_at=ts_to_proto(info.created_at),
+        size_bytes=info.size_bytes,
+        files=[
+            dpb.DatasetFile(
+                filename=f.filename,
+                symbol=f.symbol,
+                timeframe=f.timeframe,
+                sha256=f.sha256,
+                size_bytes=f.size_bytes,
+                rows=f.rows,
+                start=ts_to_proto(f.start),
+                end=ts_to_proto(f.end),
+            )
+            for f in info.files
+        ],
+    )
+
+
+def dataset_from_proto(msg: dpb.Dataset) -> DatasetInfo:
+    return DatasetInfo(
+        name=msg.name,
+        sha256=msg.sha256,
+        created_at=ts_from_proto(msg.created_at),
+        files=tuple(
+            DatasetFile(
+                filename=f.filename,
+                symbol=f.symbol,
+                timeframe=f.timeframe,
+                sha256=f.sha256,
+                size_bytes=f.size_bytes,
+                rows=f.rows,
+                start=ts_from_proto(f.start),
+                end=ts_from_proto(f.end),
+            )
+            for f in msg.files
+        ),
     )
 
 
