@@ -41,6 +41,7 @@ _KIND_OF_UPDATE = {
     UpdateKind.DETAIL: EventKind.DETAIL,
     UpdateKind.EPOCH: EventKind.EPOCH,
     UpdateKind.BATCH: EventKind.BATCH,
+    UpdateKind.WARNING: EventKind.WARNING,
 }
 
 

@@ -376,12 +376,13 @@ class Dispatcher:
             )
             return
         result = event.result or TrainResult()
-        result = TrainResult(
+        # The stored model says what it was trained on and how good it is, also when the
+        # node's own result (e.g. of a re-sent upload) does not.
+        result = replace(
+            result,
             model=ref,
-            training_metrics=result.training_metrics,
-            test_metrics=result.test_metrics,
-            feature_importance=result.feature_importance,
-            device=result.device,
+            data=result.data or ref.data,
+            assessment=result.assessment or ref.assessment,
         )
         self._lifecycle(
             record,

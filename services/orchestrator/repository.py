@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from shared import errors
+from shared.artifacts.metadata import ArtifactError, assessment_from_json, provenance_from_json
 from shared.jobs import ModelRef
 
 _LOGGER = logging.getLogger(__name__)
@@ -102,6 +103,7 @@ class ModelRepository:
                     timeframes=timeframes,
                     created_at=time.time(),
                     job_id=job_id,
+                    **_described(metadata),
                 )
                 os.replace(staged_weights, tmp / WEIGHTS)
                 document = {**metadata, "repository": _ref_to_json(ref)}
@@ -192,8 +194,22 @@ class ModelRepository:
             timeframes=tuple(r["timeframes"]),
             created_at=float(r["created_at"]),
             job_id=r["job_id"],
+            **_described(document),
         )
         return StoredModel(ref=ref, directory=directory, metadata=document)
+
+
+def _described(metadata: dict[str, Any]) -> dict[str, Any]:
+    """A model's data provenance and assessment, from its metadata (absent in older models)."""
+    described: dict[str, Any] = {}
+    try:
+        if "provenance" in metadata:
+            described["data"] = provenance_from_json(metadata["provenance"])
+        if "assessment" in metadata:
+            described["assessment"] = assessment_from_json(metadata["assessment"])
+    except ArtifactError as exc:  # checked before storing; only a hand-edited file gets here
+        _LOGGER.warning("model metadata unreadable: %s", exc)
+    return described
 
 
 def model_key(ref: ModelRef) -> tuple[str, str, int]:

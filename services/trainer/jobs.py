@@ -594,6 +594,8 @@ class JobRunner:
             test_metrics=dict(outcome.test_metrics),
             feature_importance=dict(outcome.feature_importance),
             device=run.device,
+            data=outcome.data,
+            assessment=outcome.assessment,
         )
         run.lifecycle(
             JobState.SUCCEEDED,

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shared.jobs import DataProvenance, ModelAssessment, SeriesProvenance
+
 FORMAT_VERSION = 1
 METADATA_KEY = "trainwire"
 MAX_HEADER_BYTES = 64 * 1024 * 1024
@@ -40,11 +42,15 @@ class ModelSummary:
     training_metrics: dict[str, float]
     test_metrics: dict[str, float]
     feature_importance: dict[str, float]
+    provenance: DataProvenance | None = None
+    """Where its bars came from (``provenance``), when the artifact records it."""
+    assessment: ModelAssessment | None = None
+    """Its test-split quality beside the majority-class baseline (``assessment``)."""
 
 
 _STRING_LISTS = ("feature_names", "classes", "symbols", "timeframes")
 _NUMBER_MAPS = ("train_metrics", "test_metrics", "feature_importance")
-_OBJECTS = ("model", "scaler", "strategy", "data", "device", "versions")
+_OBJECTS = ("model", "scaler", "strategy", "data", "device", "versions", "provenance", "assessment")
 _STRINGS = ("strategy_name", "base_timeframe")
 
 
@@ -93,6 +99,83 @@ def check_metadata(metadata: Mapping[str, Any]) -> ModelSummary:
         training_metrics=_numbers(metadata.get("train_metrics", {})),
         test_metrics=_numbers(metadata.get("test_metrics", {})),
         feature_importance=_numbers(metadata.get("feature_importance", {})),
+        provenance=provenance_from_json(metadata["provenance"])
+        if "provenance" in metadata
+        else None,
+        assessment=assessment_from_json(metadata["assessment"])
+        if "assessment" in metadata
+        else None,
+    )
+
+
+def _field(document: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
+    value = document.get(key)
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ArtifactError(f"{where}.{key} must be {_kind_name(kind)}, not {_shown(value)}")
+    return value
+
+
+def _kind_name(kind: type | tuple[type, ...]) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)
+
+
+def provenance_from_json(value: Any) -> DataProvenance:
+    """The ``provenance`` object of an artifact's metadata (``to_jsonable`` of a
+    ``DataProvenance``); ``ArtifactError`` naming the key when it has the wrong shape."""
+    if not isinstance(value, dict):
+        raise ArtifactError(f"provenance must be an object, not {_shown(value)}")
+    series = _field(value, "series", list, "provenance")
+    parsed = []
+    for i, item in enumerate(series):
+        where = f"provenance.series[{i}]"
+        if not isinstance(item, dict):
+            raise ArtifactError(f"{where} must be an object, not {_shown(item)}")
+        parsed.append(
+            SeriesProvenance(
+                symbol=_field(item, "symbol", str, where),
+                timeframe=_field(item, "timeframe", str, where),
+                file=_field(item, "file", str, where),
+                start=float(_field(item, "start", (int, float), where)),
+                end=float(_field(item, "end", (int, float), where)),
+                rows=int(_field(item, "rows", int, where)),
+                resampled_from=_field(item, "resampled_from", str, where),
+            )
+        )
+    return DataProvenance(
+        source=_field(value, "source", str, "provenance"),
+        location=_field(value, "location", str, "provenance"),
+        timezone=_field(value, "timezone", str, "provenance"),
+        series=tuple(parsed),
+    )
+
+
+def assessment_from_json(value: Any) -> ModelAssessment:
+    """The ``assessment`` object of an artifact's metadata (``to_jsonable`` of a
+    ``ModelAssessment``; undefined numbers are null)."""
+    if not isinstance(value, dict):
+        raise ArtifactError(f"assessment must be an object, not {_shown(value)}")
+    support = _field(value, "class_support", dict, "assessment")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in support.values()):
+        raise ArtifactError(
+            f"assessment.class_support must map classes to counts, not {_shown(support)}"
+        )
+
+    def number(key: str) -> float:
+        raw = value.get(key)
+        if raw is None:
+            return math.nan
+        return float(_field(value, key, (int, float), "assessment"))
+
+    return ModelAssessment(
+        accuracy=number("accuracy"),
+        macro_f1=number("macro_f1"),
+        class_support={str(k): int(v) for k, v in support.items()},
+        baseline_class=_field(value, "baseline_class", str, "assessment"),
+        baseline_accuracy=number("baseline_accuracy"),
+        lift_points=number("lift_points"),
+        beats_baseline=_field(value, "beats_baseline", bool, "assessment"),
+        verdict=_field(value, "verdict", str, "assessment"),
     )
 
 

@@ -24,6 +24,7 @@ from torch import nn
 from shared.artifacts.artifact import ARTIFACT_NAME, ArtifactInfo, write_artifact
 from shared.cancellation import CancellationToken
 from shared.device import DeviceInfo, select_device
+from shared.jobs import DataProvenance, ModelAssessment
 from shared.pipeline.evaluate import Evaluation, evaluate_model, iter_permutation_importance
 from shared.pipeline.features import Dataset, Splits, split_dataset
 from shared.pipeline.job import JobContext
@@ -59,6 +60,10 @@ class TrainingOutcome:
     feature_names: tuple[str, ...]
     samples: int
     """Usable rows across all symbols (train + validation + test + purged)."""
+    data: DataProvenance | None = None
+    """Where the bars came from."""
+    assessment: ModelAssessment | None = None
+    """Test-split quality beside the majority-class baseline."""
 
 
 def _choose_device(request: TrainingRequest, override: str) -> DeviceInfo:

@@ -20,6 +20,8 @@ class UpdateKind(enum.Enum):
     """An epoch finished, with metrics: never dropped."""
     BATCH = "batch"
     """A batch finished: throttled toward ~300 ms apart."""
+    WARNING = "warning"
+    """Something the user should know that does not stop the job: never dropped."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -217,3 +217,14 @@ def test_rendering() -> None:
     assert render_epoch(5, 100, {"loss": 0.23456, "val_accuracy": 0.87}) == (
         "Epoch 5/100 · loss 0.2346 · val_accuracy 0.870"
     )
+
+
+def test_a_warning_is_never_dropped_and_carries_its_counts() -> None:
+    tracker, updates, _ = _tracker()
+    tracker.start_step(1)
+    tracker.detail(0.5, message="half")
+    tracker.warning("3 gaps in EURUSD 1h", counts={"gaps": 3})
+    tracker.warning("1 duplicate row in EURUSD 1h", counts={"duplicates": 1})
+    warnings = [u for u in updates if u.kind is UpdateKind.WARNING]
+    assert [w.message for w in warnings] == ["3 gaps in EURUSD 1h", "1 duplicate row in EURUSD 1h"]
+    assert warnings[0].metrics == {"gaps": 3} and warnings[0].step_index == 1
