@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
+from shared.jobs import DataProvenance
 from shared.pipeline.labels import NO_LABEL
 from shared.pipeline.market import DataError, timeframe_delta
 from shared.spec import FuzzySetSpec, StrategySpec
@@ -124,6 +125,8 @@ class Dataset:
     labels: IntArray
     feature_names: tuple[str, ...]
     segments: tuple[Segment, ...]
+    provenance: DataProvenance | None = None
+    """Where the bars came from (set by the load step)."""
 
     @property
     def samples(self) -> int:

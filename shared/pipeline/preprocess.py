@@ -41,7 +41,11 @@ def _key(job: JobContext, si: int, ti: int) -> Series:
 
 
 def load_data(
-    job: JobContext, data_dir: Path | None, *, max_bars: int = DEFAULT_LIMITS.max_bars
+    job: JobContext,
+    data_dir: Path | None,
+    *,
+    dataset_dir: Path | None = None,
+    max_bars: int = DEFAULT_LIMITS.max_bars,
 ) -> dict[Series, pd.DataFrame]:
     """Step 1: bars of every symbol and timeframe, at most ``max_bars`` over all of them."""
     generation_tf = finest_timeframe(job.request.timeframes)
@@ -144,10 +148,17 @@ def make_symbol_frames(
 
 
 def prepare_dataset(
-    job: JobContext, data_dir: Path | None, *, max_bars: int = DEFAULT_LIMITS.max_bars
+    job: JobContext,
+    data_dir: Path | None,
+    *,
+    dataset_dir: Path | None = None,
+    max_bars: int = DEFAULT_LIMITS.max_bars,
 ) -> Dataset:
-    """Steps 1-6: the labelled feature matrix of all symbols, warm-up rows dropped."""
-    bars = load_data(job, data_dir, max_bars=max_bars)
+    """Steps 1-6: the labelled feature matrix of all symbols, warm-up rows dropped.
+
+    ``data_dir`` is the trainer's data directory (directory sources); ``dataset_dir`` the local
+    copy of the request's uploaded dataset (dataset sources), its files under their names."""
+    bars = load_data(job, data_dir, dataset_dir=dataset_dir, max_bars=max_bars)
     memberships = compute_memberships(job, compute_indicators(job, bars))
     frames = make_symbol_frames(job, bars, build_features(job, memberships))
     with job.step(6):

@@ -145,6 +145,7 @@ def run_training(
     progress: ProgressSink,
     cancel: CancellationToken,
     data_dir: Path | None = None,
+    dataset_dir: Path | None = None,
     device: str = "",
     limits: JobLimits | None = DEFAULT_LIMITS,
 ) -> TrainingOutcome:
@@ -169,7 +170,7 @@ def run_training(
     )
 
     max_bars = limits.max_bars if limits is not None else sys.maxsize
-    dataset = prepare_dataset(job, data_dir, max_bars=max_bars)
+    dataset = prepare_dataset(job, data_dir, dataset_dir=dataset_dir, max_bars=max_bars)
     with job.step(7):
         purge = request.strategy.labels.lookahead
         splits = split_dataset(dataset, spec.validation_split, spec.test_split, purge=purge)
@@ -207,4 +208,5 @@ def run_training(
         feature_importance=importance,
         feature_names=dataset.feature_names,
         samples=dataset.samples,
+        data=dataset.provenance,
     )
