@@ -16,7 +16,8 @@ class OrchestratorConfig:
     nodes: tuple[str, ...] = field(default_factory=tuple)
     """Static trainer node addresses (host:port), from --node."""
     state_dir: Path = Path("state")
-    """Where models (``models/``), the job store (``jobs.sqlite3``) and upload staging live."""
+    """Where models (``models/``), datasets (``datasets/``), the job store (``jobs.sqlite3``)
+    and upload staging live."""
     advertise: str = ""
     """The address trainers should dial to upload models; empty = derived from listen."""
     probe_timeout_s: float = 1.0
@@ -27,6 +28,12 @@ class OrchestratorConfig:
     """How long a probe result is trusted before the node is probed again."""
     max_model_bytes: int = 4 * 1024**3
     """Largest uncompressed model an upload may declare."""
+    max_dataset_file_bytes: int = 2 * 1024**3
+    """Largest file (uncompressed) a dataset upload may declare."""
+    max_dataset_bytes: int = 8 * 1024**3
+    """Largest dataset (its files' uncompressed bytes together) an upload may declare."""
+    max_dataset_files: int = 256
+    """Most files one dataset may hold."""
     max_attempts: int = 2
     """Runs a job may get: a node lost mid-job costs one, and the job moves to another node."""
     queue_timeout_s: float = 0.0

@@ -28,8 +28,9 @@ from shared import errors
 from shared.jobs import ErrorCode, EventKind, JobError, JobEvent, JobState, TrainResult
 from shared.rpc import serde
 from shared.rpc.v1 import progress_pb2, trainer_pb2, trainer_pb2_grpc
-from shared.spec import PlacementSpec
+from shared.spec import DataSource, PlacementSpec
 
+from .datasets import DatasetStore
 from .jobs import JobBook, JobRecord
 from .placement import Choice, Wait, choose
 from .registry import RECOVERED, NodeRegistry
@@ -54,6 +55,7 @@ class Dispatcher:
         repository: ModelRepository,
         *,
         upload_target: str,
+        datasets: DatasetStore | None = None,
         max_attempts: int = 2,
         reattach_window_s: float = REATTACH_WINDOW_S,
         queue_timeout_s: float = 0.0,
@@ -64,6 +66,7 @@ class Dispatcher:
         self._book = book
         self._registry = registry
         self._repository = repository
+        self._datasets = datasets
         self.upload_target = upload_target
         self._queue: deque[str] = deque()
         self._queued = asyncio.Event()
@@ -146,6 +149,8 @@ class Dispatcher:
                 except errors.TrainwireError as exc:  # e.g. its named node was forgotten
                     outcome = Wait(exc.message)
             if isinstance(outcome, Choice):
+                if self._dataset_gone(record):
+                    continue
                 self._start(record, outcome)
                 statuses = self._registry.statuses()
                 waits.clear()
@@ -173,6 +178,23 @@ class Dispatcher:
         self._relays[record.job_id] = asyncio.create_task(
             self._relay(record), name=f"relay-{record.job_id}"
         )
+
+    def _dataset_gone(self, record: JobRecord) -> bool:
+        """Fail a job whose pinned dataset version was deleted while it waited (a stat of
+        one manifest; the trainer checks again when it fetches the files)."""
+        data = record.request.data
+        if data.source is not DataSource.DATASET or self._datasets is None:
+            return False
+        if self._datasets.has_version(data.dataset, data.dataset_sha256):
+            return False
+        self._fail(
+            record,
+            ErrorCode.DATA_ERROR,
+            f"dataset {data.dataset}@{data.dataset_sha256[:12]} was deleted after this job was "
+            "submitted; upload it again and resubmit",
+            "placement",
+        )
+        return True
 
     def _note_wait(self, record: JobRecord, reason: str) -> None:
         """One QUEUED event per reason: a new one only when the reason changes."""
@@ -384,10 +406,17 @@ class Dispatcher:
             data=result.data or ref.data,
             assessment=result.assessment or ref.assessment,
         )
+        if ref.job_id == record.job_id:
+            stored = f"model {ref.name} stored (sha256 {ref.sha256[:12]}…)"
+        else:  # the repository kept the newest version, byte for byte the same model
+            stored = (
+                f"model identical to v{ref.version} ({ref.name}, sha256 {ref.sha256[:12]}…), "
+                "not stored again"
+            )
         self._lifecycle(
             record,
             JobState.SUCCEEDED,
-            f"Succeeded: model {ref.name} stored (sha256 {ref.sha256[:12]}…)",
+            f"Succeeded: {stored}",
             percentage=100.0,
             device=event.device,
             result=result,

@@ -87,6 +87,11 @@ class JobBook:
             for event in stored.events:
                 self._fold(record, event)
 
+    def by_request_id(self, request_id: str) -> JobRecord | None:
+        """The job a ``request_id`` was first submitted with, if any."""
+        job_id = self._by_request_id.get(request_id) if request_id else None
+        return self._jobs.get(job_id) if job_id else None
+
     def unfinished(self) -> list[JobRecord]:
         """Jobs that were not terminal when the store was loaded, oldest first."""
         return sorted(

@@ -18,6 +18,7 @@ from shared.rpc import plumbing
 from shared.rpc.v1 import orchestrator_pb2, orchestrator_pb2_grpc, upload_pb2, upload_pb2_grpc
 
 from .config import OrchestratorConfig
+from .datasets import DatasetStore
 from .dispatch import Dispatcher
 from .jobs import JobBook, JobRecord
 from .metrics import OrchestratorMetrics
@@ -43,6 +44,7 @@ class OrchestratorServer:
     registry: NodeRegistry
     dispatcher: Dispatcher
     repository: ModelRepository
+    datasets: DatasetStore
     health: Any
     store: SqliteJobStore
     metrics: OrchestratorMetrics
@@ -95,11 +97,20 @@ async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
     store = SqliteJobStore(config.state_dir / "jobs.sqlite3")
     book = JobBook(store)
     repository = ModelRepository(config.state_dir / "models")
+    datasets = await asyncio.to_thread(
+        DatasetStore,
+        config.state_dir / "datasets",
+        max_file_bytes=config.max_dataset_file_bytes,
+        max_dataset_bytes=config.max_dataset_bytes,
+        max_files=config.max_dataset_files,
+        max_bars=config.limits.max_bars,
+    )
     dispatcher = Dispatcher(
         book,
         registry,
         repository,
         upload_target=address,
+        datasets=datasets,
         max_attempts=config.max_attempts,
         queue_timeout_s=config.queue_timeout_s,
     )
@@ -110,6 +121,7 @@ async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
             dispatcher=dispatcher,
             registry=registry,
             repository=repository,
+            datasets=datasets,
             validate=functools.partial(validate_request, limits=config.limits),
         ),
         server,
@@ -133,6 +145,7 @@ async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
         registry=registry,
         dispatcher=dispatcher,
         repository=repository,
+        datasets=datasets,
         health=health,
         store=store,
         metrics=metrics,

@@ -4,25 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 import grpc
 
 from shared import errors
 from shared.artifacts.metadata import ArtifactError, check_metadata
+from shared.datasets import DatasetInfo
 from shared.ids import check_address, check_node_id
 from shared.jobs import JobEvent
 from shared.rpc import serde
 from shared.rpc.errors import rpc_method
+from shared.rpc.v1 import datasets_pb2 as dpb
 from shared.rpc.v1 import orchestrator_pb2 as opb
 from shared.rpc.v1 import orchestrator_pb2_grpc, progress_pb2
 from shared.rpc.v1 import strategy_pb2 as spb
-from shared.spec import SpecError, TrainingRequest
+from shared.spec import DataSource, SpecError, TrainingRequest
 
 from . import pages
+from .datasets import DatasetStore, check_dataset_name, check_sha256, receive_dataset
 from .dispatch import Dispatcher
 from .jobs import JobBook, JobRecord, job_key
 from .placement import choose
@@ -38,6 +43,12 @@ REASON_MAX = 1024
 STRATEGY_MAX = 80
 _STRATEGY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 MODEL_KEY_SHAPE = (str, str, int)
+DATASET_KEY_SHAPE = (str,)
+
+
+def dataset_key(info: DatasetInfo) -> tuple[str]:
+    """ListDatasets' order (by name) and the key of its page tokens."""
+    return (info.name,)
 
 
 def job_to_proto(record: JobRecord) -> progress_pb2.Job:
@@ -70,8 +81,10 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         dispatcher: Dispatcher,
         registry: NodeRegistry,
         repository: ModelRepository,
+        datasets: DatasetStore,
         validate: Callable[[TrainingRequest], None],
     ) -> None:
+        self._datasets = datasets
         self._book = book
         self._dispatcher = dispatcher
         self._registry = registry
@@ -108,6 +121,8 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
                 # The date came from the YAML's training_data, not from the request's data.
                 raise SpecError("strategy_yaml", f"training_data.{date}: {exc.message}") from exc
             raise
+        if train_request.data.source is DataSource.DATASET:
+            train_request = await self._pin_dataset(train_request)
         # A placement that cannot succeed with the nodes as they are (require_gpu and no GPU
         # node, an unknown named node) is refused now, not queued to fail later.
         await self._registry.refresh()
@@ -116,6 +131,25 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         if created:
             self._dispatcher.submit(record)
         return record
+
+    async def _pin_dataset(self, request: TrainingRequest) -> TrainingRequest:
+        """The request with ``data.dataset_sha256`` set to the version the job will train on:
+        the one the request names, else the dataset's newest (or, for a repeated
+        ``request_id``, the version its job was given), so the job's data cannot change under
+        it. An unknown dataset or version is NOT_FOUND now, not a failed job later."""
+        data = request.data
+        check_dataset_name(data.dataset, "data.dataset")
+        if data.dataset_sha256:
+            check_sha256(data.dataset_sha256, "data.dataset_sha256")
+            ref, field = f"{data.dataset}@{data.dataset_sha256}", "data.dataset_sha256"
+        else:
+            earlier = self._book.by_request_id(request.request_id)
+            pinned = earlier.request.data if earlier is not None else None
+            if pinned is not None and pinned.dataset == data.dataset and pinned.dataset_sha256:
+                return replace(request, data=replace(data, dataset_sha256=pinned.dataset_sha256))
+            ref, field = data.dataset, "data.dataset"
+        info = await asyncio.to_thread(self._datasets.get, ref, field)
+        return replace(request, data=replace(data, dataset_sha256=info.sha256))
 
     @rpc_method
     async def Train(
@@ -252,3 +286,68 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         with stored.weights_path.open("rb") as f:
             while chunk := await asyncio.to_thread(f.read, DOWNLOAD_CHUNK_BYTES):
                 yield opb.DownloadChunk(data=chunk)
+
+    # -- datasets ----------------------------------------------------------------------------
+
+    @rpc_method
+    async def UploadDataset(
+        self, request_iterator: AsyncIterator[dpb.DatasetChunk], context: Context
+    ) -> dpb.Dataset:
+        info = await receive_dataset(self._datasets, request_iterator, context)
+        return serde.dataset_to_proto(info)
+
+    @rpc_method
+    async def ListDatasets(
+        self, request: dpb.ListDatasetsRequest, context: Context
+    ) -> dpb.ListDatasetsResponse:
+        size = pages.page_size(request.page_size, 100)
+        pages.decode_token(request.page_token, "datasets", DATASET_KEY_SHAPE)  # before any disk
+        found = await asyncio.to_thread(self._datasets.listing)
+        datasets, token = pages.paginate(
+            found,
+            kind="datasets",
+            key=dataset_key,
+            shape=DATASET_KEY_SHAPE,
+            to_proto=serde.dataset_to_proto,
+            page_token=request.page_token,
+            size=size,
+        )
+        return dpb.ListDatasetsResponse(datasets=datasets, next_page_token=token)
+
+    @rpc_method
+    async def GetDataset(self, request: dpb.GetDatasetRequest, context: Context) -> dpb.Dataset:
+        info = await asyncio.to_thread(self._datasets.get, request.name)
+        return serde.dataset_to_proto(info)
+
+    @rpc_method
+    async def DeleteDataset(
+        self, request: dpb.DeleteDatasetRequest, context: Context
+    ) -> dpb.Dataset:
+        if "@" in request.name:
+            raise errors.InvalidArgumentError(
+                "DeleteDataset deletes every version of a dataset: give its name without @sha256",
+                field="name",
+            )
+        info = await asyncio.to_thread(self._datasets.delete, request.name)
+        return serde.dataset_to_proto(info)
+
+    @rpc_method
+    async def DownloadDatasetFile(
+        self, request: dpb.DownloadDatasetFileRequest, context: Context
+    ) -> AsyncIterator[dpb.DatasetChunk]:
+        path = await asyncio.to_thread(self._datasets.blob, request.sha256)
+        try:
+            f = await asyncio.to_thread(path.open, "rb")
+        except FileNotFoundError:  # deleted between the two steps
+            raise errors.NotFoundError(
+                f"no dataset file with sha256 {request.sha256}", field="sha256"
+            ) from None
+        try:
+            size = await asyncio.to_thread(lambda: os.fstat(f.fileno()).st_size)
+            yield dpb.DatasetChunk(
+                file=dpb.DatasetFileHeader(sha256=request.sha256, size_bytes=size)
+            )
+            while chunk := await asyncio.to_thread(f.read, DOWNLOAD_CHUNK_BYTES):
+                yield dpb.DatasetChunk(data=chunk)
+        finally:
+            await asyncio.to_thread(f.close)

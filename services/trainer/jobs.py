@@ -53,8 +53,11 @@ from shared.pipeline.market import DataError
 from shared.pipeline.run import TrainingOutcome
 from shared.progress.update import ProgressUpdate
 from shared.rpc.plumbing import INSECURE, Security
-from shared.spec import SpecError, TrainingRequest
+from shared.spec import DataSource, SpecError, TrainingRequest
 
+from .datasets import DatasetCache
+from .paths import OutsideWorkDirError as OutsideWorkDirError
+from .paths import resolve_inside as resolve_inside
 from .uploader import GzipOptions, Uploader, UploadError, UploadTask
 
 _LOGGER = logging.getLogger(__name__)
@@ -69,21 +72,6 @@ SPOOL_TTL_S = 24 * 3600.0
 """How long such a spool is kept at most."""
 SPOOL_NOTE = "upload.json"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-class OutsideWorkDirError(errors.FailedPreconditionError):
-    """A path the trainer built resolves outside the directory it must stay in (a symlink)."""
-
-
-def resolve_inside(root: Path, path: Path | str) -> Path:
-    """``path`` (relative to ``root``, or absolute) with every symlink resolved, if it lies
-    strictly inside ``root`` (resolved too); raise ``OutsideWorkDirError`` otherwise. Call it
-    before creating, reading or removing anything at a path built from outside input."""
-    base = root.resolve()
-    resolved = (base / path).resolve()
-    if resolved == base or not resolved.is_relative_to(base):
-        raise OutsideWorkDirError(f"{path} resolves to {resolved}, outside {base}; not touching it")
-    return resolved
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -300,6 +288,8 @@ class JobRunner:
         self._spool_ttl_s = spool_ttl_s
         self._executor = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="train")
         self._runs: OrderedDict[str, JobRun] = OrderedDict()
+        self.datasets = DatasetCache(work_dir, security)
+        """Uploaded datasets fetched from the orchestrator, cached by hash for every job."""
         self.accepting = True
         self._prune_spools(at_start=True, busy=set())
 
@@ -375,8 +365,9 @@ class JobRunner:
         run.lifecycle(JobState.RUNNING, f"Started on {self.node}", percentage=0.0)
         unsent: TrainingOutcome | None = None  # a model spooled here, with no receipt yet
         try:
+            dataset_dir = await self._fetch_dataset(run, job_dir)
             outcome = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._call_pipeline, run, job_dir
+                self._executor, self._call_pipeline, run, job_dir, dataset_dir
             )
             run.device = outcome.device
             unsent = outcome
@@ -502,7 +493,27 @@ class JobRunner:
                 _LOGGER.info("dropping the spool %s", path)
                 shutil.rmtree(path, ignore_errors=True)
 
-    def _call_pipeline(self, run: JobRun, job_dir: Path) -> TrainingOutcome:
+    async def _fetch_dataset(self, run: JobRun, job_dir: Path) -> Path | None:
+        """A dataset job's files, fetched from the orchestrator unless cached, in a directory of
+        the job's own; None for other sources."""
+        data = run.spec.request.data
+        if data.source is not DataSource.DATASET:
+            return None
+
+        def notify(message: str) -> None:
+            run.lifecycle(JobState.RUNNING, message)
+
+        return await self.datasets.prepare(
+            data,
+            orchestrator=run.spec.upload_target,
+            job_dir=job_dir,
+            notify=notify,
+            cancel=run.token,
+        )
+
+    def _call_pipeline(
+        self, run: JobRun, job_dir: Path, dataset_dir: Path | None = None
+    ) -> TrainingOutcome:
         job_dir.mkdir(mode=0o700, exist_ok=True)
         device = run.spec.request.placement.device or self._device
         return self._pipeline(
@@ -511,6 +522,7 @@ class JobRunner:
             progress=run.progress_sink,
             cancel=run.token,
             data_dir=self._data_dir,
+            dataset_dir=dataset_dir,
             device=device,
         )
 
