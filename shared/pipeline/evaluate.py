@@ -3,6 +3,13 @@
 Metrics: accuracy, per-class precision / recall / F1 (0 where undefined, e.g. a class never
 predicted), macro F1, and the confusion matrix (rows = true class, columns = predicted).
 
+The assessment (``assess``) puts a model beside the simplest rule that needs no model: always
+predict the most frequent class of the *training* split. Its accuracy on the test split is that
+class's share there; the model's lift is ``accuracy - baseline_accuracy`` in percentage points,
+and it beats the baseline only when the lift is positive. The verdict says so in words, and
+adds the test split's own majority class when that constant would have scored better than both
+(the class mix shifted between the periods).
+
 Permutation importance: for each feature, shuffle that column of the test set once (a
 permutation drawn from a generator seeded with ``seed`` and the feature's position) and record
 the drop in accuracy; positive means the model relies on the feature. It is an iterator so the
@@ -18,6 +25,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
+
+from shared.jobs import ModelAssessment
 
 _CHUNK = 65_536
 
@@ -53,6 +62,46 @@ class Evaluation:
             for j, predicted in enumerate(classes):
                 out[f"confusion_{true}_{predicted}"] = float(self.confusion[i][j])
         return out
+
+
+def majority_class(labels: npt.ArrayLike, n_classes: int) -> int:
+    """The most frequent class index (the lowest index among equals)."""
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=n_classes)
+    return int(np.argmax(counts))
+
+
+def assess(
+    evaluation: Evaluation, y_train: npt.ArrayLike, classes: Sequence[str]
+) -> ModelAssessment:
+    """The test-split result beside always predicting the training split's majority class."""
+    baseline = majority_class(y_train, len(classes))
+    tested = sum(evaluation.support)
+    baseline_accuracy = evaluation.support[baseline] / tested if tested else 0.0
+    lift = 100.0 * (evaluation.accuracy - baseline_accuracy)
+    beats = lift > 0.0
+    name = classes[baseline]
+    scores = f"{evaluation.accuracy:.3f} vs {baseline_accuracy:.3f}"
+    if beats:
+        verdict = f"beats always predicting {name} by {lift:.1f} points ({scores})"
+    else:
+        verdict = f"does not beat always predicting {name} ({scores})"
+    hindsight = int(np.argmax(evaluation.support))
+    hindsight_accuracy = evaluation.support[hindsight] / tested if tested else 0.0
+    if hindsight != baseline and hindsight_accuracy > max(evaluation.accuracy, baseline_accuracy):
+        verdict += (
+            f"; the test split's own majority, {classes[hindsight]}, would score "
+            f"{hindsight_accuracy:.3f}"
+        )
+    return ModelAssessment(
+        accuracy=evaluation.accuracy,
+        macro_f1=evaluation.macro_f1,
+        class_support={c: int(n) for c, n in zip(classes, evaluation.support, strict=True)},
+        baseline_class=name,
+        baseline_accuracy=baseline_accuracy,
+        lift_points=lift,
+        beats_baseline=beats,
+        verdict=verdict,
+    )
 
 
 def predict_classes(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,12 @@ threshold, lookahead), ``model`` (type, input_dim, n_classes, hidden_layers, act
 ``data_range`` {start, end, symbols: {SYM: {start, end, samples}}}, ``device`` {kind, name,
 torch_device}, ``versions`` {trainwire, torch, numpy, python}.
 
+``assessment``: the test split beside always predicting the training split's majority class
+(``shared.jobs.ModelAssessment``: accuracy, macro_f1, class_support, baseline_class,
+baseline_accuracy, lift_points, beats_baseline, verdict). ``provenance``: where the bars came
+from (``shared.jobs.DataProvenance``: source, location, timezone, series [{symbol, timeframe,
+file, start, end, rows, resampled_from}]), when the load step recorded it.
+
 The document is deterministic for a given request, data and device (no wall-clock times), so
 retraining the same request on the same machine gives a byte-identical artifact.
 """
@@ -24,10 +30,12 @@ import numpy as np
 import torch
 
 from shared import __version__
+from shared.artifacts.artifact import to_jsonable
 from shared.device import DeviceInfo
+from shared.jobs import ModelAssessment
 from shared.pipeline.evaluate import Evaluation
 from shared.pipeline.features import Dataset, Splits
-from shared.pipeline.labels import CLASSES
+from shared.pipeline.labels import CLASSES, LabelReport
 from shared.pipeline.training import TrainingResult
 from shared.spec import TrainingRequest
 
@@ -41,6 +49,27 @@ def versions() -> dict[str, str]:
     }
 
 
+def _labels(request: TrainingRequest, report: LabelReport | None) -> dict[str, Any]:
+    """The label spec with the threshold the labels were made with, and how it was chosen."""
+    spec = request.strategy.labels
+    out: dict[str, Any] = {
+        "method": spec.method.value,
+        "threshold": spec.threshold,
+        "lookahead": spec.lookahead,
+        "auto_threshold": spec.auto_threshold,
+    }
+    if report is not None:
+        out.update(
+            threshold=report.threshold,
+            requested_threshold=report.requested_threshold,
+            calibrated=report.calibrated,
+            suggested_threshold=report.suggested_threshold,
+            target_share=report.target_share,
+            training_rows=report.training_rows,
+        )
+    return out
+
+
 def build_metadata(
     *,
     request: TrainingRequest,
@@ -51,10 +80,12 @@ def build_metadata(
     evaluation: Evaluation,
     feature_importance: Mapping[str, float],
     device: DeviceInfo,
+    assessment: ModelAssessment | None = None,
+    labelling: LabelReport | None = None,
 ) -> dict[str, Any]:
     """The JSON-able metadata document of an artifact (``format_version`` is added on write)."""
     strategy = request.strategy
-    return {
+    document: dict[str, Any] = {
         "strategy": strategy,
         "strategy_name": strategy.name,
         "symbols": list(request.symbols),
@@ -63,7 +94,7 @@ def build_metadata(
         "feature_names": list(dataset.feature_names),
         "scaler": {"mean": splits.scaler.mean, "std": splits.scaler.std},
         "classes": list(CLASSES),
-        "labels": strategy.labels,
+        "labels": _labels(request, labelling),
         "model": dict(architecture),
         "train_metrics": training.final_metrics(),
         "history": list(training.history),
@@ -91,3 +122,8 @@ def build_metadata(
         "device": {"kind": device.kind, "name": device.name, "torch_device": device.torch_device},
         "versions": versions(),
     }
+    if assessment is not None:
+        document["assessment"] = to_jsonable(assessment)
+    if dataset.provenance is not None:
+        document["provenance"] = to_jsonable(dataset.provenance)
+    return document

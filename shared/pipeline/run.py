@@ -25,10 +25,16 @@ from shared.artifacts.artifact import ARTIFACT_NAME, ArtifactInfo, write_artifac
 from shared.cancellation import CancellationToken
 from shared.device import DeviceInfo, select_device
 from shared.jobs import DataProvenance, ModelAssessment
-from shared.pipeline.evaluate import Evaluation, evaluate_model, iter_permutation_importance
+from shared.pipeline.evaluate import (
+    Evaluation,
+    assess,
+    evaluate_model,
+    iter_permutation_importance,
+)
 from shared.pipeline.features import Dataset, Splits, split_dataset
 from shared.pipeline.job import JobContext
-from shared.pipeline.labels import CLASSES
+from shared.pipeline.labels import CLASSES, LabelReport, label_balance_problem
+from shared.pipeline.market import DataError
 from shared.pipeline.model import architecture, build_model
 from shared.pipeline.packaging import build_metadata
 from shared.pipeline.preprocess import prepare_dataset
@@ -93,6 +99,59 @@ def _create_model(job: JobContext, dataset: Dataset, device: DeviceInfo) -> nn.S
     return model
 
 
+def _label_report(request: TrainingRequest, dataset: Dataset) -> LabelReport | None:
+    """What the labels step decided (``Dataset.labelling``, set by ``prepare_dataset``)."""
+    report = getattr(dataset, "labelling", None)
+    if isinstance(report, LabelReport):
+        return report
+    if request.strategy.labels.auto_threshold:
+        raise RuntimeError("the labels step reported no calibrated threshold")
+    return None
+
+
+def _check_classes(request: TrainingRequest, splits: Splits, report: LabelReport | None) -> None:
+    """``DataError`` when a class is (nearly) absent from a split: a model trained on it would
+    score well by predicting the one class there is. The message gives the class counts of
+    every split and a threshold that gives usable classes on this data."""
+    problem = label_balance_problem(
+        {"train": splits.y_train, "validation": splits.y_val, "test": splits.y_test}
+    )
+    if problem is None:
+        return
+    spec = request.strategy.labels
+    used = report.threshold if report is not None else spec.threshold
+    made = f"{spec.method.value} labels at threshold {used:g} over {spec.lookahead} bars"
+    suggested = report.suggested_threshold if report is not None else None
+    if report is not None and report.calibrated:
+        advice = (
+            "the calibrated threshold still leaves a class short: train on more bars, or raise "
+            "strategy.training.validation_split / test_split"
+        )
+    elif suggested is not None and report is not None:
+        advice = (
+            f"threshold {suggested:g} would label about {report.target_share:.0%} of the "
+            f"{report.training_rows:,} training rows BUY or SELL on this data: set "
+            "strategy.labels.threshold to it, or set strategy.labels.auto_threshold "
+            "(threshold: auto in a strategy file) to calibrate it from the training rows"
+        )
+    else:
+        advice = (
+            "set strategy.labels.auto_threshold (threshold: auto in a strategy file) to "
+            "calibrate the threshold from the training rows"
+        )
+    symbol = request.symbols[0] if len(request.symbols) == 1 else ""
+    raise DataError(symbol, request.timeframes[0], f"unusable labels: {made}; {problem}; {advice}")
+
+
+def _assessment_message(assessment: ModelAssessment) -> str:
+    """``Test accuracy 0.672, macro F1 0.581 (SELL 40, HOLD 61, BUY 52): beats ...``."""
+    support = ", ".join(f"{c} {n}" for c, n in assessment.class_support.items())
+    return (
+        f"Test accuracy {assessment.accuracy:.3f}, macro F1 {assessment.macro_f1:.3f} "
+        f"({support}): {assessment.verdict}"
+    )
+
+
 def _feature_importance(
     job: JobContext, model: nn.Module, x: torch.Tensor, y: torch.Tensor, names: tuple[str, ...]
 ) -> dict[str, float]:
@@ -117,6 +176,7 @@ def _package(
     model: nn.Module,
     parts: tuple[Dataset, Splits, TrainingResult, Evaluation, dict[str, float]],
     device: DeviceInfo,
+    assessment: ModelAssessment,
 ) -> ArtifactInfo:
     """Step 12: the artifact, written atomically after a last cancellation check."""
     dataset, splits, result, evaluation, importance = parts
@@ -131,6 +191,8 @@ def _package(
             evaluation=evaluation,
             feature_importance=importance,
             device=device,
+            assessment=assessment,
+            labelling=_label_report(job.request, dataset),
         )
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         job.cancel.raise_if_cancelled()
@@ -171,9 +233,11 @@ def run_training(
 
     max_bars = limits.max_bars if limits is not None else sys.maxsize
     dataset = prepare_dataset(job, data_dir, dataset_dir=dataset_dir, max_bars=max_bars)
+    labelling = _label_report(request, dataset)
     with job.step(7):
         purge = request.strategy.labels.lookahead
         splits = split_dataset(dataset, spec.validation_split, spec.test_split, purge=purge)
+        _check_classes(request, splits, labelling)
     model = _create_model(job, dataset, device_info)
     with job.step(9):
         data = TrainingData(splits.x_train, splits.y_train, splits.x_val, splits.y_val)
@@ -184,17 +248,19 @@ def run_training(
     y_test = torch.as_tensor(splits.y_test, device=torch_device)
     with job.step(10):
         evaluation = evaluate_model(model, x_test, y_test, len(CLASSES))
+        assessment = assess(evaluation, splits.y_train, CLASSES)
+        job.tracker.detail(1.0, message=_assessment_message(assessment))
     importance = _feature_importance(job, model, x_test, y_test, dataset.feature_names)
     parts = (dataset, splits, result, evaluation, importance)
-    info = _package(job, work_dir, model, parts, device_info)
+    info = _package(job, work_dir, model, parts, device_info, assessment)
 
     test_metrics = evaluation.metrics(CLASSES)
     _LOGGER.info(
-        "trained %s: %d samples, %d epochs, test accuracy %.3f, artifact %s (%d bytes)",
+        "trained %s: %d samples, %d epochs, %s, artifact %s (%d bytes)",
         request.strategy.name,
         dataset.samples,
         result.epochs_run,
-        test_metrics["accuracy"],
+        _assessment_message(assessment),
         info.path,
         info.size_bytes,
     )
@@ -209,4 +275,5 @@ def run_training(
         feature_names=dataset.feature_names,
         samples=dataset.samples,
         data=dataset.provenance,
+        assessment=assessment,
     )

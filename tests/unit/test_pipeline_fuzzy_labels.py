@@ -14,8 +14,13 @@ from shared.pipeline.labels import (
     HOLD,
     NO_LABEL,
     SELL,
+    class_counts,
     forward_return_labels,
+    label_balance_problem,
     make_labels,
+    min_class_rows,
+    swing_sizes,
+    threshold_for_share,
     zigzag_labels,
 )
 from shared.spec import FuzzySetSpec, LabelMethod, LabelSpec
@@ -114,3 +119,67 @@ def test_make_labels_dispatches() -> None:
     assert make_labels(spec, _PATH).tolist() == forward_return_labels(_PATH, 0.02, 3).tolist()
     zig = LabelSpec(method=LabelMethod.ZIGZAG, threshold=0.02, lookahead=3)
     assert make_labels(zig, _PATH).tolist() == zigzag_labels(_PATH, 0.02, 3).tolist()
+
+    assert (
+        make_labels(zig, _PATH, threshold=0.05).tolist() == zigzag_labels(_PATH, 0.05, 3).tolist()
+    )
+
+
+def test_swing_sizes_on_the_hand_made_path() -> None:
+    # zigzag, 3 bars ahead of 100: up to 103 (+3 %), down to 99 (-1 %) -> 0.03
+    swings = swing_sizes(_PATH, 3, LabelMethod.ZIGZAG)
+    assert swings[:5].tolist() == pytest.approx(
+        [0.03, 1 - 97 / 101, 1 - 97 / 103, 1 - 97 / 99, 100 / 97 - 1]
+    )
+    assert np.isnan(swings[5:]).all()
+    forward = swing_sizes(_PATH, 3, LabelMethod.FORWARD_RETURN)
+    assert forward[:5].tolist() == pytest.approx(
+        [0.01, 1 - 97 / 101, 1 - 100 / 103, 100 / 99 - 1, 100 / 97 - 1]
+    )
+
+
+@pytest.mark.parametrize("method", [LabelMethod.ZIGZAG, LabelMethod.FORWARD_RETURN])
+def test_a_bar_is_buy_or_sell_exactly_when_its_swing_reaches_the_threshold(
+    method: LabelMethod,
+) -> None:
+    rng = np.random.default_rng(3)
+    prices = 100 * np.exp(np.cumsum(rng.normal(0, 0.004, 3000)))
+    swings = swing_sizes(prices, 12, method)
+    for threshold in (0.002, 0.01, 0.03):
+        labels = make_labels(LabelSpec(method=method, threshold=threshold, lookahead=12), prices)
+        clear = np.abs(swings - threshold) > 1e-12  # away from the rounding boundary
+        moved = (labels != HOLD)[:-12]
+        assert (moved[clear[:-12]] == (swings[:-12] >= threshold)[clear[:-12]]).all()
+
+
+def test_threshold_for_share_labels_that_share_of_bars_buy_or_sell() -> None:
+    rng = np.random.default_rng(4)
+    prices = 1.1 * np.exp(np.cumsum(rng.normal(0, 0.0007, 5000)))  # an hourly FX-like walk
+    swings = swing_sizes(prices, 20, LabelMethod.ZIGZAG)
+    threshold = threshold_for_share(swings, 0.6)
+    assert threshold is not None and threshold == float(f"{threshold:.3g}")
+    labels = zigzag_labels(prices, threshold, 20)[:-20]
+    counts = class_counts(labels)
+    assert (counts["SELL"] + counts["BUY"]) / len(labels) == pytest.approx(0.6, abs=0.02)
+    assert threshold_for_share(swings, 0.3) > threshold  # fewer moves need a wider threshold
+
+
+def test_threshold_for_share_has_no_answer_for_prices_that_never_move() -> None:
+    assert threshold_for_share(swing_sizes([5.0] * 50, 5, LabelMethod.ZIGZAG)) is None
+    assert threshold_for_share([]) is None
+
+
+def test_a_class_needs_five_labels_or_one_percent_of_a_split() -> None:
+    assert [min_class_rows(n) for n in (0, 100, 500, 501, 10_000)] == [5, 5, 5, 6, 100]
+    assert class_counts([SELL, HOLD, HOLD, NO_LABEL]) == {"SELL": 1, "HOLD": 2, "BUY": 0}
+
+
+def test_label_balance_problem_names_the_absent_class_and_every_count() -> None:
+    usable = [SELL] * 5 + [HOLD] * 5 + [BUY] * 5
+    assert label_balance_problem({"train": usable, "test": usable}) is None
+    problem = label_balance_problem({"train": usable, "test": [HOLD] * 9 + [BUY] * 4})
+    assert problem == (
+        "SELL (nearly) absent: train 5 of 15, test 0 of 13; BUY (nearly) absent: train 5 of 15, "
+        "test 4 of 13 (a class needs at least max(5, 1% of the rows) in every split); class "
+        "counts: train SELL 5, HOLD 5, BUY 5; test SELL 0, HOLD 9, BUY 4"
+    )
