@@ -15,6 +15,7 @@ from shared.jobs import DataProvenance, SeriesProvenance
 from shared.pipeline.evaluate import assess, classification_report, majority_class
 from shared.pipeline.features import Dataset
 from shared.pipeline.labels import BUY, CLASSES, HOLD, SELL
+from shared.pipeline.preprocess import prepare_dataset
 from shared.pipeline.run import run_training
 from shared.progress.update import ProgressUpdate
 from shared.spec import DataSpec, TrainingRequest, TrainingSpec, default_strategy
@@ -124,7 +125,7 @@ def test_the_baseline_class_is_the_training_majority_of_the_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: dict[str, object] = {}
-    real_assess = run_module.assess
+    real_assess = assess
 
     def spy(evaluation, y_train, classes):  # type: ignore[no-untyped-def]
         seen["train"] = list(y_train)
@@ -155,7 +156,7 @@ def test_the_metadata_names_where_the_bars_came_from(
             ),
         ),
     )
-    real = run_module.prepare_dataset
+    real = prepare_dataset
 
     def with_provenance(*args, **kwargs) -> Dataset:  # type: ignore[no-untyped-def]
         return dataclasses.replace(real(*args, **kwargs), provenance=provenance)
