@@ -5,6 +5,8 @@ Layout under ``root``::
     {strategy}/{symbols}_{timeframes}_v{N}/model.safetensors   weights (+ embedded metadata)
     {strategy}/{symbols}_{timeframes}_v{N}/metadata.json       the same metadata, readable
     {strategy}/{symbols}_{timeframes}_latest -> {..}_v{N}       symlink to the newest version
+    .jobs/{job_id}.json                                         a job whose model was identical
+                                                                to the newest version (kept once)
 
 A version is assembled in a temporary directory beside its final place and renamed into it, so
 a reader sees a whole version or none; the ``latest`` symlink is replaced by rename too.
@@ -26,6 +28,7 @@ from typing import Any
 
 from shared import errors
 from shared.artifacts.metadata import ArtifactError, assessment_from_json, provenance_from_json
+from shared.ids import check_job_id
 from shared.jobs import ModelRef
 
 _LOGGER = logging.getLogger(__name__)
@@ -33,6 +36,8 @@ WEIGHTS = "model.safetensors"
 METADATA = "metadata.json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _VERSION = re.compile(r"(?P<base>.+)_v(?P<n>[0-9]+)")
+ALIASES = ".jobs"
+"""``{job_id}.json`` per job whose model was identical to a stored version (not stored again)."""
 NAME_MAX = 200
 """Longest model name a request may give: two components of at most 80 characters, '/', and
 a version suffix."""
@@ -64,6 +69,14 @@ class ModelRepository:
         for model in self._scan():
             if model.ref.job_id:
                 self._by_job[model.ref.job_id] = model.ref.name
+        self._aliases = self.root / ALIASES
+        self._aliases.mkdir(exist_ok=True)
+        for alias in self._aliases.glob("*.json"):
+            try:
+                document = json.loads(alias.read_text())
+                self._by_job[check_job_id(str(document["job_id"]))] = str(document["name"])
+            except (OSError, ValueError, KeyError, TypeError, errors.TrainwireError) as exc:
+                _LOGGER.warning("skipping unreadable model alias %s: %s", alias, exc)
 
     # -- writing -------------------------------------------------------------------------------
 
@@ -78,7 +91,11 @@ class ModelRepository:
         symbols: tuple[str, ...],
         timeframes: tuple[str, ...],
     ) -> ModelRef:
-        """Move ``staged_weights`` into a new version; idempotent per job."""
+        """Move ``staged_weights`` into a new version; idempotent per job.
+
+        A model byte for byte the same as the newest version of its family (same sha256: an
+        identical retrain) is not stored again: the job is recorded as having produced that
+        version, and its ref (with the first job's id) is returned."""
         with self._lock:
             existing = self.by_job(job_id)
             if existing is not None:
@@ -88,6 +105,12 @@ class ModelRepository:
             strategy_dir.mkdir(parents=True, exist_ok=True)
             base = f"{safe_name('+'.join(symbols))}_{safe_name('+'.join(timeframes))}"
             version = self._next_version(strategy_dir, base)
+            newest = self._newest(strategy_dir, base, version - 1)
+            if newest is not None and newest.sha256 == sha256:
+                self._alias(check_job_id(job_id), newest.name)
+                staged_weights.unlink(missing_ok=True)
+                _LOGGER.info("job %s: model identical to %s, not stored again", job_id, newest.name)
+                return newest
             final = strategy_dir / f"{base}_v{version}"
             tmp = strategy_dir / f".tmp-{uuid.uuid4().hex}"
             tmp.mkdir()
@@ -118,6 +141,27 @@ class ModelRepository:
             self._by_job[job_id] = ref.name
             _LOGGER.info("stored model %s (%d bytes, job %s)", ref.name, size, job_id)
             return ref
+
+    def _newest(self, strategy_dir: Path, base: str, version: int) -> ModelRef | None:
+        if version < 1:
+            return None
+        try:
+            return self._load(strategy_dir / f"{base}_v{version}").ref
+        except (OSError, ValueError, KeyError) as exc:
+            _LOGGER.warning("cannot read %s/%s_v%d: %s", strategy_dir, base, version, exc)
+            return None
+
+    def _alias(self, job_id: str, name: str) -> None:
+        """Record (durably) that ``job_id`` produced the stored model ``name``."""
+        path = self._aliases / f"{job_id}.json"
+        tmp = self._aliases / f".{job_id}-{uuid.uuid4().hex}.tmp"
+        try:
+            _write_file(tmp, json.dumps({"job_id": job_id, "name": name}).encode())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        _fsync_dir(self._aliases)
+        self._by_job[job_id] = name
 
     @staticmethod
     def _next_version(strategy_dir: Path, base: str) -> int:
