@@ -14,6 +14,7 @@ import enum
 import itertools
 import math
 import re
+import zoneinfo
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -99,8 +100,9 @@ class TrainingSpec:
     epochs: int = 20
     batch_size: int = 64
     learning_rate: float = 1e-3
-    early_stopping_patience: int = 0
-    """Epochs without validation-loss improvement before stopping; 0 disables early stopping."""
+    early_stopping_patience: int = 5
+    """Epochs without validation-loss improvement before stopping (the model keeps the weights
+    of its best epoch); 0 disables early stopping."""
     validation_split: float = 0.2
     test_split: float = 0.15
     seed: int = 42
@@ -119,20 +121,48 @@ class StrategySpec:
 
 
 class DataSource(enum.Enum):
+    UNSPECIFIED = "unspecified"
+    """The request named no source and its symbols are not all synthetic: refused by
+    ``validate``, which says what to add. Only ``shared.rpc.serde`` produces it."""
     SYNTHETIC = "synthetic"
     DIRECTORY = "directory"
     DATASET = "dataset"
+
+
+SYNTHETIC_SYMBOL_PREFIX = "SYNTH"
+"""Symbols of the synthetic family (``SYNTH``, ``SYNTH2``, ``SYNTH_FX``...), any case: a request
+for only these that names no data source trains on the synthetic market. Every other symbol
+needs a source named (a directory, a dataset, or the synthetic market asked for explicitly):
+the generator never silently stands in for a real instrument."""
+
+
+def is_synthetic_symbol(symbol: str) -> bool:
+    """Whether ``symbol`` belongs to the synthetic family (``SYNTHETIC_SYMBOL_PREFIX``)."""
+    return symbol.upper().startswith(SYNTHETIC_SYMBOL_PREFIX)
+
+
+NO_SOURCE_HINT = (
+    "name where the bars come from: a directory on the trainer (data.source "
+    "DATA_SOURCE_KIND_DIRECTORY with data.path; CLI --data DIR), an uploaded dataset "
+    "(DATA_SOURCE_KIND_DATASET with data.dataset; CLI --dataset NAME), or the synthetic market "
+    "explicitly (DATA_SOURCE_KIND_SYNTHETIC; CLI --synthetic)"
+)
 
 
 @dataclass(frozen=True, kw_only=True)
 class DataSpec:
     """Where the OHLCV bars come from.
 
-    ``SYNTHETIC`` generates ``bars`` base-timeframe bars per symbol from ``seed`` (deterministic);
-    ``DIRECTORY`` reads ``{path}/{SYMBOL}_{timeframe}.csv|parquet`` under the trainer's data dir.
+    ``SYNTHETIC`` generates ``bars`` base-timeframe bars per symbol from ``seed`` (deterministic;
+    the dataclass default, for code that builds requests itself; over the API a request names
+    its source unless every symbol is synthetic, see ``SYNTHETIC_SYMBOL_PREFIX``).
+    ``DIRECTORY`` reads ``{path}/`` under the trainer's data directory and ``DATASET`` the files
+    of the uploaded dataset ``dataset``, both the same way (``shared.pipeline.market``):
+    ``{SYMBOL}_{timeframe}.csv|parquet``, or ``{SYMBOL}.csv|parquet`` whose bar spacing is its
+    timeframe, coarser timeframes resampled from the finest file.
     ``start``/``end`` are optional ISO-8601 dates or timestamps (UTC unless they name a zone)
-    that bound the range, both inclusive; a date-only ``end`` covers that whole day. Both
-    sources honour them; the synthetic market starts at 2020-01-01, so a window outside its
+    that bound the range, both inclusive; a date-only ``end`` covers that whole day. Every
+    source honours them; the synthetic market starts at 2020-01-01, so a window outside its
     ``bars`` is refused at submit.
     """
 
@@ -147,7 +177,8 @@ class DataSpec:
     dataset_sha256: str = ""
     """``DATASET``: the version the job uses, pinned by the orchestrator at submit."""
     timezone: str = ""
-    """IANA zone naive timestamps in files are taken in; empty = UTC."""
+    """IANA zone (``America/New_York``) naive timestamps in files are taken in; empty = UTC.
+    Timestamps that carry an offset, and epoch numbers, are absolute and ignore it."""
 
 
 class PlacementMode(enum.Enum):
@@ -181,6 +212,16 @@ class TrainingRequest:
 
 
 def default_strategy() -> StrategySpec:
+    """Four scale-free inputs, so the same strategy means the same thing on any instrument.
+
+    RSI is bounded (0-100); the MACD histogram is taken as a fraction of the close
+    (``histogram_pct``), the close's distance from its SMA as a fraction (``distance``) and the
+    ATR as a fraction of the close (``relative``), so none depends on the price level. Their
+    typical size still depends on how much the instrument moves per bar (about 0.04 % for hourly
+    EURUSD, 1 % for daily GOOG), so each signed input has a narrow "near zero" set beside wide
+    negative/positive ramps, and the volatility ramp spans 0.1 %-3 %: every membership varies
+    on slow and fast markets alike (none is a constant feature).
+    """
     return StrategySpec(
         name="default_fuzzy_mlp",
         indicators=(
@@ -192,16 +233,30 @@ def default_strategy() -> StrategySpec:
             IndicatorSpec(id="atr_14", type="atr", params={"period": 14}),
         ),
         fuzzy_sets=(
-            FuzzySetSpec(input="rsi_14", name="oversold", shape="triangular", params=(0, 20, 35)),
-            FuzzySetSpec(input="rsi_14", name="neutral", shape="triangular", params=(30, 50, 70)),
             FuzzySetSpec(
-                input="rsi_14", name="overbought", shape="triangular", params=(65, 80, 100)
+                input="rsi_14", name="oversold", shape="trapezoidal", params=(0, 0, 30, 45)
+            ),
+            FuzzySetSpec(input="rsi_14", name="neutral", shape="triangular", params=(35, 50, 65)),
+            FuzzySetSpec(
+                input="rsi_14", name="overbought", shape="trapezoidal", params=(55, 70, 100, 100)
             ),
             FuzzySetSpec(
-                input="macd_12_26_9.histogram", name="negative", shape="gaussian", params=(-1, 1)
+                input="macd_12_26_9.histogram_pct",
+                name="negative",
+                shape="trapezoidal",
+                params=(-1, -1, -0.005, 0),
             ),
             FuzzySetSpec(
-                input="macd_12_26_9.histogram", name="positive", shape="gaussian", params=(1, 1)
+                input="macd_12_26_9.histogram_pct",
+                name="flat",
+                shape="gaussian",
+                params=(0, 0.001),
+            ),
+            FuzzySetSpec(
+                input="macd_12_26_9.histogram_pct",
+                name="positive",
+                shape="trapezoidal",
+                params=(0, 0.005, 1, 1),
             ),
             FuzzySetSpec(
                 input="sma_20.distance",
@@ -209,6 +264,7 @@ def default_strategy() -> StrategySpec:
                 shape="trapezoidal",
                 params=(-1, -1, -0.03, 0),
             ),
+            FuzzySetSpec(input="sma_20.distance", name="near", shape="gaussian", params=(0, 0.005)),
             FuzzySetSpec(
                 input="sma_20.distance",
                 name="above",
@@ -216,10 +272,16 @@ def default_strategy() -> StrategySpec:
                 params=(0, 0.03, 1, 1),
             ),
             FuzzySetSpec(
-                input="atr_14.relative", name="calm", shape="gaussian", params=(0.005, 0.005)
+                input="atr_14.relative",
+                name="calm",
+                shape="trapezoidal",
+                params=(0, 0, 0.001, 0.03),
             ),
             FuzzySetSpec(
-                input="atr_14.relative", name="volatile", shape="gaussian", params=(0.02, 0.01)
+                input="atr_14.relative",
+                name="volatile",
+                shape="trapezoidal",
+                params=(0.001, 0.03, 1, 1),
             ),
         ),
     )
@@ -260,6 +322,8 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._\-]{0,63}")
 _PARAM_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _REQUEST_ID_RE = re.compile(rf"[\x21-\x7e]{{1,{MAX_REQUEST_ID}}}")
 _DEVICE_RE = re.compile(r"cpu|mps|cuda(:[0-9]{1,2})?")
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_TIMEZONE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]{0,31}(/[A-Za-z0-9_+\-]{1,32}){0,2}")
 _DATE_RE = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}"
     r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?"
@@ -342,7 +406,7 @@ def validate(request: TrainingRequest, known_indicators: Mapping[str, tuple[str,
         raise SpecError("timeframes", "timeframes must not repeat")
     _validate_strategy(request.strategy, known_indicators)
     _validate_nn_inputs(request.strategy, request.timeframes)
-    _validate_data(request.data)
+    _validate_data(request.data, request.symbols)
     _validate_placement(request.placement)
 
 
@@ -559,7 +623,20 @@ def check_dates(start: str, end: str, start_path: str, end_path: str) -> None:
         raise SpecError(end_path, f"{shown(end)} is before the start {shown(start)}")
 
 
-def _validate_data(data: DataSpec) -> None:
+def _validate_data(data: DataSpec, symbols: tuple[str, ...]) -> None:
+    if data.source is DataSource.UNSPECIFIED:
+        if data.path and data.dataset:
+            raise SpecError(
+                "data.dataset",
+                "give either data.path (a directory on the trainer) or data.dataset (an "
+                "uploaded dataset), not both",
+            )
+        real = next((s for s in symbols if not is_synthetic_symbol(s)), symbols[0])
+        raise SpecError(
+            "data.source",
+            f"{real} is not a synthetic symbol (those start with {SYNTHETIC_SYMBOL_PREFIX}), and "
+            f"the request names no data source: {NO_SOURCE_HINT}",
+        )
     _integer("data.seed", data.seed, 0, MAX_SEED)
     if data.source is DataSource.SYNTHETIC:
         _integer("data.bars", data.bars, MIN_SYNTHETIC_BARS, MAX_BARS, " synthetic bars")
@@ -567,7 +644,11 @@ def _validate_data(data: DataSpec) -> None:
         _integer("data.bars", data.bars, 0, INT32_MAX)
     if data.source is DataSource.DIRECTORY:
         if not data.path:
-            raise SpecError("data.path", "a directory data source needs a path")
+            raise SpecError(
+                "data.path",
+                "a directory data source needs a path (CLI --data DIR), relative to "
+                "the trainer's data directory",
+            )
         if len(data.path) > MAX_DATA_PATH:
             raise SpecError("data.path", f"at most {MAX_DATA_PATH} characters")
         if not data.path.isprintable():
@@ -578,7 +659,51 @@ def _validate_data(data: DataSpec) -> None:
             )
     elif data.path:
         raise SpecError("data.path", "only a directory data source reads a path")
+    if data.source is DataSource.DATASET:
+        if not data.dataset:
+            raise SpecError(
+                "data.dataset",
+                "a dataset data source needs the name of an uploaded dataset (CLI --dataset "
+                "NAME; trainwire datasets list shows them)",
+            )
+        _check_name("data.dataset", data.dataset, "a dataset name")
+        if data.dataset_sha256 and not _matches(_SHA256_RE, data.dataset_sha256):
+            raise SpecError(
+                "data.dataset_sha256",
+                f"{shown(data.dataset_sha256)} is not a sha256: 64 lowercase hex digits (leave "
+                "it empty: the orchestrator pins the version at submit)",
+            )
+    else:
+        if data.dataset:
+            raise SpecError("data.dataset", "only a dataset data source reads a dataset name")
+        if data.dataset_sha256:
+            raise SpecError("data.dataset_sha256", "only a dataset data source has a version")
+    _validate_timezone(data)
     check_dates(data.start, data.end, "data.start", "data.end")
+
+
+def _validate_timezone(data: DataSpec) -> None:
+    """An IANA name this machine's timezone database knows; only files read naive times."""
+    if not data.timezone:
+        return
+    zone = None
+    if _matches(_TIMEZONE_RE, data.timezone):
+        try:
+            zone = zoneinfo.ZoneInfo(data.timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+            zone = None
+    if zone is None:
+        raise SpecError(
+            "data.timezone",
+            f"{shown(data.timezone)} is not an IANA timezone: use e.g. UTC, Europe/London or "
+            "America/New_York",
+        )
+    if data.source is DataSource.SYNTHETIC and data.timezone.upper() != "UTC":
+        raise SpecError(
+            "data.timezone",
+            "the synthetic market's bars are in UTC; a timezone applies to the naive timestamps "
+            "of files (a directory or dataset source) only",
+        )
 
 
 # ---------------------------------------------------------------------------------------------

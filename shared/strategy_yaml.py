@@ -8,11 +8,24 @@ triangular, trapezoidal (``trapezoid``), gaussian (``[mean, sigma]``).
 
 Training hyperparameters are read from ``training`` and, as older KTRDR files keep them, from
 ``model.training``; ``training`` wins. ``training_data`` supplies symbols, timeframes and the
-``start``/``end`` dates when the request names none. Keys KTRDR uses for things trainwire does
-not do (``decisions``, ``model.features``, ``optimizer``, ...) are accepted and ignored; any
-other unknown key is an error, so a typo never silently falls back to a default. A key given
-twice in one mapping, or one setting given under two of its spellings (``threshold`` and
-``zigzag_threshold``), is an error too: the file never silently means something else.
+``start``/``end`` dates when the request names none. Labels take ``threshold: auto`` (or
+``zigzag_threshold: auto``) to calibrate the threshold on the data (``LabelSpec.auto_threshold``).
+
+Timeframes follow the request. ``training_data.timeframes`` (base first) are the strategy's
+*default* timeframes: a request that names its own replaces them position by position, the
+base with the base, and every ``nn_inputs`` timeframe that names one of the file's timeframes
+moves with it. A file written for ``[1h, 4h]`` with ``trend: [4h]`` trained with
+``--timeframes 1d 1w`` takes ``trend`` on ``1w`` (``ParsedStrategy.for_timeframes``). An input
+on a position the request does not have (the file's second timeframe, a request with one) is
+an error naming both lists; a timeframe the file's list does not name is taken as it is.
+The data source is not part of a strategy: the request names it (a directory, a dataset or the
+synthetic market), and the file's symbols follow the same rule as the request's own.
+
+Keys KTRDR uses for things trainwire does not do (``decisions``, ``model.features``,
+``optimizer``, ...) are accepted and ignored; any other unknown key is an error, so a typo
+never silently falls back to a default. A key given twice in one mapping, or one setting given
+under two of its spellings (``threshold`` and ``zigzag_threshold``), is an error too: the file
+never silently means something else.
 
 Every error is a ``SpecError`` on field ``strategy_yaml`` whose message gives the YAML path (and
 line for syntax errors). Semantic checks (references, shapes, ranges) are ``spec.validate``'s.
@@ -23,7 +36,7 @@ from __future__ import annotations
 import datetime
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import yaml
@@ -98,6 +111,35 @@ class ParsedStrategy:
     start: str = ""
     """``training_data.start`` as ISO-8601 (``DataSpec.start``); empty when the file has none."""
     end: str = ""
+
+    def for_timeframes(self, timeframes: tuple[str, ...]) -> spec.StrategySpec:
+        """The strategy for a request on ``timeframes``: each ``nn_inputs`` timeframe that is
+        the file's i-th timeframe becomes the request's i-th (see the module docstring).
+        Raises ``SpecError`` on ``strategy_yaml`` for an input on a position the request lacks.
+        """
+        own = self.timeframes
+        if not own or not timeframes or tuple(timeframes) == own:
+            return self.strategy
+        inputs = []
+        for i, nn in enumerate(self.strategy.nn_inputs):
+            mapped = []
+            for j, tf in enumerate(nn.timeframes):
+                if tf not in own:
+                    mapped.append(tf)
+                    continue
+                position = own.index(tf)
+                if position >= len(timeframes):
+                    raise spec.SpecError(
+                        FIELD,
+                        f"nn_inputs[{i}].timeframes[{j}]: {tf} is timeframe {position + 1} of the "
+                        f"strategy's [{', '.join(own)}], and the request has "
+                        f"{len(timeframes)} ({', '.join(timeframes)}): give at least "
+                        f"{position + 1} timeframes (they replace the strategy's in order, "
+                        "base first)",
+                    )
+                mapped.append(timeframes[position])
+            inputs.append(spec.NNInputSpec(fuzzy_set=nn.fuzzy_set, timeframes=tuple(mapped)))
+        return replace(self.strategy, nn_inputs=tuple(inputs))
 
 
 class _Loader(yaml.SafeLoader):
@@ -413,11 +455,22 @@ def _labels(doc: Mapping[str, Any]) -> spec.LabelSpec:
         ) from None
     threshold = _pick(doc, path, ("threshold", "zigzag_threshold"), d.threshold)
     lookahead = _pick(doc, path, ("lookahead", "label_lookahead"), d.lookahead)
+    auto = isinstance(threshold, str) and threshold.strip().lower() == "auto"
     return spec.LabelSpec(
         method=method,
-        threshold=_number(threshold, "training.labels.threshold"),
+        threshold=d.threshold if auto else _threshold(threshold),
         lookahead=_integer(lookahead, "training.labels.lookahead"),
+        auto_threshold=auto,
     )
+
+
+def _threshold(value: object) -> float:
+    if isinstance(value, str):
+        raise _YamlError(
+            "training.labels.threshold",
+            f"must be a fraction such as 0.02, or auto, got {spec.shown(value)}",
+        )
+    return _number(value, "training.labels.threshold")
 
 
 def _model(doc: Mapping[str, Any]) -> spec.ModelSpec:

@@ -8,6 +8,7 @@ grpcurl user can send ``{"symbols":["SYNTH"],"timeframes":["1h"]}`` and get a co
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -85,22 +86,25 @@ def state_from_proto(value: ppb.JobState.ValueType) -> JobState:
 
 
 def request_from_proto(msg: spb.TrainRequest) -> spec.TrainingRequest:
-    """Translate and fill defaults. Raises ``SpecError`` for values no default can mend."""
+    """Translate and fill defaults. Raises ``SpecError`` for values no default can mend.
+
+    With ``strategy_yaml``, the request's own fields win and the file fills what the request
+    leaves empty; the file's timeframes are defaults the request's replace position by position
+    (``ParsedStrategy.for_timeframes``). The data source is decided once the symbols are known
+    (``data_from_proto``)."""
     symbols, timeframes = tuple(msg.symbols), tuple(msg.timeframes)
-    data = data_from_proto(msg.data)
+    start, end = msg.data.start, msg.data.end
     if msg.strategy_yaml:
         if msg.HasField("strategy"):
             raise spec.SpecError("strategy_yaml", "give either strategy or strategy_yaml, not both")
         parsed = parse_strategy_yaml(msg.strategy_yaml)
-        strategy = parsed.strategy
-        # The request's own fields win; the file fills what the request leaves empty.
         symbols = symbols or parsed.symbols
         timeframes = timeframes or parsed.timeframes
-        data = dataclasses.replace(
-            data, start=data.start or parsed.start, end=data.end or parsed.end
-        )
+        strategy = parsed.for_timeframes(timeframes)
+        start, end = start or parsed.start, end or parsed.end
     else:
         strategy = strategy_from_proto(msg.strategy)
+    data = dataclasses.replace(data_from_proto(msg.data, symbols=symbols), start=start, end=end)
     return spec.TrainingRequest(
         request_id=msg.request_id,
         symbols=symbols,
@@ -171,23 +175,39 @@ def _model_from_proto(msg: spb.ModelSpec) -> spec.ModelSpec:
     )
 
 
+def _patience_from_proto(msg: spb.TrainingSpec, default: int) -> int:
+    """Early stopping is on by default: an absent patience takes ``default``. Once the field has
+    presence (``optional``), an explicit 0 turns it off; without presence a 0 cannot be told
+    from absent, so it takes the default too."""
+    if any(f.name == "early_stopping_patience" for f, _ in msg.ListFields()):
+        return msg.early_stopping_patience
+    return default
+
+
 def _training_from_proto(msg: spb.TrainingSpec) -> spec.TrainingSpec:
     d = spec.TrainingSpec()
     return spec.TrainingSpec(
         epochs=msg.epochs or d.epochs,
         batch_size=msg.batch_size or d.batch_size,
         learning_rate=msg.learning_rate or d.learning_rate,
-        early_stopping_patience=msg.early_stopping_patience,
+        early_stopping_patience=_patience_from_proto(msg, d.early_stopping_patience),
         validation_split=msg.validation_split or d.validation_split,
         test_split=msg.test_split or d.test_split,
         seed=msg.seed if msg.HasField("seed") else d.seed,
     )
 
 
-def data_from_proto(msg: spb.DataSpec) -> spec.DataSpec:
+def data_from_proto(msg: spb.DataSpec, *, symbols: Sequence[str] = ()) -> spec.DataSpec:
+    """The data spec with defaults; an unspecified source is decided here.
+
+    No source given: ``data.path`` alone means a directory, ``data.dataset`` alone a dataset,
+    and neither the synthetic market only when every symbol is synthetic
+    (``spec.is_synthetic_symbol``). Otherwise the source stays ``UNSPECIFIED``, which
+    ``spec.validate`` refuses with what to add: a real symbol never silently gets generated
+    bars."""
     d = spec.DataSpec()
     source = {
-        spb.DATA_SOURCE_KIND_UNSPECIFIED: spec.DataSource.SYNTHETIC,
+        spb.DATA_SOURCE_KIND_UNSPECIFIED: _unspecified_source(msg, symbols),
         spb.DATA_SOURCE_KIND_SYNTHETIC: spec.DataSource.SYNTHETIC,
         spb.DATA_SOURCE_KIND_DIRECTORY: spec.DataSource.DIRECTORY,
         spb.DATA_SOURCE_KIND_DATASET: spec.DataSource.DATASET,
@@ -207,7 +227,18 @@ def data_from_proto(msg: spb.DataSpec) -> spec.DataSpec:
     )
 
 
+def _unspecified_source(msg: spb.DataSpec, symbols: Sequence[str]) -> spec.DataSource:
+    if msg.path and not msg.dataset:
+        return spec.DataSource.DIRECTORY
+    if msg.dataset and not msg.path:
+        return spec.DataSource.DATASET
+    if symbols and not msg.path and all(spec.is_synthetic_symbol(s) for s in symbols):
+        return spec.DataSource.SYNTHETIC
+    return spec.DataSource.UNSPECIFIED
+
+
 _SOURCE_TO_PB = {
+    spec.DataSource.UNSPECIFIED: spb.DATA_SOURCE_KIND_UNSPECIFIED,
     spec.DataSource.SYNTHETIC: spb.DATA_SOURCE_KIND_SYNTHETIC,
     spec.DataSource.DIRECTORY: spb.DATA_SOURCE_KIND_DIRECTORY,
     spec.DataSource.DATASET: spb.DATA_SOURCE_KIND_DATASET,

@@ -62,7 +62,7 @@ def test_end_to_end_produces_a_loadable_artifact(tmp_path: Path) -> None:
     assert outcome.artifact_path == tmp_path / "model.safetensors"
     assert outcome.artifact_path.stat().st_size == outcome.size_bytes
     assert outcome.device == "cpu" and outcome.samples > 1000
-    assert len(outcome.feature_names) == len(default_strategy().fuzzy_sets) == 9
+    assert len(outcome.feature_names) == len(default_strategy().fuzzy_sets) == 11
     assert set(outcome.feature_importance) == set(outcome.feature_names)
 
     test = outcome.test_metrics
@@ -98,8 +98,8 @@ def test_end_to_end_produces_a_loadable_artifact(tmp_path: Path) -> None:
     assert meta["test_metrics"] == pytest.approx(dict(test))
     assert np.asarray(meta["confusion_matrix"]).sum() == meta["samples"]["test"]
     assert meta["data_range"]["start"] < meta["data_range"]["end"]
-    assert meta["model"]["input_dim"] == 9 and meta["model"]["hidden_layers"] == [64, 32]
-    assert loaded.predict(np.zeros((3, 9))).shape == (3,)
+    assert meta["model"]["input_dim"] == 11 and meta["model"]["hidden_layers"] == [64, 32]
+    assert loaded.predict(np.zeros((3, 11))).shape == (3,)
 
 
 def test_same_request_gives_bit_identical_weights(tmp_path: Path) -> None:
@@ -178,7 +178,7 @@ def test_multi_timeframe_and_multi_symbol(tmp_path: Path) -> None:
         cancel=CancellationToken(),
         device="cpu",
     )
-    assert len(outcome.feature_names) == 18
+    assert len(outcome.feature_names) == 2 * len(default_strategy().fuzzy_sets) == 22
     assert "rsi_14:oversold@4h" in outcome.feature_names
     meta = load_model(outcome.artifact_path).metadata
     assert set(meta["data_range"]["symbols"]) == {"AAA", "BBB"}
