@@ -6,10 +6,12 @@ symbol, timeframe, indicator and fuzzy set (seed 000); the engines know nothing 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
+from shared.jobs import DataProvenance, SeriesProvenance
 from shared.pipeline.features import (
     Dataset,
     ResolvedFeature,
@@ -23,8 +25,9 @@ from shared.pipeline.fuzzy import fuzzify
 from shared.pipeline.indicators import compute_indicator, indicator_label
 from shared.pipeline.job import JobContext
 from shared.pipeline.labels import make_labels
-from shared.pipeline.market import DataError, finest_timeframe, load_bars
-from shared.spec import DEFAULT_LIMITS
+from shared.pipeline.market import DataError, finest_timeframe, load_series, open_folder
+from shared.progress.update import ItemCounter
+from shared.spec import DEFAULT_LIMITS, DataSource, DataSpec
 
 Series = tuple[str, str]
 """(symbol, timeframe)"""
@@ -46,29 +49,120 @@ def load_data(
     *,
     dataset_dir: Path | None = None,
     max_bars: int = DEFAULT_LIMITS.max_bars,
-) -> dict[Series, pd.DataFrame]:
-    """Step 1: bars of every symbol and timeframe, at most ``max_bars`` over all of them."""
-    generation_tf = finest_timeframe(job.request.timeframes)
+) -> tuple[dict[Series, pd.DataFrame], DataProvenance]:
+    """Step 1: bars of every symbol and timeframe, at most ``max_bars`` over all of them, and
+    where they came from.
+
+    Each series is reported as it loads (``Loading EURUSD 1h from EURUSD.csv (5,000 bars,
+    2017-04-19 09:00 … 2018-02-07 15:00)``), what cleaning a file found as one WARNING event
+    per finding with its count (once per file), and the step's closing message names the
+    source, the series and the timezone naive timestamps were read in."""
+    request = job.request
+    data = request.data
+    generation_tf = finest_timeframe(request.timeframes)
     bars: dict[Series, pd.DataFrame] = {}
+    series: list[SeriesProvenance] = []
+    warned: set[str] = set()
+    naive = False
     total = 0
-    with job.step(1):
-        items = job.items("series", len(_positions(job)))
-        for si, ti in _positions(job):
-            items.next(job.context(si, ti, "Loading bars"))
-            key = _key(job, si, ti)
-            frame = load_bars(
-                job.request.data, *key, data_dir, base_timeframe=generation_tf, max_bars=max_bars
+    positions = _positions(job)
+    job.cancel.raise_if_cancelled()
+    job.tracker.start_step(1)
+    folder = None
+    if data.source is not DataSource.SYNTHETIC:
+        folder = open_folder(data, data_dir, dataset_dir, max_bars=max_bars)
+    for done, (si, ti) in enumerate(positions):
+        job.cancel.raise_if_cancelled()
+        key = _key(job, si, ti)
+        loaded = load_series(
+            data, *key, base_timeframe=generation_tf, max_bars=max_bars, folder=folder
+        )
+        frame = loaded.frame
+        total += len(frame)
+        if total > max_bars:
+            raise DataError(
+                *key,
+                f"the job's series hold more than {max_bars:,} bars together, the most a job "
+                "may load (max_bars); narrow data.start/end or use fewer symbols or "
+                "timeframes",
             )
-            total += len(frame)
-            if total > max_bars:
-                raise DataError(
-                    *key,
-                    f"the job's series hold more than {max_bars:,} bars together, the most a job "
-                    "may load (max_bars); narrow data.start/end or use fewer symbols or "
-                    "timeframes",
-                )
-            bars[key] = frame
-    return bars
+        bars[key] = frame
+        record = SeriesProvenance(
+            symbol=key[0],
+            timeframe=key[1],
+            file=loaded.file,
+            start=frame.index[0].timestamp(),
+            end=frame.index[-1].timestamp(),
+            rows=len(frame),
+            resampled_from=loaded.resampled_from,
+        )
+        series.append(record)
+        naive = naive or loaded.naive
+        job.tracker.detail(
+            (done + 1) / len(positions),
+            context=job.context(si, ti, "Loading bars"),
+            items=ItemCounter(name="series", current=done + 1, total=len(positions)),
+            message=f"Loading {describe_series(record)}",
+        )
+        if loaded.file not in warned:
+            warned.add(loaded.file)
+            for issue in loaded.issues:
+                job.tracker.warning(issue.message, counts={issue.kind: issue.count})
+    provenance = DataProvenance(
+        source=data.source.value,
+        location=data_location(data),
+        series=tuple(series),
+        timezone=data.timezone or "UTC",
+    )
+    job.tracker.finish_step(_loaded_message(provenance, naive))
+    return bars, provenance
+
+
+def data_location(data: DataSpec) -> str:
+    """The directory (``data.path``), ``name@sha256[:12]`` of a dataset, or ``seed N``."""
+    if data.source is DataSource.SYNTHETIC:
+        return f"seed {data.seed}"
+    if data.source is DataSource.DATASET:
+        return f"{data.dataset}@{data.dataset_sha256[:12]}" if data.dataset_sha256 else data.dataset
+    return data.path
+
+
+def _stamp(seconds: float) -> str:
+    stamp = pd.Timestamp(seconds, unit="s", tz="UTC")
+    return f"{stamp:%Y-%m-%d}" if stamp == stamp.normalize() else f"{stamp:%Y-%m-%d %H:%M}"
+
+
+def describe_series(record: SeriesProvenance) -> str:
+    """``EURUSD 4h from EURUSD.csv, resampled from 1h (1,291 bars, 2017-04-19 12:00 …
+    2018-02-07 12:00)``; synthetic series are ``generated``."""
+    source = f" from {record.file}" if record.file else " generated"
+    if record.resampled_from:
+        source += f", resampled from {record.resampled_from}"
+    span = f"{_stamp(record.start)} … {_stamp(record.end)}"
+    return f"{record.symbol} {record.timeframe}{source} ({record.rows:,} bars, {span})"
+
+
+_MESSAGE_SERIES = 4
+"""Series the load step's closing message lists by name; the rest are counted."""
+
+
+def _loaded_message(provenance: DataProvenance, naive: bool) -> str:
+    if provenance.source == DataSource.SYNTHETIC.value:
+        where = f"the synthetic market ({provenance.location})"
+    elif provenance.source == DataSource.DATASET.value:
+        where = f"dataset {provenance.location}"
+    else:
+        where = f"directory {provenance.location}"
+    shown = [describe_series(s) for s in provenance.series[:_MESSAGE_SERIES]]
+    rest = len(provenance.series) - len(shown)
+    if rest:
+        shown.append(f"{rest} more series")
+    text = f"Loaded {provenance.rows:,} bars from {where}: {'; '.join(shown)}"
+    if naive:
+        text += f"; timestamps without a zone read as {provenance.timezone}"
+    elif provenance.source != DataSource.SYNTHETIC.value:
+        text += "; timestamps carry their zone"
+    return text
 
 
 def compute_indicators(
@@ -158,8 +252,8 @@ def prepare_dataset(
 
     ``data_dir`` is the trainer's data directory (directory sources); ``dataset_dir`` the local
     copy of the request's uploaded dataset (dataset sources), its files under their names."""
-    bars = load_data(job, data_dir, dataset_dir=dataset_dir, max_bars=max_bars)
+    bars, provenance = load_data(job, data_dir, dataset_dir=dataset_dir, max_bars=max_bars)
     memberships = compute_memberships(job, compute_indicators(job, bars))
     frames = make_symbol_frames(job, bars, build_features(job, memberships))
     with job.step(6):
-        return combine_symbols(frames)
+        return dataclasses.replace(combine_symbols(frames), provenance=provenance)

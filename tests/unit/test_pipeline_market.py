@@ -10,7 +10,9 @@ import pytest
 
 from shared.pipeline.market import (
     DataError,
+    DataIssue,
     load_bars,
+    load_series,
     resample_bars,
     synthetic_bars,
     timeframe_delta,
@@ -110,20 +112,69 @@ def test_no_data_dir(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("mutate", "problem"),
     [
-        (lambda f: f.assign(close=f["close"].where(f.index != f.index[5])), "missing"),
-        (lambda f: f.iloc[[0, 2, 1, 3]], "not sorted"),
-        (lambda f: pd.concat([f.iloc[:3], f.iloc[[2]]]), "duplicate"),
-        (lambda f: f.assign(low=-1.0), "non-positive"),
+        (lambda f: f.assign(low=-1.0), "non-positive price"),
+        (lambda f: f.assign(volume=-5.0), "negative volume"),
         (lambda f: f.drop(columns=["volume"]), "missing column"),
     ],
 )
-def test_bad_csv_is_a_data_error(tmp_path: Path, mutate: object, problem: str) -> None:
+def test_what_cannot_be_trained_is_a_data_error(
+    tmp_path: Path, mutate: object, problem: str
+) -> None:
     frame = synthetic_bars("BAD", "1h", 10, 1)
     assert callable(mutate)
     _write_csv(tmp_path / "market", "BAD_1h.csv", mutate(frame))
     with pytest.raises(DataError, match=problem) as info:
         load_bars(_directory(), "BAD", "1h", tmp_path)
     assert info.value.symbol == "BAD" and info.value.timeframe == "1h"
+    assert "BAD_1h.csv" in str(info.value)
+
+
+def _issues(tmp_path: Path, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, DataIssue]]:
+    _write_csv(tmp_path / "market", "MESSY_1h.csv", frame)
+    series = load_series(_directory(), "MESSY", "1h", tmp_path)
+    return series.frame, {issue.kind: issue for issue in series.issues}
+
+
+def test_rows_with_missing_values_are_dropped_and_reported(tmp_path: Path) -> None:
+    frame = synthetic_bars("MESSY", "1h", 10, 1)
+    frame.loc[frame.index[[2, 5]], "close"] = np.nan
+    loaded, issues = _issues(tmp_path, frame)
+    assert len(loaded) == 8 and frame.index[2] not in loaded.index
+    assert issues["nan_rows"].count == 2
+    assert (
+        "dropped" in issues["nan_rows"].message and "2020-01-01 02:00" in issues["nan_rows"].message
+    )
+
+
+def test_unsorted_rows_are_sorted_and_reported(tmp_path: Path) -> None:
+    frame = synthetic_bars("MESSY", "1h", 10, 1)
+    loaded, issues = _issues(tmp_path, frame.iloc[[0, 2, 1, 3, 5, 4, 6, 7, 8, 9]])
+    assert loaded.index.equals(frame.index)
+    np.testing.assert_allclose(loaded.to_numpy(), frame.to_numpy(), rtol=1e-12)
+    assert issues["unsorted_rows"].count == 2
+    assert "sorted" in issues["unsorted_rows"].message
+
+
+def test_duplicate_timestamps_keep_the_last_row_and_are_reported(tmp_path: Path) -> None:
+    frame = synthetic_bars("MESSY", "1h", 10, 1)
+    correction = frame.iloc[[4]].assign(close=frame["close"].iloc[4] * 1.01)
+    loaded, issues = _issues(tmp_path, pd.concat([frame, correction]))
+    assert len(loaded) == 10 and loaded.index.is_unique
+    assert loaded["close"].iloc[4] == pytest.approx(correction["close"].iloc[0])
+    assert issues["duplicate_rows"].count == 1
+    assert "kept the last row" in issues["duplicate_rows"].message
+
+
+def test_gaps_are_reported_but_weekends_are_not_gaps(tmp_path: Path) -> None:
+    hours = pd.date_range("2024-01-01", "2024-01-21 23:00", freq="1h", tz="UTC")  # Mon-Sun
+    weekdays = hours[hours.day_of_week < 5]
+    frame = synthetic_bars("MESSY", "1h", len(weekdays), 1).set_axis(weekdays.rename("timestamp"))
+    _, issues = _issues(tmp_path, frame)
+    assert "gaps" not in issues  # two closed weekends are no gaps
+    holed = frame.drop(frame.index[30:40])  # ten hours missing on a Tuesday
+    _, issues = _issues(tmp_path, holed)
+    assert issues["gaps"].count == 1
+    assert "2024-01-02 05:00 to 2024-01-02 16:00" in issues["gaps"].message
 
 
 def test_too_few_bars(tmp_path: Path) -> None:
