@@ -7,7 +7,7 @@ Layout under ``root`` (``state_dir/datasets``)::
     names/{name}/{manifest}.json     one version of dataset ``name``: its files, with the facts
                                      read from each (symbol, timeframe, rows, first and last bar)
     names/{name}/latest              the newest version's manifest sha256
-    tmp/                             files of uploads in progress (emptied at start)
+    tmp/{upload}/{filename}          files of an upload in progress (emptied at start)
 
 A version is named by the sha256 of its *manifest text*: one line ``{sha256}  {filename}\\n``
 per file, sorted by filename (the format ``sha256sum`` prints and checks), so the same files
@@ -51,7 +51,7 @@ import grpc
 
 from shared import errors
 from shared.datasets import DatasetFile, DatasetInfo
-from shared.pipeline.market import DataError
+from shared.pipeline.market import DataError, read_market_file
 from shared.rpc.v1 import datasets_pb2 as dpb
 from shared.spec import DEFAULT_LIMITS, shown
 
@@ -156,95 +156,27 @@ class FileFacts:
 
 
 def inspect_market_file(
-    path: Path, filename: str, *, max_bars: int = DEFAULT_LIMITS.max_bars
+    path: Path, *, max_bars: int = DEFAULT_LIMITS.max_bars, timezone: str = ""
 ) -> FileFacts:
-    """Read ``path`` (stored under ``filename``) as OHLCV bars with the pipeline's loader:
-    ``DataError`` saying what is wrong, else the symbol, timeframe, rows and first/last bar."""
-    from shared.pipeline import market
-
-    symbol, timeframe = split_filename(filename)
-    read = getattr(market, "read_market_file", None)
-    if read is not None:  # the pipeline's reader of one file (every shape the loader accepts)
-        frame, timeframe = read(path, symbol=symbol, timeframe=timeframe, max_bars=max_bars)
-    else:
-        frame, timeframe = _read_minimal(path, symbol, timeframe, max_bars)
+    """Read ``path`` (named as in the dataset) as OHLCV bars with the loader a job uses:
+    ``DataError`` saying what is wrong, else the symbol, timeframe, rows and first and last bar
+    (after cleaning: rows a job would drop are not counted)."""
+    symbol, timeframe = split_filename(path.name)
+    loaded = read_market_file(
+        path, symbol=symbol, timeframe=timeframe or None, timezone=timezone, max_bars=max_bars
+    )
+    frame = loaded.frame
     if len(frame) < 2:
-        raise DataError(symbol, timeframe, f"{filename} holds {len(frame)} bar(s); at least 2")
-    index = frame.index
+        raise DataError(symbol, loaded.timeframe, f"{path.name} holds {len(frame)} usable bar(s)")
+    for issue in loaded.issues:
+        _LOGGER.info("dataset upload: %s", issue.message)
     return FileFacts(
         symbol=symbol,
-        timeframe=timeframe,
+        timeframe=loaded.timeframe,
         rows=len(frame),
-        start=index[0].timestamp(),
-        end=index[-1].timestamp(),
+        start=frame.index[0].timestamp(),
+        end=frame.index[-1].timestamp(),
     )
-
-
-def _read_minimal(path: Path, symbol: str, timeframe: str, max_bars: int) -> tuple[Any, str]:
-    """CSV or Parquet bars: a timestamp column (or an unnamed first column of timestamps) and
-    open/high/low/close/volume in any case; validated as the loader validates them."""
-    import pandas as pd  # type: ignore[import-untyped, unused-ignore]
-
-    from shared.pipeline import market
-
-    where = timeframe or "?"
-    try:
-        if path.suffix == ".parquet" or path.name.endswith(".parquet"):
-            raw = pd.read_parquet(path)
-        else:
-            raw = pd.read_csv(path, nrows=max_bars + 1)
-    except ImportError as exc:
-        raise DataError(symbol, where, "reading Parquet needs pyarrow; upload CSV") from exc
-    except (OSError, ValueError) as exc:
-        raise DataError(symbol, where, f"not a readable CSV/Parquet file: {exc}") from exc
-    if len(raw) > max_bars:
-        raise DataError(symbol, where, f"more than {max_bars:,} rows, the most a job may load")
-    raw = raw.rename(columns={c: str(c).strip().lower() for c in raw.columns})
-    time_cols = [c for c in ("timestamp", "time", "datetime", "date", "open_time") if c in raw]
-    if not time_cols and len(raw.columns) and str(raw.columns[0]).startswith("unnamed"):
-        time_cols = [raw.columns[0]]
-    if isinstance(raw.index, pd.DatetimeIndex):
-        times = raw.index
-    elif time_cols:
-        column = raw[time_cols[0]]
-        try:
-            if pd.api.types.is_numeric_dtype(column):
-                unit = "ms" if float(column.abs().max()) > 1e11 else "s"
-                times = pd.DatetimeIndex(pd.to_datetime(column, unit=unit, utc=True))
-            else:
-                times = pd.DatetimeIndex(pd.to_datetime(column, utc=True))
-        except (TypeError, ValueError) as exc:
-            raise DataError(symbol, where, f"unreadable timestamps: {exc}") from exc
-    else:
-        raise DataError(symbol, where, "no timestamp column (timestamp, time, datetime, date)")
-    missing = [c for c in market.COLUMNS if c not in raw.columns]
-    if missing:
-        raise DataError(symbol, where, f"missing column(s): {', '.join(missing)}")
-    try:
-        values = raw[list(market.COLUMNS)].to_numpy(dtype="float64")
-    except (TypeError, ValueError) as exc:
-        raise DataError(symbol, where, f"non-numeric OHLCV values: {exc}") from exc
-    index = pd.DatetimeIndex(times)
-    index = index.tz_localize("UTC") if index.tz is None else index.tz_convert("UTC")
-    frame = pd.DataFrame(values, index=index.rename("timestamp"), columns=list(market.COLUMNS))
-    if not timeframe:
-        timeframe = _spacing(frame, symbol)
-    market.validate_bars(frame, symbol, timeframe)
-    return frame, timeframe
-
-
-def _spacing(frame: Any, symbol: str) -> str:
-    """The timeframe of the bars' most common spacing, e.g. ``1d`` for trading days."""
-    if len(frame) < 2:
-        raise DataError(symbol, "?", "too few bars to tell the timeframe")
-    steps = frame.index.to_series().diff().dropna()
-    minutes = int(steps.mode().iloc[0].total_seconds() // 60)
-    if minutes <= 0:
-        raise DataError(symbol, "?", "timestamps are not increasing")
-    for unit, size in (("w", 10080), ("d", 1440), ("h", 60)):
-        if minutes % size == 0:
-            return f"{minutes // size}{unit}"
-    return f"{minutes}m"
 
 
 # -- the store -----------------------------------------------------------------------------------
@@ -345,8 +277,11 @@ class DatasetStore:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def temp_path(self) -> Path:
-        return self._tmp / f"{uuid.uuid4().hex}.part"
+    def upload_dir(self) -> Path:
+        """A new folder in ``tmp/`` for one upload's files, under their dataset filenames."""
+        folder = self._tmp / uuid.uuid4().hex
+        folder.mkdir(mode=0o700)
+        return folder
 
     def commit(self, name: str, files: list[StagedFile]) -> DatasetInfo:
         """Move the staged files into ``blobs/`` and make them version of ``name`` its newest."""
@@ -640,6 +575,7 @@ async def receive_dataset(
     name = check_dataset_name(first.header.name, "header.name")
     staged: list[StagedFile] = []
     incoming: list[_Incoming] = []  # every file opened, for the clean-up
+    folder = await asyncio.to_thread(store.upload_dir)
     try:
         current: _Incoming | None = None
         total = 0
@@ -655,7 +591,7 @@ async def receive_dataset(
                 header = chunk.file
                 _check_file_header(store, header, {f.name for f in incoming}, total)
                 total += header.size_bytes
-                current = await asyncio.to_thread(_Incoming, header, store.temp_path())
+                current = await asyncio.to_thread(_Incoming, header, folder / header.filename)
                 incoming.append(current)
             elif kind == "data":
                 if current is None:
@@ -674,16 +610,17 @@ async def receive_dataset(
         _check_series(staged)
         return await asyncio.to_thread(store.commit, name, staged)
     finally:
-        await _to_the_end(_discard, incoming)
+        await _to_the_end(_discard, incoming, folder)
 
 
 def _inspect(store: DatasetStore, staged: StagedFile) -> StagedFile:
     try:
-        facts = inspect_market_file(staged.path, staged.filename, max_bars=store.max_bars)
+        facts = inspect_market_file(staged.path, max_bars=store.max_bars)
     except (DataError, ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
         # Bytes from a client: whatever the readers make of them, it is the file's problem.
+        problem = str(exc) if staged.filename in str(exc) else f"{staged.filename}: {exc}"
         raise errors.InvalidArgumentError(
-            f"{staged.filename} is not usable OHLCV data: {exc}; nothing was stored",
+            f"not usable OHLCV data: {problem}; nothing was stored",
             field="data",
             reason="NOT_OHLCV",
         ) from None
@@ -704,8 +641,8 @@ def _check_series(files: list[StagedFile]) -> None:
         seen[key] = staged.filename
 
 
-def _discard(incoming: list[_Incoming]) -> None:
+def _discard(incoming: list[_Incoming], folder: Path) -> None:
     """Close every file of the upload and delete what the commit did not take."""
     for item in incoming:
         item.close()
-        item.path.unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)

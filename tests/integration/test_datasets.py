@@ -392,10 +392,10 @@ async def test_two_files_of_one_series_are_invalid_argument(orch: Orchestrator) 
 @pytest.mark.parametrize(
     ("content", "problem"),
     [
-        (b"just,some\nwords,here\n", "timestamp"),
+        (b"just,some\nwords,here\n", "missing column"),
         (b"date,open,high,low,close\n2024-01-01,1,2,0.5,1.5\n2024-01-02,1,2,0.5,1.5\n", "volume"),
         (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" * 10, "OHLCV"),
-        (GOOG.replace(b"2004-08-20", b"2004-08-19"), "duplicate"),
+        (GOOG.replace(b"2004-08-20,101.01", b"2004-08-20,-101.01"), "non-positive"),
     ],
 )
 async def test_a_file_that_is_not_ohlcv_is_invalid_argument_on_data(
