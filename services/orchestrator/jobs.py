@@ -64,6 +64,8 @@ class JobBook:
         self._store: JobStore = store if store is not None else MemoryJobStore()
         self._jobs: dict[str, JobRecord] = {}
         self._by_request_id: dict[str, str] = {}
+        self.closing = False
+        """Set by ``close``: the orchestrator is stopping and serves no watch."""
         self.events_appended = 0
         """Events appended since start (the events/s metric)."""
         self.on_cancelled: Callable[[float], None] | None = None
@@ -224,6 +226,22 @@ class JobBook:
         changed, record.changed = record.changed, asyncio.Event()
         changed.set()
 
+    def close(self) -> None:
+        """End every watch now, and refuse new ones: a stopping orchestrator holds no stream
+        open (a watcher is not work to drain; its job goes on, and it resumes after the last
+        seq it got once the orchestrator is back)."""
+        self.closing = True
+        for record in self._jobs.values():
+            changed, record.changed = record.changed, asyncio.Event()
+            changed.set()
+
+    def _closed(self, job_id: str, after_seq: int) -> errors.UnavailableError:
+        return errors.UnavailableError(
+            f"the orchestrator is shutting down; job {job_id} keeps its events: watch it again "
+            f"with after_seq {after_seq} once the orchestrator is back",
+            reason="SHUTTING_DOWN",
+        )
+
     async def watch(self, job_id: str, after_seq: int) -> AsyncIterator[JobEvent]:
         record = self.get(job_id)
         if after_seq < 0:
@@ -242,4 +260,6 @@ class JobBook:
                 yield event
             if record.state.terminal:
                 return
+            if self.closing:
+                raise self._closed(job_id, index)
             await changed.wait()

@@ -64,9 +64,14 @@ class OrchestratorServer:
         task.add_done_callback(self.cleanups.discard)
 
     async def stop(self, grace_s: float = 5.0) -> None:
-        """Stop serving. Running jobs stay RUNNING in the store: a restart re-attaches to them."""
+        """Stop serving. Running jobs stay RUNNING in the store: a restart re-attaches to them.
+
+        Watch streams (Train, WatchJob) end at once with UNAVAILABLE saying where to resume:
+        they never end on their own, so waiting for them would only hold the exit for the whole
+        grace. Calls that do work (uploads, downloads, unary calls) get ``grace_s`` to finish."""
         await plumbing.set_serving(self.health, SERVICES, serving=False)
         await self.dispatcher.stop()
+        self.book.close()
         await self.server.stop(grace_s)
         if self.cleanups:
             await asyncio.gather(*self.cleanups, return_exceptions=True)

@@ -104,6 +104,11 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         return message
 
     async def _submit(self, request: spb.TrainRequest) -> JobRecord:
+        if self._book.closing:
+            raise errors.UnavailableError(
+                "the orchestrator is shutting down; submit the job again once it is back",
+                reason="SHUTTING_DOWN",
+            )
         train_request = serde.request_from_proto(request)
         try:
             self._validate(train_request)
