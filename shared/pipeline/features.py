@@ -26,7 +26,7 @@ import numpy.typing as npt
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 from shared.jobs import DataProvenance
-from shared.pipeline.labels import NO_LABEL
+from shared.pipeline.labels import NO_LABEL, LabelReport
 from shared.pipeline.market import DataError, timeframe_delta
 from shared.spec import FuzzySetSpec, StrategySpec
 
@@ -127,6 +127,9 @@ class Dataset:
     segments: tuple[Segment, ...]
     provenance: DataProvenance | None = None
     """Where the bars came from (set by the load step)."""
+    labelling: LabelReport | None = None
+    """How the labels were made: the threshold used, calibrated or not (set by the labels
+    step)."""
 
     @property
     def samples(self) -> int:

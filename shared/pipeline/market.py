@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import logging
 import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -623,7 +624,10 @@ def _parse_times(
 def _parse_text(text: pd.Series) -> pd.DatetimeIndex:
     """One format inferred from the first row (fast); if that leaves rows unread, each row
     parsed on its own (``format="mixed"``), whichever reads more."""
-    index = pd.DatetimeIndex(pd.to_datetime(text, errors="coerce"))
+    with warnings.catch_warnings():
+        # "Could not infer format": expected for text that is not dates; counted, not warned.
+        warnings.simplefilter("ignore", UserWarning)
+        index = pd.DatetimeIndex(pd.to_datetime(text, errors="coerce"))
     blank = int(text.isna().sum())
     if int(index.isna().sum()) > blank:
         mixed = pd.DatetimeIndex(pd.to_datetime(text, errors="coerce", format="mixed"))

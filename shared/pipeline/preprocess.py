@@ -1,7 +1,9 @@
 """Steps 1-6 of a run: from market data to one labelled feature matrix.
 
-Progress is reported here, around the pure engines (loader, indicators, fuzzy sets, labels), per
-symbol, timeframe, indicator and fuzzy set (seed 000); the engines know nothing of it.
+Progress is reported here, around the pure engines (loader, indicators, fuzzy sets), per
+symbol, timeframe, indicator and fuzzy set; the engines know nothing of it. The load step also
+names where every series came from (``DataProvenance``) and turns what cleaning a file found
+into WARNING events; step 5, the labels, is ``shared.pipeline.labelling``'s.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from shared.jobs import DataProvenance, SeriesProvenance
 from shared.pipeline.features import (
     Dataset,
     ResolvedFeature,
-    SymbolFrame,
     combine_symbols,
     indicator_input,
     resolve_features,
@@ -24,7 +25,7 @@ from shared.pipeline.features import (
 from shared.pipeline.fuzzy import fuzzify
 from shared.pipeline.indicators import compute_indicator, indicator_label
 from shared.pipeline.job import JobContext
-from shared.pipeline.labels import make_labels
+from shared.pipeline.labelling import label_symbols
 from shared.pipeline.market import DataError, finest_timeframe, load_series, open_folder
 from shared.progress.update import ItemCounter
 from shared.spec import DEFAULT_LIMITS, DataSource, DataSpec
@@ -225,22 +226,6 @@ def build_features(
     return out
 
 
-def make_symbol_frames(
-    job: JobContext, bars: dict[Series, pd.DataFrame], features: dict[str, pd.DataFrame]
-) -> list[SymbolFrame]:
-    """Step 5: labels on the base timeframe's closes."""
-    base_tf = job.request.timeframes[0]
-    frames: list[SymbolFrame] = []
-    with job.step(5):
-        items = job.items("symbols", len(job.request.symbols))
-        for si, symbol in enumerate(job.request.symbols):
-            items.next(job.context(si, 0, "Labelling"))
-            close = bars[(symbol, base_tf)]["close"].to_numpy()
-            labels = make_labels(job.request.strategy.labels, close)
-            frames.append(SymbolFrame(symbol, features[symbol], labels))
-    return frames
-
-
 def prepare_dataset(
     job: JobContext,
     data_dir: Path | None,
@@ -254,6 +239,7 @@ def prepare_dataset(
     copy of the request's uploaded dataset (dataset sources), its files under their names."""
     bars, provenance = load_data(job, data_dir, dataset_dir=dataset_dir, max_bars=max_bars)
     memberships = compute_memberships(job, compute_indicators(job, bars))
-    frames = make_symbol_frames(job, bars, build_features(job, memberships))
+    labelled = label_symbols(job, bars, build_features(job, memberships))
     with job.step(6):
-        return dataclasses.replace(combine_symbols(frames), provenance=provenance)
+        dataset = combine_symbols(labelled.frames)
+    return dataclasses.replace(dataset, provenance=provenance, labelling=labelled.report)

@@ -1,11 +1,15 @@
-"""Timeframe alignment without look-ahead, combining symbols, purged splits, the scaler."""
+"""Timeframe alignment without look-ahead, combining symbols, purged splits, the scaler, and a
+default strategy whose features vary on any instrument."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
+from shared.cancellation import CancellationToken
 from shared.pipeline.features import (
     Dataset,
     Scaler,
@@ -18,9 +22,18 @@ from shared.pipeline.features import (
     split_rows,
     symbol_features,
 )
+from shared.pipeline.job import JobContext
 from shared.pipeline.labels import NO_LABEL
 from shared.pipeline.market import DataError
-from shared.spec import FuzzySetSpec
+from shared.pipeline.preprocess import (
+    build_features,
+    compute_indicators,
+    compute_memberships,
+    load_data,
+)
+from shared.progress.tracker import ProgressTracker
+from shared.spec import DataSource, DataSpec, FuzzySetSpec, TrainingRequest, default_strategy
+from tests.support.market_files import market_dir
 
 
 def _hourly(n: int) -> pd.DatetimeIndex:
@@ -136,3 +149,34 @@ def test_constant_feature_gets_unit_std() -> None:
     scaler = Scaler.fit(np.array([[1.0, 5.0], [3.0, 5.0]]))
     assert scaler.std.tolist() == [1.0, 1.0]
     assert scaler.transform([[2.0, 5.0]]).tolist() == [[0.0, 0.0]]
+
+
+# --- the default strategy is scale-free ---------------------------------------------------------
+
+MIN_FEATURE_STD = 0.005
+"""Memberships lie in [0, 1]; a feature varying less than this is as good as constant."""
+
+
+@pytest.mark.parametrize(
+    ("symbol", "timeframe", "file"),
+    [("GOOG", "1d", "GOOG.csv"), ("EURUSD", "1h", "EURUSD.csv"), ("SYNTH", "1h", "")],
+)
+def test_every_default_feature_varies_on_daily_stocks_hourly_fx_and_the_synthetic_market(
+    tmp_path: Path, symbol: str, timeframe: str, file: str
+) -> None:
+    data = DataSpec(bars=3000, seed=7)
+    if file:
+        market_dir(tmp_path, {file: file})
+        data = DataSpec(source=DataSource.DIRECTORY, path="market")
+    request = TrainingRequest(
+        symbols=(symbol,), timeframes=(timeframe,), strategy=default_strategy(), data=data
+    )
+    job = JobContext(request, ProgressTracker(lambda u: None), CancellationToken())
+    bars, _ = load_data(job, tmp_path)
+    features = build_features(job, compute_memberships(job, compute_indicators(job, bars)))
+    frame = features[symbol].dropna()
+    assert len(frame) > 1000
+    stds = frame.std()
+    flat = {name: round(float(std), 5) for name, std in stds.items() if std <= MIN_FEATURE_STD}
+    assert not flat, f"constant features on {symbol} {timeframe}: {flat}"
+    assert len(stds) == len(default_strategy().fuzzy_sets)
