@@ -10,7 +10,7 @@ from shared.pipeline import validate_request
 from shared.pipeline.features import resolve_features
 from shared.rpc import serde
 from shared.rpc.v1 import strategy_pb2 as spb
-from shared.spec import DataSpec, LabelMethod, SpecError, TrainingRequest
+from shared.spec import DataSpec, LabelMethod, LabelSpec, SpecError, TrainingRequest
 from shared.strategy_yaml import parse_strategy_yaml
 
 STRATEGIES = sorted((Path(__file__).resolve().parents[2] / "strategies").glob("*.yaml"))
@@ -390,3 +390,69 @@ def test_a_huge_key_or_value_is_cut_in_the_message(extra: str) -> None:
     message = _yaml_error(BASE + extra)
     assert len(message) <= 1000
     assert "…" in message
+
+
+# --- timeframes follow the request --------------------------------------------------------------
+
+
+def _trained_on(text: str, *timeframes: str) -> TrainingRequest:
+    message = spb.TrainRequest(symbols=["SYNTH"], timeframes=list(timeframes), strategy_yaml=text)
+    return serde.request_from_proto(message)
+
+
+def test_the_request_timeframes_replace_the_files_in_order() -> None:
+    # FULL is written for [1h, 4h] (base 1h) with `trend` on 4h only.
+    request = _trained_on(FULL, "1d", "1w")
+    validate_request(request)
+    assert [(n.fuzzy_set, n.timeframes) for n in request.strategy.nn_inputs] == [
+        ("trend", ("1w",)),
+        ("rsi_fast", ()),
+    ]
+    names = [f.column for f in resolve_features(request.strategy, request.timeframes)]
+    assert names[0] == "trend:up@1w" and "rsi_fast:oversold@1d" in names
+    # The file's own timeframes, or none given: the file as written.
+    assert _trained_on(FULL).strategy.nn_inputs[0].timeframes == ("4h",)
+    assert _trained_on(FULL, "1h", "4h").strategy == parse_strategy_yaml(FULL).strategy
+
+
+def test_the_shipped_multi_timeframe_strategy_trains_on_days_and_weeks() -> None:
+    path = next(p for p in STRATEGIES if p.stem == "trend_momentum_mtf")
+    request = _trained_on(path.read_text(), "1d", "1w")
+    validate_request(request)
+    tfs = {tf for n in request.strategy.nn_inputs for tf in n.timeframes}
+    assert tfs == {"1d", "1w"}
+
+
+def test_an_input_on_a_timeframe_the_request_lacks_says_so() -> None:
+    with pytest.raises(SpecError) as info:
+        _trained_on(FULL, "1d")
+    assert info.value.field == "strategy_yaml"
+    assert "nn_inputs[0].timeframes[0]: 4h is timeframe 2" in info.value.message
+    assert "[1h, 4h]" in info.value.message and "give at least 2 timeframes" in info.value.message
+
+
+def test_a_timeframe_the_file_does_not_list_is_taken_as_it_is() -> None:
+    text = FULL.replace(
+        "{fuzzy_set: trend, timeframes: [4h]}", "{fuzzy_set: trend, timeframes: [1d]}"
+    )
+    request = _trained_on(text, "1h", "1d")
+    assert request.strategy.nn_inputs[0].timeframes == ("1d",)
+    validate_request(request)
+    with pytest.raises(SpecError) as info:
+        validate_request(_trained_on(text, "1h", "4h"))
+    assert info.value.field == "strategy.nn_inputs[0].timeframes[0]"
+
+
+def test_threshold_auto_calibrates() -> None:
+    text = BASE + "training:\n  labels: {source: zigzag, zigzag_threshold: auto}\n"
+    labels = parse_strategy_yaml(text).strategy.labels
+    assert labels.auto_threshold and labels.threshold == LabelSpec().threshold
+    assert not parse_strategy_yaml(BASE).strategy.labels.auto_threshold
+    message = _yaml_error(BASE + "training:\n  labels: {threshold: big}\n")
+    assert message.startswith("training.labels.threshold") and "or auto" in message
+
+
+def test_default_early_stopping_is_on() -> None:
+    assert parse_strategy_yaml(BASE).strategy.training.early_stopping_patience == 5
+    off = BASE + "training:\n  early_stopping: {enabled: false}\n"
+    assert parse_strategy_yaml(off).strategy.training.early_stopping_patience == 0
