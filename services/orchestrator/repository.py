@@ -69,8 +69,7 @@ class ModelRepository:
         for model in self._scan():
             if model.ref.job_id:
                 self._by_job[model.ref.job_id] = model.ref.name
-        self._aliases = self.root / ALIASES
-        self._aliases.mkdir(exist_ok=True)
+        self._aliases = self.root / ALIASES  # made by the first identical retrain
         for alias in self._aliases.glob("*.json"):
             try:
                 document = json.loads(alias.read_text())
@@ -153,6 +152,7 @@ class ModelRepository:
 
     def _alias(self, job_id: str, name: str) -> None:
         """Record (durably) that ``job_id`` produced the stored model ``name``."""
+        self._aliases.mkdir(exist_ok=True)
         path = self._aliases / f"{job_id}.json"
         tmp = self._aliases / f".{job_id}-{uuid.uuid4().hex}.tmp"
         try:
