@@ -1166,7 +1166,11 @@ HARDENING = [
     bad(
         "bars-50M-x-64-symbols",
         "Submit",
-        train(symbols=[f"S{i}" for i in range(64)], timeframes=["1m"], data={"bars": 50_000_000}),
+        train(
+            symbols=[f"S{i}" for i in range(64)],
+            timeframes=["1m"],
+            data={"source": "DATA_SOURCE_KIND_SYNTHETIC", "bars": 50_000_000},
+        ),
         INVALID,
         "data.bars",
         "more than the limit of 20,000,000 bars",
