@@ -367,8 +367,39 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--symbols", nargs="+", default=[], help="default: the strategy file's")
         p.add_argument("--timeframes", nargs="+", default=[], help="default: the strategy file's")
         p.add_argument("--epochs", type=int, default=0)
-        p.add_argument("--seed", type=int, default=None)
-        p.add_argument("--bars", type=int, default=0, help="synthetic bars per symbol")
+        p.add_argument(
+            "--seed",
+            type=int,
+            default=None,
+            help="training seed (weights, shuffling); on synthetic data also the market's",
+        )
+        g = p.add_argument_group(
+            "data (SYNTH symbols train on the synthetic market without these; any other symbol "
+            "needs --data, --dataset or --synthetic)"
+        )
+        source = g.add_mutually_exclusive_group()
+        source.add_argument(
+            "--data",
+            metavar="DIR",
+            help="{SYMBOL}_{tf}.csv|parquet or {SYMBOL}.csv|parquet files in DIR, relative to "
+            "the trainer's --data-dir ('.' = the data dir itself)",
+        )
+        source.add_argument(
+            "--dataset", metavar="NAME", help="a dataset uploaded with `trainwire datasets upload`"
+        )
+        source.add_argument(
+            "--synthetic",
+            action="store_true",
+            help="the built-in synthetic market, for any symbol (--bars, --seed apply)",
+        )
+        g.add_argument("--bars", type=int, default=0, help="synthetic bars per symbol")
+        g.add_argument("--start", default="", help="first bar to use: ISO-8601 date or time")
+        g.add_argument("--end", default="", help="last bar to use (a date covers its whole day)")
+        g.add_argument(
+            "--timezone",
+            default="",
+            help="IANA zone naive timestamps in the files are in (default UTC)",
+        )
         p.add_argument("--strategy", help="a KTRDR v3 strategy YAML file")
         p.add_argument("--require-gpu", action="store_true")
         p.add_argument("--node", default="", help="run on this node")
@@ -401,6 +432,38 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("name", help="strategy/SYMBOLS_TFS[_vN]; without _vN: the latest")
         if verb == "download":
             q.add_argument("--dest", default="models", help="directory to save under")
+
+    p = sub.add_parser("datasets", help="market data uploaded to the orchestrator")
+    datasets = p.add_subparsers(dest="datasets_command", required=True)
+    q = datasets.add_parser("upload", help="upload CSV/Parquet files as a named dataset")
+    _add_client_options(q, "datasets_upload")
+    q.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="{SYMBOL}_{tf}.csv|parquet or {SYMBOL}.csv|parquet (timeframe from the bar spacing)",
+    )
+    q.add_argument("--name", default="", help="the dataset's name (default: the first file's stem)")
+    q = datasets.add_parser("list", help="list datasets (latest versions)")
+    _add_client_options(q, "datasets_list")
+    for verb, help_text in (
+        ("show", "a dataset's files: symbols, timeframes, rows, range, sha256"),
+        ("delete", "delete every version of a dataset"),
+    ):
+        q = datasets.add_parser(verb, help=help_text)
+        _add_client_options(q, f"datasets_{verb}")
+        q.add_argument("name", help="the dataset's name (show: also NAME@SHA256)")
+
+    p = client("predict", "download a model and print its signal for every bar of a file")
+    p.add_argument("name", help="strategy/SYMBOLS_TFS[_vN]; without _vN: the latest")
+    p.add_argument("--data", required=True, metavar="FILE", help="an OHLCV CSV or Parquet file")
+    p.add_argument("--timezone", default="", help="IANA zone of the file's naive timestamps")
+    p.add_argument("--csv", action="store_true", help="CSV on stdout (the default)")
+    p.add_argument(
+        "--cache-dir",
+        default=_env("CACHE_DIR", ""),
+        help="keep downloaded models here (default: a temporary directory, removed after)",
+    )
 
     p = sub.add_parser("health", help="check a server's grpc.health.v1 status")
     p.add_argument("address", help="HOST:PORT")

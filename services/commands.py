@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
@@ -17,8 +18,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from services import report
 from shared import errors
-from shared.client import Client
+from shared.client import Client, data
+from shared.client.download import METADATA_FILE
+from shared.datasets import DatasetInfo
 from shared.jobs import JobEvent, JobState
 from shared.rpc.plumbing import Security
 
@@ -57,15 +61,37 @@ def run(args: argparse.Namespace, security: Security, command: Command) -> int:
 def _request_options(args: argparse.Namespace) -> dict[str, Any]:
     if not args.strategy and (not args.symbols or not args.timeframes):
         raise ValueError("--symbols and --timeframes are required without --strategy")
-    return {
+    options: dict[str, Any] = {
         "epochs": args.epochs or None,
         "seed": args.seed,
-        "bars": args.bars or None,
         "strategy_file": args.strategy,
         "require_gpu": args.require_gpu,
         "node": args.node,
         "request_id": args.request_id,
     }
+    window = {"start": args.start, "end": args.end}
+    if args.data is not None or args.dataset:
+        if args.bars:
+            raise ValueError("--bars sets the synthetic market's length; it needs --synthetic")
+        window["timezone"] = args.timezone
+        if args.data is not None:
+            options["data"] = data.directory(args.data, **window)
+        else:
+            options["data"] = data.dataset(args.dataset, **window)
+        return options
+    if args.timezone:
+        raise ValueError("--timezone is for the naive timestamps of --data or --dataset files")
+    if args.synthetic:
+        default = data.synthetic()
+        options["data"] = data.synthetic(
+            bars=args.bars or default.bars,
+            seed=default.seed if args.seed is None else args.seed,
+            **window,
+        )
+        return options
+    # No source named: the server trains SYNTH symbols on the synthetic market and refuses
+    # any other symbol, saying which flag to add.
+    return {**options, **window, "bars": args.bars or None, "market_seed": args.seed}
 
 
 # --- following a job ----------------------------------------------------------------------------
@@ -74,26 +100,57 @@ def _request_options(args: argparse.Namespace) -> dict[str, Any]:
 def _follow(args: argparse.Namespace, client: Client, events: Iterator[JobEvent]) -> int:
     from services.follow import follow
 
-    job_id = ""
+    job_id, seq = "", getattr(args, "after_seq", 0)
 
     def tracked() -> Iterator[JobEvent]:
-        nonlocal job_id
+        nonlocal job_id, seq
         for event in events:
-            job_id = event.job_id
+            job_id, seq = event.job_id, event.seq
             yield event
 
     try:
         last = follow(tracked(), as_json=args.json)
     except KeyboardInterrupt:
         return _interrupted(client, job_id, interactive=not args.json and sys.stdin.isatty())
+    except errors.UnavailableError as exc:
+        if not job_id:
+            raise
+        print(f"\n{exc.code or 'UNAVAILABLE'}: {exc.message}", file=sys.stderr)
+        print(
+            f"the connection dropped; job {job_id} keeps running. Resume where this left off "
+            f"with:\n  {_watch_command(args, job_id, seq)}",
+            file=sys.stderr,
+        )
+        return EXIT_UNREACHABLE
     if last is None:
-        print("the stream ended before the job finished", file=sys.stderr)
+        if job_id:
+            print(
+                f"the stream ended before job {job_id} finished; resume with:\n"
+                f"  {_watch_command(args, job_id, seq)}",
+                file=sys.stderr,
+            )
+        else:
+            print("the stream ended before the job finished", file=sys.stderr)
         return EXIT_RPC
     if not args.json:
         _summary(last)
     return {JobState.SUCCEEDED: EXIT_OK, JobState.CANCELLED: EXIT_CANCELLED}.get(
         last.state, EXIT_FAILED
     )
+
+
+def _watch_command(args: argparse.Namespace, job_id: str, seq: int) -> str:
+    """The ``trainwire watch`` command that resumes after event ``seq``, to the same
+    orchestrator (named when it is not the default one)."""
+    import shlex
+
+    command = ["trainwire", "watch", job_id, "--after-seq", str(seq)]
+    default = os.environ.get("TRAINWIRE_ORCHESTRATOR", "localhost:50051")
+    if args.orchestrator != default:
+        command += ["--orchestrator", args.orchestrator]
+    if args.json:
+        command.append("--json")
+    return shlex.join(command)
 
 
 def _interrupted(client: Client, job_id: str, *, interactive: bool) -> int:
@@ -117,15 +174,9 @@ def _interrupted(client: Client, job_id: str, *, interactive: bool) -> int:
 
 
 def _summary(last: JobEvent) -> None:
-    if last.state is JobState.SUCCEEDED and last.result and last.result.model:
-        model = last.result.model
-        print(
-            f"Model stored: {model.name} (v{model.version}, {model.size_bytes} bytes, "
-            f"sha256 {model.sha256})"
-        )
-        accuracy = last.result.test_metrics.get("accuracy")
-        if accuracy is not None:
-            print(f"Test accuracy: {accuracy:.3f}")
+    if last.state is JobState.SUCCEEDED and last.result:
+        for line in report.result_summary(last.result):
+            print(line)
     elif last.error:
         print(f"Job {last.job_id} {last.state.value}: {last.error.message}", file=sys.stderr)
 
@@ -158,12 +209,12 @@ def cmd_jobs(args: argparse.Namespace, client: Client) -> int:
         for job in jobs:
             print(_json(job))
         return EXIT_OK
-    print(f"{'JOB':<18}{'STATE':<11}{'PROGRESS':>9}  {'NODE':<22}{'CREATED':<21}MESSAGE")
-    for job in jobs:
-        print(
-            f"{job.job_id:<18}{job.state.value:<11}{job.percentage:>8.1f}%  {job.node:<22}"
-            f"{_time(job.created_at):<21}{job.message[:60]}"
-        )
+    rows = [
+        [j.job_id, j.state.value, f"{j.percentage:.1f}%", j.node or "-", _time(j.created_at),
+         j.message[:60]]
+        for j in jobs
+    ]  # fmt: skip
+    _print_table(["JOB", "STATE", "PROGRESS", "NODE", "CREATED", "MESSAGE"], rows)
     return EXIT_OK
 
 
@@ -179,14 +230,7 @@ def cmd_nodes(args: argparse.Namespace, client: Client) -> int:
         for node in nodes:
             print(_json(node))
         return EXIT_OK
-    print(f"{'ADDRESS':<24}{'HEALTH':<13}{'DEVICE':<30}{'SLOTS':<7}{'PROBE':>9}  DETAIL")
-    for n in nodes:
-        device = f"{n.info.device.kind.value} {n.info.device.name}" if n.info else "?"
-        slots = f"{n.slots_used}/{n.info.slots}" if n.info else f"{n.slots_used}/?"
-        print(
-            f"{n.address:<24}{n.health.value:<13}{device[:29]:<30}{slots:<7}"
-            f"{n.latency_ms:>7.1f}ms  {n.detail}"
-        )
+    _print_table(report.NODE_HEADERS, [report.node_row(n) for n in nodes])
     return EXIT_OK
 
 
@@ -196,25 +240,96 @@ def cmd_models_list(args: argparse.Namespace, client: Client) -> int:
         for model in models:
             print(_json(model))
         return EXIT_OK
-    print(f"{'NAME':<48}{'SIZE':>10}  {'CREATED':<21}SHA256")
-    for m in models:
-        print(f"{m.name:<48}{m.size_bytes:>10}  {_time(m.created_at):<21}{m.sha256[:16]}")
+    _print_table(report.MODEL_HEADERS, [report.model_row(m) for m in models])
     return EXIT_OK
 
 
 def cmd_models_show(args: argparse.Namespace, client: Client) -> int:
     info = client.model(args.name)
-    print(_json(info) if args.json else json.dumps(_plain(info), indent=2, sort_keys=True))
+    if args.json:
+        print(json.dumps(_plain(info), indent=2, sort_keys=True))
+    else:
+        print("\n".join(report.model_summary(info)))
     return EXIT_OK
 
 
 def cmd_models_download(args: argparse.Namespace, client: Client) -> int:
-    path = client.download(args.name, Path(args.dest))
-    print(path)
+    weights = client.download(args.name, Path(args.dest))
+    metadata = weights.with_name(METADATA_FILE)
+    if args.json:
+        print(json.dumps({"directory": str(weights.parent), "weights": str(weights),
+                          "metadata": str(metadata)}))  # fmt: skip
+    else:
+        print(f"{weights}\n{metadata}")
     return EXIT_OK
 
 
+# --- datasets -----------------------------------------------------------------------------------
+
+
+def cmd_datasets_upload(args: argparse.Namespace, client: Client) -> int:
+    info = client.upload_dataset(args.files, name=args.name)
+    if args.json:
+        print(_json(info))
+        return EXIT_OK
+    print(f"Dataset stored: {info.name} ({info.sha256[:12]}, {len(info.files)} files, "
+          f"{info.size_bytes:,} bytes)")  # fmt: skip
+    _dataset_files(info)
+    print(f"Train on it: trainwire train --dataset {info.name} --symbols … --timeframes …")
+    return EXIT_OK
+
+
+def cmd_datasets_list(args: argparse.Namespace, client: Client) -> int:
+    datasets = client.list_datasets()
+    if args.json:
+        for info in datasets:
+            print(_json(info))
+        return EXIT_OK
+    rows = [
+        [d.name, d.sha256[:12], str(len(d.files)), f"{d.size_bytes:,}",
+         " ".join(sorted({f"{f.symbol} {f.timeframe}" for f in d.files})), _time(d.created_at)]
+        for d in datasets
+    ]  # fmt: skip
+    _print_table(["NAME", "VERSION", "FILES", "BYTES", "SERIES", "CREATED"], rows)
+    return EXIT_OK
+
+
+def cmd_datasets_show(args: argparse.Namespace, client: Client) -> int:
+    info = client.get_dataset(args.name)
+    if args.json:
+        print(_json(info))
+        return EXIT_OK
+    print(f"{info.name}  version {info.sha256}  created {_time(info.created_at)} UTC")
+    _dataset_files(info)
+    return EXIT_OK
+
+
+def cmd_datasets_delete(args: argparse.Namespace, client: Client) -> int:
+    info = client.delete_dataset(args.name)
+    if args.json:
+        print(_json(info))
+    else:
+        print(f"Dataset deleted: {info.name} (every version)")
+    return EXIT_OK
+
+
+def _dataset_files(info: DatasetInfo) -> None:
+    rows = [
+        [f.filename, f.symbol, f.timeframe, f"{f.rows:,}", report.when(f.start),
+         report.when(f.end), f"{f.size_bytes:,}", f.sha256[:12]]
+        for f in info.files
+    ]  # fmt: skip
+    headers = ["FILE", "SYMBOL", "TF", "ROWS", "FIRST BAR", "LAST BAR", "BYTES", "SHA256"]
+    for line in report.table(headers, rows):
+        print(f"  {line}")
+
+
 # --- output helpers -----------------------------------------------------------------------------
+
+
+def _print_table(headers: list[str], rows: list[list[str]]) -> None:
+    for line in report.table(headers, rows):
+        print(line)
 
 
 def _time(seconds: float) -> str:

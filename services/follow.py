@@ -1,17 +1,35 @@
 """Follow a job's event stream in the terminal: live bars on a TTY, plain lines otherwise,
-or one JSON object per event (``--json``) for scripts."""
+or one JSON object per event (``--json``) for scripts.
+
+Live display, four bars (fitted to the terminal's width, 80 columns included):
+
+- ``Overall``: the job's percentage, its ETA and the latest thing it did;
+- ``Step i/n``: the current step's percentage and name (its ETA while training);
+- ``Epoch``: epochs done of the total and the last epoch's metrics;
+- ``Batch``: the batch of the epoch now running and the time left in that epoch.
+
+ETAs are the trainer's (``eta_seconds``, from its measured time per batch), counted down
+between events; they are never estimated from how fast events arrive, which says nothing about
+the job (a resumed watch replays hours of events in a second). Step changes, finished epochs,
+lifecycle and upload events and warnings are printed above the bars, one line each, cut to the
+terminal's width rather than wrapped.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict
+from datetime import datetime
 from typing import Any, TextIO
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn
 from rich.table import Column
+from rich.text import Text
 
 from shared.jobs import EventKind, JobEvent, JobState
 
@@ -33,27 +51,62 @@ def event_json(event: JobEvent) -> str:
     return json.dumps(convert(raw), sort_keys=True)
 
 
-def _metrics_text(metrics: dict[str, float] | Any) -> str:
-    keys = ("loss", "accuracy", "val_loss", "val_accuracy", "learning_rate")
-    parts = [f"{k}={metrics[k]:.4g}" for k in keys if k in metrics]
-    return " ".join(parts)
+_SHORT = {"accuracy": "acc", "val_loss": "val_loss", "val_accuracy": "val_acc"}
+
+
+def metrics_text(metrics: Mapping[str, float]) -> str:
+    """``loss 0.9811 · acc 0.512 · val_loss 0.9933 · val_acc 0.501`` (what is present)."""
+    parts = []
+    for key, fmt in (("loss", ".4f"), ("accuracy", ".3f"), ("val_loss", ".4f"),
+                     ("val_accuracy", ".3f")):  # fmt: skip
+        if key in metrics:
+            parts.append(f"{_SHORT.get(key, key)} {metrics[key]:{fmt}}")
+    return " · ".join(parts)
+
+
+def epoch_line(event: JobEvent) -> str:
+    """A finished epoch on one short line: ``Epoch 3/10 · loss 0.9811 · acc 0.512 · …``."""
+    text = metrics_text(event.metrics)
+    head = f"Epoch {event.epoch}/{event.total_epochs}"
+    return f"{head} · {text}" if text else head
+
+
+def clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "-:--:--"
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+class EtaColumn(ProgressColumn):
+    """The task's ``eta`` field (seconds, set with ``eta_at``, the monotonic time it was
+    measured), counted down at each redraw; ``-:--:--`` when the task has none."""
+
+    def render(self, task: Task) -> Text:
+        eta = task.fields.get("eta")
+        if eta is None:
+            return Text("", style="progress.remaining")
+        left = max(0.0, eta - (time.monotonic() - task.fields.get("eta_at", time.monotonic())))
+        return Text(clock(left), style="progress.remaining")
 
 
 class LiveRenderer:
-    """Overall, step, epoch and batch bars plus the current message and metrics."""
+    """Overall, step, epoch and batch bars, with one-line notes printed above them."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
-        # Columns share the terminal's width: the bar and the info text shrink on a narrow
-        # terminal instead of collapsing (80 columns is the common worst case).
         self.progress = Progress(
             TextColumn(
                 "{task.description}",
-                table_column=Column(width=26, no_wrap=True, overflow="ellipsis"),
+                table_column=Column(width=10, no_wrap=True, overflow="ellipsis"),
             ),
-            BarColumn(bar_width=None, table_column=Column(ratio=2, min_width=10)),
-            TextColumn("{task.percentage:>5.1f}%", table_column=Column(width=6)),
-            TimeRemainingColumn(),
+            BarColumn(bar_width=None, table_column=Column(ratio=2, min_width=8)),
+            TextColumn(
+                "{task.fields[amount]}",
+                table_column=Column(width=7, justify="right", no_wrap=True),
+            ),
+            EtaColumn(table_column=Column(width=7, no_wrap=True)),
             TextColumn(
                 "{task.fields[info]}",
                 table_column=Column(ratio=3, no_wrap=True, overflow="ellipsis"),
@@ -63,11 +116,14 @@ class LiveRenderer:
             refresh_per_second=8,
             expand=True,
         )
-        self.overall: TaskID = self.progress.add_task("Overall", total=100, info="")
-        self.step: TaskID = self.progress.add_task("Step", total=100, info="")
+        self.overall: TaskID = self._task("Overall")
+        self.step: TaskID = self._task("Step")
         self.epoch: TaskID | None = None
         self.batch: TaskID | None = None
         self._last_step = 0
+
+    def _task(self, name: str) -> TaskID:
+        return self.progress.add_task(name, total=100, amount="", info="", eta=None, eta_at=0.0)
 
     def __enter__(self) -> LiveRenderer:
         self.progress.__enter__()
@@ -76,45 +132,126 @@ class LiveRenderer:
     def __exit__(self, *exc: object) -> None:
         self.progress.__exit__(None, None, None)
 
+    def note(self, text: str, style: str = "") -> None:
+        """One line above the bars: the time, then ``text`` cut (never wrapped) to the width."""
+        line = Text(f"{datetime.now():%H:%M:%S} ", style="log.time")
+        line.append(text, style=style)
+        line.no_wrap, line.overflow = True, "ellipsis"
+        self.console.print(line, crop=True)
+
     def update(self, event: JobEvent) -> None:
         p = self.progress
-        p.update(self.overall, completed=event.percentage, info=event.message[:70])
+        now = time.monotonic()
+        overall: dict[str, Any] = {
+            "completed": event.percentage,
+            "amount": f"{event.percentage:.1f}%",
+            "eta": event.eta_seconds,
+            "eta_at": now,
+        }
+        if event.kind is not EventKind.BATCH:
+            overall["info"] = event.message
+        p.update(self.overall, **overall)
         if event.step_index:
             if event.step_index != self._last_step:
                 self._last_step = event.step_index
-                self.console.log(f"Step {event.step_index}/{event.step_total}: {event.step_name}")
+                self.note(f"Step {event.step_index}/{event.step_total}: {event.step_name}")
+            training = bool(event.total_batches)
             p.update(
                 self.step,
-                description=f"Step {event.step_index}/{event.step_total} {event.step_name}",
+                description=f"Step {event.step_index}/{event.step_total}",
                 completed=event.step_percentage,
+                amount=f"{event.step_percentage:.1f}%",
+                info=event.step_name,
+                eta=event.eta_seconds if training else None,
+                eta_at=now,
             )
         if event.total_epochs:
-            if self.epoch is None:
-                self.epoch = p.add_task("Epoch", total=event.total_epochs, info="")
-            p.update(
-                self.epoch,
-                completed=event.epoch,
-                total=event.total_epochs,
-                description=f"Epoch {event.epoch}/{event.total_epochs}",
-                info=_metrics_text(event.metrics) if event.kind is EventKind.EPOCH else None,
-            )
-        if event.total_batches:
-            if self.batch is None:
-                self.batch = p.add_task("Batch", total=event.total_batches, info="")
-            p.update(
-                self.batch,
-                completed=event.batch,
-                total=event.total_batches,
-                description=f"Batch {event.batch}/{event.total_batches}",
-            )
-        if event.kind is EventKind.EPOCH or event.kind in (EventKind.LIFECYCLE, EventKind.UPLOAD):
-            self.console.log(event.message)
+            self._training(event, now)
+        if event.kind is EventKind.WARNING:
+            self.note(f"warning: {event.message}", style="yellow")
+        elif event.kind is EventKind.EPOCH:
+            self.note(epoch_line(event))
+        elif event.kind in (EventKind.LIFECYCLE, EventKind.UPLOAD):
+            self.note(event.message, style="bold" if event.terminal else "")
+
+    def _training(self, event: JobEvent, now: float) -> None:
+        p = self.progress
+        epochs, batches = event.total_epochs, event.total_batches
+        # Epochs finished so far; a BATCH event is inside epoch ``event.epoch``.
+        done = event.epoch if event.kind is EventKind.EPOCH else max(0, event.epoch - 1)
+        if self.epoch is None:
+            self.epoch = self._task("Epoch")
+        fields: dict[str, Any] = {"completed": done, "total": epochs, "amount": f"{done}/{epochs}"}
+        if event.kind is EventKind.EPOCH:
+            fields["info"] = metrics_text(event.metrics)
+        p.update(self.epoch, **fields)
+        if not batches:
+            return
+        if self.batch is None:
+            self.batch = self._task("Batch")
+        if event.kind is EventKind.EPOCH and event.epoch < epochs:
+            # The epoch is over and the next one has begun: its batch bar starts empty, rather
+            # than staying full until (maybe after several fast epochs) a batch is reported.
+            current, batch = event.epoch + 1, 0
+        else:
+            current, batch = event.epoch, event.batch
+        left_in_training = epochs * batches - ((current - 1) * batches + batch)
+        eta = None
+        if event.eta_seconds is not None and left_in_training > 0:
+            eta = event.eta_seconds * (batches - batch) / left_in_training
+        info: dict[str, Any] = {"info": f"epoch {current}"}
+        if event.kind is EventKind.BATCH and "loss" in event.metrics:
+            info["info"] = f"epoch {current} · loss {event.metrics['loss']:.4f}"
+        p.update(
+            self.batch,
+            completed=batch,
+            total=batches,
+            amount=f"{batch}/{batches}",
+            eta=eta,
+            eta_at=now,
+            **info,
+        )
+
+
+def plain_line(event: JobEvent) -> str | None:
+    """The plain-mode line of an event (None for batches that are not an epoch's last)."""
+    if event.kind is EventKind.WARNING:
+        return f"{event.seq:>6}  warning: {event.message}"
+    if event.kind is EventKind.BATCH and event.batch != event.total_batches:
+        return None
+    return f"{event.seq:>6}  [{event.percentage:5.1f}%] {event.message}"
+
+
+@contextlib.contextmanager
+def quiet_control_echo(stream: TextIO) -> Iterator[None]:
+    """While the bars are drawn, the terminal does not echo ``^C``: the echo would land after
+    the last bar and push the display down a line, so the next redraw (or the final one after
+    Ctrl-C) would draw the Overall bar twice."""
+    try:
+        import termios
+
+        fd = stream.fileno()
+        saved = termios.tcgetattr(fd)
+        quiet = list(saved)
+        quiet[3] &= ~termios.ECHOCTL
+        termios.tcsetattr(fd, termios.TCSANOW, quiet)
+    except Exception:  # not a terminal (or no termios): nothing is echoed to guard against
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            termios.tcsetattr(fd, termios.TCSANOW, saved)
 
 
 def follow(
     events: Iterable[JobEvent], *, as_json: bool, out: TextIO = sys.stdout
 ) -> JobEvent | None:
-    """Render events until the terminal one, and return it (None if the stream ended early)."""
+    """Render events until the terminal one, and return it (None if the stream ended early).
+
+    Plain mode prints the job id first, then one line per event with its seq, so a watcher
+    that loses its connection knows where to resume (``trainwire watch JOB --after-seq N``)."""
     last: JobEvent | None = None
     if as_json:
         for event in events:
@@ -124,12 +261,17 @@ def follow(
     console = Console(file=out, log_path=False)
     if not console.is_terminal:
         for event in events:
-            if event.kind is not EventKind.BATCH or event.batch == event.total_batches:
-                print(f"[{event.percentage:5.1f}%] {event.message}", file=out, flush=True)
+            if last is None:
+                print(f"job {event.job_id}", file=out, flush=True)
+            line = plain_line(event)
+            if line is not None:
+                print(line, file=out, flush=True)
             last = event
         return last if last and last.terminal else None
-    with LiveRenderer(console) as renderer:
+    with quiet_control_echo(sys.stdin), LiveRenderer(console) as renderer:
         for event in events:
+            if last is None:
+                renderer.note(f"job {event.job_id}", style="bold")
             renderer.update(event)
             last = event
     return last if last and last.terminal else None

@@ -7,14 +7,20 @@
             print(f"{event.percentage:5.1f}% {event.message}")
         print(event.result.model.name if event.result else event.error)
 
+Real data: ``tw.train(["EURUSD"], ["1h"], data=data.directory("fx"))`` reads files on the
+trainer (``shared.client.data`` also has ``dataset`` and ``synthetic``);
+``tw.upload_dataset(["EURUSD.csv"], name="eurusd")`` uploads files from this machine.
+
 No grpc or protobuf type reaches the caller: results are ``shared.jobs`` / ``shared.nodes`` /
 ``shared.client.types`` dataclasses and failures are ``shared.errors.TrainwireError``
 subclasses (``.code`` the gRPC status name, ``.field`` the request field to fix).
 """
 
+from shared.client import data
 from shared.client.aio import AsyncClient
 from shared.client.sync import Client
 from shared.client.types import Job, ModelInfo
+from shared.datasets import DatasetFile, DatasetInfo
 from shared.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
@@ -23,20 +29,28 @@ from shared.errors import (
     UnauthenticatedError,
     UnavailableError,
 )
-from shared.jobs import JobEvent, JobState, ModelRef
+from shared.jobs import DataProvenance, JobEvent, JobState, ModelAssessment, ModelRef
+from shared.spec import DataSource, DataSpec
 
 __all__ = [
     "AsyncClient",
     "Client",
+    "DataProvenance",
+    "DataSource",
+    "DataSpec",
+    "DatasetFile",
+    "DatasetInfo",
     "FailedPreconditionError",
     "InvalidArgumentError",
     "Job",
     "JobEvent",
     "JobState",
+    "ModelAssessment",
     "ModelInfo",
     "ModelRef",
     "NotFoundError",
     "TrainwireError",
     "UnauthenticatedError",
     "UnavailableError",
+    "data",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -9,13 +10,17 @@ from typing import Any
 
 import grpc
 
+from shared import errors
+from shared.client import datasets as upload
 from shared.client.convert import build_request, job_from_proto, model_from_proto
 from shared.client.download import Download
 from shared.client.types import Job, ModelInfo
+from shared.datasets import DatasetInfo
 from shared.jobs import JobEvent, JobState, ModelRef
 from shared.nodes import NodeStatus
 from shared.rpc import plumbing, serde
 from shared.rpc.errors import from_rpc_error
+from shared.rpc.v1 import datasets_pb2 as dpb
 from shared.rpc.v1 import orchestrator_pb2 as opb
 from shared.rpc.v1 import orchestrator_pb2_grpc
 
@@ -112,13 +117,56 @@ class AsyncClient:
                     download.begin(serde.model_ref_from_proto(chunk.header))
                 else:
                     download.write(chunk.data)
+            ref = download.verified()
+            described = await self._stub.GetModel(opb.GetModelRequest(name=ref.name))
+            described_ref = serde.model_ref_from_proto(described.ref)
+            return download.commit(described_ref, described.metadata_json)
         except grpc.RpcError as exc:
             download.abandon()
             raise from_rpc_error(exc, self.target) from None
         except BaseException:
             download.abandon()
             raise
-        return download.finish()
+
+    async def upload_dataset(self, paths: Sequence[str | Path], *, name: str = "") -> DatasetInfo:
+        files = await asyncio.to_thread(upload.prepare, paths)
+        stream = upload.UploadStream(name or upload.default_name([f.path for f in files]), files)
+
+        async def chunks() -> AsyncIterator[dpb.DatasetChunk]:
+            # Reading and compressing happen on a worker thread, a chunk at a time.
+            messages = iter(stream)
+            while (chunk := await asyncio.to_thread(next, messages, None)) is not None:
+                yield chunk
+
+        try:
+            reply = await self._stub.UploadDataset(chunks())
+        except grpc.RpcError as exc:
+            if stream.problem:
+                raise ValueError(stream.problem) from None
+            raise from_rpc_error(exc, self.target) from None
+        if stream.problem:
+            raise errors.DataLossError(stream.problem)
+        return serde.dataset_from_proto(reply)
+
+    async def list_datasets(self) -> list[DatasetInfo]:
+        out: list[DatasetInfo] = []
+        token = ""
+        while True:
+            reply = await self._call(
+                self._stub.ListDatasets(dpb.ListDatasetsRequest(page_token=token))
+            )
+            out.extend(serde.dataset_from_proto(d) for d in reply.datasets)
+            token = reply.next_page_token
+            if not token:
+                return out
+
+    async def get_dataset(self, name: str) -> DatasetInfo:
+        reply = await self._call(self._stub.GetDataset(dpb.GetDatasetRequest(name=name)))
+        return serde.dataset_from_proto(reply)
+
+    async def delete_dataset(self, name: str) -> DatasetInfo:
+        reply = await self._call(self._stub.DeleteDataset(dpb.DeleteDatasetRequest(name=name)))
+        return serde.dataset_from_proto(reply)
 
     async def _call(self, call: Any) -> Any:
         try:

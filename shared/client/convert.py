@@ -11,6 +11,7 @@ from shared.rpc import serde
 from shared.rpc.v1 import orchestrator_pb2 as opb
 from shared.rpc.v1 import progress_pb2 as ppb
 from shared.rpc.v1 import strategy_pb2 as spb
+from shared.spec import DataSource, DataSpec
 
 
 def build_request(
@@ -26,9 +27,20 @@ def build_request(
     request_id: str = "",
     require_gpu: bool = False,
     node: str = "",
+    data: DataSpec | None = None,
+    start: str = "",
+    end: str = "",
+    market_seed: int | None = None,
 ) -> spb.TrainRequest:
     """A ``TrainRequest``: the default strategy, or a KTRDR v3 YAML (text or file) whose
-    training section takes ``epochs``/``seed``/``batch_size`` when given."""
+    training section takes ``epochs``/``seed``/``batch_size`` when given.
+
+    ``data`` says where the bars come from (``DataSpec``: a directory on the trainer, an uploaded
+    dataset, or the synthetic market asked for explicitly). Without it the request names no
+    source: the server trains ``SYNTH`` symbols on the synthetic market and refuses any other
+    symbol. ``bars`` is the synthetic market's length, with or without ``data``; ``start``,
+    ``end`` and ``market_seed`` set the range and the synthetic market's seed of a request
+    without ``data`` (with ``data``, they belong in it)."""
     request = spb.TrainRequest(
         request_id=request_id, symbols=list(symbols), timeframes=list(timeframes)
     )
@@ -43,13 +55,56 @@ def build_request(
             request.strategy.training.seed = seed
         if batch_size:
             request.strategy.training.batch_size = batch_size
+    if data is not None:
+        if start or end or market_seed is not None:
+            raise ValueError("give start, end and the market seed inside data=, not beside it")
+        request.data.CopyFrom(data_to_proto(data))
+    else:
+        if start:
+            request.data.start = start
+        if end:
+            request.data.end = end
+        if market_seed is not None:
+            request.data.seed = market_seed
     if bars:
+        if data is not None and data.source is not DataSource.SYNTHETIC:
+            raise ValueError(
+                f"bars sets the synthetic market's length; the data here is {data.source.value}"
+            )
         request.data.bars = bars
     if require_gpu:
         request.placement.require_gpu = True
     if node:
         request.placement.node = node
     return request
+
+
+_SOURCES = {
+    DataSource.SYNTHETIC: spb.DATA_SOURCE_KIND_SYNTHETIC,
+    DataSource.DIRECTORY: spb.DATA_SOURCE_KIND_DIRECTORY,
+    DataSource.DATASET: spb.DATA_SOURCE_KIND_DATASET,
+}
+
+
+def data_to_proto(data: DataSpec) -> spb.DataSpec:
+    """The request's ``data``: only the fields that belong to its source, so nothing a server
+    would ignore is sent (a synthetic seed on directory data, a path on a dataset)."""
+    msg = spb.DataSpec(
+        source=_SOURCES[data.source], start=data.start, end=data.end, timezone=data.timezone
+    )
+    if data.source is DataSource.SYNTHETIC:
+        if data.timezone:
+            raise ValueError("timezone applies to files' naive timestamps, not to synthetic data")
+        msg.seed = data.seed
+        msg.bars = data.bars
+    elif data.source is DataSource.DIRECTORY:
+        msg.path = data.path
+    else:
+        if not data.dataset:
+            raise ValueError("a dataset source needs the dataset's name")
+        msg.dataset = data.dataset
+        msg.dataset_sha256 = data.dataset_sha256
+    return msg
 
 
 def _with_training(text: str, epochs: int | None, seed: int | None, batch: int | None) -> str:

@@ -9,12 +9,16 @@ from typing import Any
 
 import grpc
 
+from shared import errors
+from shared.client import datasets as upload
 from shared.client.convert import build_request, job_from_proto, model_from_proto
 from shared.client.types import Job, ModelInfo
+from shared.datasets import DatasetInfo
 from shared.jobs import JobEvent, JobState, ModelRef
 from shared.nodes import NodeStatus
 from shared.rpc import plumbing, serde
 from shared.rpc.errors import from_rpc_error
+from shared.rpc.v1 import datasets_pb2 as dpb
 from shared.rpc.v1 import orchestrator_pb2 as opb
 from shared.rpc.v1 import orchestrator_pb2_grpc
 
@@ -51,8 +55,10 @@ class Client:
     ) -> Iterator[JobEvent]:
         """Submit and follow: every event of the new job until its terminal one.
 
-        Options: ``epochs``, ``seed``, ``batch_size``, ``bars``, ``strategy_yaml``,
-        ``strategy_file``, ``request_id``, ``require_gpu``, ``node``.
+        Options: ``data`` (a ``shared.spec.DataSpec``, e.g. ``shared.client.data.directory(
+        "fx")``; without it only ``SYNTH`` symbols train, on the synthetic market), ``epochs``,
+        ``seed``, ``batch_size``, ``bars``, ``strategy_yaml``, ``strategy_file``,
+        ``request_id``, ``require_gpu``, ``node``.
         """
         request = build_request(symbols=symbols, timeframes=timeframes, **options)
         return self._events(self._stub.Train(request))
@@ -116,9 +122,11 @@ class Client:
         return model_from_proto(self._call(self._stub.GetModel, opb.GetModelRequest(name=name)))
 
     def download(self, name: str, directory: str | Path) -> Path:
-        """Save the model's ``model.safetensors`` under ``directory/<name>/``; return its path.
+        """Save the model as ``directory/<name>/model.safetensors`` with ``metadata.json``
+        beside it; return the weights' path.
 
-        The bytes go to a temporary file that is renamed once their sha256 matches."""
+        The weights' sha256 is checked and the metadata is that of the same version; both go
+        to temporary files renamed into place only once both are complete."""
         from shared.client.download import Download
 
         download = Download(Path(directory))
@@ -128,13 +136,60 @@ class Client:
                     download.begin(serde.model_ref_from_proto(chunk.header))
                 else:
                     download.write(chunk.data)
+            ref = download.verified()
+            described = self._stub.GetModel(opb.GetModelRequest(name=ref.name))
+            return download.commit(
+                serde.model_ref_from_proto(described.ref), described.metadata_json
+            )
         except grpc.RpcError as exc:
             download.abandon()
             raise from_rpc_error(exc, self.target) from None
         except BaseException:
             download.abandon()
             raise
-        return download.finish()
+
+    # -- datasets ------------------------------------------------------------------------------
+
+    def upload_dataset(self, paths: Sequence[str | Path], *, name: str = "") -> DatasetInfo:
+        """Upload CSV/Parquet files as the dataset ``name`` (default: the first file's stem);
+        uploading a name again stores a new version. Returns what the orchestrator stored.
+
+        The files go gzip-compressed with their sizes and sha256s, which the orchestrator
+        checks, with the files' OHLCV shape, before it keeps anything."""
+        files = upload.prepare(paths)
+        stream = upload.UploadStream(name or upload.default_name([f.path for f in files]), files)
+        try:
+            reply = self._stub.UploadDataset(iter(stream))
+        except grpc.RpcError as exc:
+            if stream.problem:
+                raise ValueError(stream.problem) from None
+            raise from_rpc_error(exc, self.target) from None
+        if stream.problem:  # the server accepted a stream that ended early: never expected
+            raise errors.DataLossError(stream.problem)
+        return serde.dataset_from_proto(reply)
+
+    def list_datasets(self) -> list[DatasetInfo]:
+        """Every dataset's latest version."""
+        out: list[DatasetInfo] = []
+        token = ""
+        while True:
+            reply = self._call(self._stub.ListDatasets, dpb.ListDatasetsRequest(page_token=token))
+            out.extend(serde.dataset_from_proto(d) for d in reply.datasets)
+            token = reply.next_page_token
+            if not token:
+                return out
+
+    def get_dataset(self, name: str) -> DatasetInfo:
+        """A dataset's latest version, or one version as ``name@sha256``."""
+        return serde.dataset_from_proto(
+            self._call(self._stub.GetDataset, dpb.GetDatasetRequest(name=name))
+        )
+
+    def delete_dataset(self, name: str) -> DatasetInfo:
+        """Delete every version of a dataset; returns the latest as it was."""
+        return serde.dataset_from_proto(
+            self._call(self._stub.DeleteDataset, dpb.DeleteDatasetRequest(name=name))
+        )
 
     # -- plumbing ------------------------------------------------------------------------------
 

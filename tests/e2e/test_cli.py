@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ import pytest
 from services.demo import free_port, service, wait_serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+STRATEGIES = Path(__file__).resolve().parents[2] / "strategies"
 
 
 @pytest.fixture(scope="module")
@@ -59,31 +61,52 @@ def test_train_json_then_models_list_show_download(orchestrator: str, tmp_path: 
     assert model["name"] in [json.loads(line)["name"] for line in listed.stdout.splitlines()]
 
     shown = trainwire("models", "show", model["name"], "--orchestrator", orchestrator)
-    assert shown.returncode == 0 and "feature_names" in shown.stdout
+    assert shown.returncode == 0, shown.stderr
+    # A summary for people, a screenful, not the whole metadata as JSON.
+    assert shown.stdout.startswith(model["name"]) and len(shown.stdout.splitlines()) < 30
+    assert "baseline (always" in shown.stdout and "verdict:" in shown.stdout
+    assert "  data  " in shown.stdout
+    as_json = trainwire("models", "show", model["name"], "--orchestrator", orchestrator, "--json")
+    assert json.loads(as_json.stdout)["feature_names"]
 
     got = trainwire(
         "models", "download", model["name"], "--orchestrator", orchestrator,
         "--dest", str(tmp_path),
     )  # fmt: skip
     assert got.returncode == 0, got.stderr
-    path = Path(got.stdout.strip())
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == model["sha256"]
+    weights, metadata = (Path(line) for line in got.stdout.splitlines())
+    assert hashlib.sha256(weights.read_bytes()).hexdigest() == model["sha256"]
+    assert metadata == weights.with_name("metadata.json")
+    assert (
+        json.loads(metadata.read_text())["feature_names"]
+        == json.loads(as_json.stdout)["feature_names"]
+    )
 
     jobs = trainwire("jobs", "--orchestrator", orchestrator)
     assert events[-1]["job_id"] in jobs.stdout and "succeeded" in jobs.stdout
 
 
-def test_submit_watch_cancel_exit_codes(orchestrator: str) -> None:
+def never_stopping(tmp_path: Path) -> Path:
+    """The example strategy with a patience no run reaches: it trains until cancelled."""
+    text = (STRATEGIES / "rsi_mean_reversion.yaml").read_text()
+    text = re.sub(r"early_stopping: \{[^}]*\}", "early_stopping_patience: 100000", text)
+    assert "early_stopping_patience: 100000" in text
+    path = tmp_path / "never_stopping.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_submit_watch_cancel_exit_codes(orchestrator: str, tmp_path: Path) -> None:
     submitted = trainwire(
         "submit", "--orchestrator", orchestrator, "--symbols", "SYNTH", "--timeframes", "1h",
-        "--epochs", "100000", "--bars", "1500",
+        "--epochs", "100000", "--bars", "1500", "--strategy", str(never_stopping(tmp_path)),
     )  # fmt: skip
     assert submitted.returncode == 0, submitted.stderr
     job_id = submitted.stdout.strip()
     cancelled = trainwire("cancel", job_id, "--orchestrator", orchestrator, "--reason", "test")
     assert cancelled.returncode == 0, cancelled.stderr
     watched = trainwire("watch", job_id, "--orchestrator", orchestrator)
-    assert watched.returncode == 3, watched.stderr  # cancelled
+    assert watched.returncode == 3, watched.stdout[-3000:]  # cancelled
     assert "Cancelled" in watched.stdout
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import stat
 from pathlib import Path
 
 import pytest
@@ -40,6 +42,16 @@ async def test_async_client_trains_follows_lists_and_downloads(
         assert info.feature_names and info.metadata["strategy_name"] == "default_fuzzy_mlp"
         path = await tw.download(last.result.model.name, tmp_path / "dl")
         assert hashlib.sha256(path.read_bytes()).hexdigest() == last.result.model.sha256
+        # metadata.json beside the weights, both readable by the services that load them, and
+        # nothing else left in the directory (no temp files).
+        assert path.parent == tmp_path / "dl" / last.result.model.name
+        assert sorted(p.name for p in path.parent.iterdir()) == [
+            "metadata.json",
+            "model.safetensors",
+        ]
+        metadata = json.loads((path.parent / "metadata.json").read_text())
+        assert metadata == info.metadata and metadata["feature_names"] == list(info.feature_names)
+        assert {stat.S_IMODE(p.stat().st_mode) for p in path.parent.iterdir()} == {0o644}
         assert (await tw.nodes())[0].address == cluster.trainer.address
 
 
