@@ -7,7 +7,8 @@ is required (1..``FORMAT_VERSION``); every other key is optional, but a key that
 have the type its readers rely on (``check_metadata``): ``feature_names``, ``classes``,
 ``symbols`` and ``timeframes`` lists of strings; ``train_metrics``, ``test_metrics`` and
 ``feature_importance`` objects of numbers (``null`` where a metric is undefined); ``model``,
-``scaler``, ``strategy``, ``data``, ``device`` and ``versions`` objects; ``strategy_name`` and
+``scaler``, ``strategy``, ``data``, ``device``, ``versions``, ``provenance``, ``assessment``,
+``reproduce`` and ``labels`` objects; ``strategy_name`` and
 ``base_timeframe`` strings.
 """
 
@@ -50,7 +51,18 @@ class ModelSummary:
 
 _STRING_LISTS = ("feature_names", "classes", "symbols", "timeframes")
 _NUMBER_MAPS = ("train_metrics", "test_metrics", "feature_importance")
-_OBJECTS = ("model", "scaler", "strategy", "data", "device", "versions", "provenance", "assessment")
+_OBJECTS = (
+    "model",
+    "scaler",
+    "strategy",
+    "data",
+    "device",
+    "versions",
+    "provenance",
+    "assessment",
+    "reproduce",
+    "labels",
+)
 _STRINGS = ("strategy_name", "base_timeframe")
 
 

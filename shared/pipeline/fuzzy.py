@@ -70,3 +70,19 @@ def fuzzify(spec: FuzzySetSpec, values: npt.ArrayLike) -> FloatArray:
     if shape is None:
         raise ValueError(f"unknown fuzzy shape {spec.shape!r}")
     return shape(values, *spec.params)
+
+
+DEFINITIONS: dict[str, str] = {
+    "triangular": (
+        "params [a, b, c]: the trapezoidal [a, b, b, c] (0 outside [a, c], 1 at b, linear "
+        "between; a = b is a left shoulder, b = c a right one, a = b = c is 1 only at x = b)"
+    ),
+    "trapezoidal": (
+        "params [a, b, c, d]: min(rise, fall), rise = clip((x - a)/(b - a), 0, 1) or 1 when "
+        "a = b (a left shoulder: 1 for every x <= b), fall = clip((d - x)/(d - c), 0, 1) or 1 "
+        "when c = d (a right shoulder); a = b = c = d is 1 only at x = b"
+    ),
+    "gaussian": "params [mean, sigma]: exp(-(x - mean)^2 / (2 sigma^2))",
+    "nan": "a NaN input (indicator warm-up) gives a NaN membership",
+}
+"""Membership formulas in words, for the artifact."""

@@ -500,3 +500,127 @@ def indicator_label(spec: IndicatorSpec, strategy_indicators: tuple[IndicatorSpe
     same_type = sum(1 for other in strategy_indicators if other.type == spec.type)
     name = spec.type.upper()
     return name if same_type == 1 else f"{name} {spec.id}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Definitions in words, for the artifact: what a consumer needs to recompute every output
+# without this code. ``t`` is a bar (oldest first), ``n`` the indicator's period; every output
+# is NaN until its history is complete (the warm-up), never 0.
+
+SMOOTHING_RULES: dict[str, str] = {
+    "SMA(n, x)": "mean of x[t-n+1..t]; first value at the row where n values exist",
+    "EMA(n, x)": (
+        "alpha = 2/(n+1); leading NaNs of x are skipped; the first value, at the first valid "
+        "row + n - 1, is the simple mean of the first n valid values (the seed); then "
+        "e[t] = alpha*x[t] + (1-alpha)*e[t-1]"
+    ),
+    "Wilder(n, x)": "EMA(n, x) with alpha = 1/n, seeded the same way (the mean of the first n)",
+}
+"""The moving averages the definitions below use."""
+
+DEFINITIONS: dict[str, dict[str, str]] = {
+    "sma": {
+        "value": "SMA(period, close)",
+        "distance": "(close - value) / value",
+    },
+    "ema": {
+        "value": "EMA(period, close)",
+        "distance": "(close - value) / value",
+    },
+    "wma": {
+        "value": "sum_{k=1..n} k*close[t-n+k] / (n*(n+1)/2), n = period (newest weight n)",
+        "distance": "(close - value) / value",
+    },
+    "rsi": {
+        "value": (
+            "d[t] = close[t] - close[t-1] (from row 1); G = Wilder(period, max(d, 0)), "
+            "L = Wilder(period, max(-d, 0)); 100 - 100/(1 + G/L); where L = 0: 100 if G > 0 "
+            "else 50; first value at row period"
+        ),
+    },
+    "macd": {
+        "line": "EMA(fast, close) - EMA(slow, close); first value at row slow-1",
+        "signal": "EMA(signal, line), seeded with the mean of the line's first `signal` values",
+        "histogram": "line - signal",
+        "histogram_pct": "histogram / close",
+    },
+    "bollinger": {
+        "middle": "SMA(period, close)",
+        "upper": "middle + std * pstd(close[t-n+1..t]) (population standard deviation, ddof 0)",
+        "lower": "middle - std * pstd(close[t-n+1..t])",
+        "width": "(upper - lower) / middle",
+        "percent_b": "(close - lower) / (upper - lower); 0.5 where upper = lower",
+    },
+    "atr": {
+        "value": (
+            "TR[t] = max(high - low, |high - close[t-1]|, |low - close[t-1]|), "
+            "TR[0] = high[0] - low[0]; Wilder(period, TR); first value at row period-1"
+        ),
+        "relative": "value / close",
+    },
+    "stochastic": {
+        "k": (
+            "HH, LL = highest high, lowest low of the last k_period bars; raw = 100*(close - LL)"
+            "/(HH - LL), 50 where HH = LL; k = raw when smooth_k = 1, else SMA(smooth_k, raw)"
+        ),
+        "d": "SMA(d_period, k)",
+    },
+    "roc": {"value": "100 * (close[t] / close[t-period] - 1)"},
+    "momentum": {"value": "close[t] - close[t-period]"},
+    "williams_r": {
+        "value": (
+            "-100 * (HH - close) / (HH - LL) over the last period bars (HH highest high, LL "
+            "lowest low); -50 where HH = LL"
+        ),
+    },
+    "cci": {
+        "value": (
+            "TP = (high + low + close)/3; m = SMA(period, TP); md[t] = mean |TP[j] - m[t]| over "
+            "the window; (TP - m) / (0.015 * md); 0 where the window's TP is flat"
+        ),
+    },
+    "adx": {
+        "plus_di": (
+            "from row 1: up = high[t] - high[t-1], down = low[t-1] - low[t]; +DM = up where "
+            "up > down and up > 0 else 0; TR as atr's (from row 1); 100 * Wilder(period, +DM) / "
+            "Wilder(period, TR), 0 where Wilder(TR) = 0; first value at row period"
+        ),
+        "minus_di": "the mirror: -DM = down where down > up and down > 0 else 0",
+        "adx": (
+            "DX = 100 * |plus_di - minus_di| / (plus_di + minus_di), 0 where the sum is 0; "
+            "Wilder(period, DX); first value at row 2*period - 1"
+        ),
+    },
+    "obv": {
+        "value": "sum over j <= t of sign(close[j] - close[j-1]) * volume[j]; row 0 counts 0",
+    },
+    "mfi": {
+        "value": (
+            "TP = (high + low + close)/3, flow = TP*volume; over the last period rows (from row "
+            "1): pos = sum of flow where TP rose, neg = sum where it fell; 100*pos/(pos + neg), "
+            "50 where pos + neg = 0; first value at row period"
+        ),
+    },
+    "vwap": {
+        "value": (
+            "TP = (high + low + close)/3; sum(TP*volume)/sum(volume), cumulative from the first "
+            "bar when period = 0, else over the last period bars; where that volume is 0, the "
+            "plain mean of TP over the same bars"
+        ),
+        "distance": "(close - value) / value",
+    },
+}
+"""Canonical indicator type → output → its definition."""
+
+
+def describe_indicator(spec: IndicatorSpec) -> dict[str, object]:
+    """What the artifact records of one indicator: id, canonical type, every parameter resolved
+    (defaults filled in), and the definition of each output (the first is the default one)."""
+    canonical = canonical_type(spec.type)
+    params = resolve_params(spec.type, spec.params)
+    return {
+        "id": spec.id,
+        "type": canonical,
+        "params": {k: int(v) if k.endswith(_INTEGER_PARAMS) else v for k, v in params.items()},
+        "outputs": {name: DEFINITIONS[canonical][name] for name in _OUTPUTS[canonical]},
+    }

@@ -114,3 +114,35 @@ def model_from_architecture(arch: Mapping[str, Any]) -> tuple[nn.Sequential, int
     )
     input_dim, n_classes = int(arch["input_dim"]), int(arch["n_classes"])
     return build_model(input_dim, n_classes, spec), input_dim, n_classes
+
+
+ACTIVATION_DEFINITIONS: dict[str, str] = {
+    "relu": "max(0, x)",
+    "tanh": "tanh(x)",
+    "gelu": "0.5 * x * (1 + erf(x / sqrt(2))) (exact, not the tanh approximation)",
+    "leaky_relu": "x where x >= 0, else 0.01 * x",
+    "sigmoid": "1 / (1 + exp(-x))",
+}
+"""Each activation as a formula, for the artifact."""
+
+
+def layer_layout(arch: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The Linear layers of ``architecture(...)``'s model in order: their tensor names in the
+    artifact (``{index}.weight`` of shape [out, in], ``{index}.bias`` of shape [out]), sizes and
+    the activation applied after each (none after the last: it gives the class logits)."""
+    widths = [int(arch["input_dim"]), *(int(w) for w in arch["hidden_layers"])]
+    widths.append(int(arch["n_classes"]))
+    layers: list[dict[str, Any]] = []
+    for i in range(len(widths) - 1):
+        index = 3 * i  # Linear, activation, dropout per hidden layer
+        last = i == len(widths) - 2
+        layers.append(
+            {
+                "weight": f"{index}.weight",
+                "bias": f"{index}.bias",
+                "in": widths[i],
+                "out": widths[i + 1],
+                "activation": None if last else str(arch["activation"]),
+            }
+        )
+    return layers

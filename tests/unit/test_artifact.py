@@ -19,8 +19,18 @@ from shared.artifacts.artifact import (
     to_jsonable,
     write_artifact,
 )
-from shared.pipeline.model import architecture, build_model
-from shared.spec import ModelSpec, default_strategy
+from shared.pipeline.features import resolve_features
+from shared.pipeline.indicators import INDICATOR_OUTPUTS, INDICATOR_PARAMS, INDICATOR_TYPES
+from shared.pipeline.model import architecture, build_model, layer_layout
+from shared.pipeline.packaging import reproduce_section
+from shared.spec import (
+    FuzzySetSpec,
+    IndicatorSpec,
+    ModelSpec,
+    StrategySpec,
+    TrainingRequest,
+    default_strategy,
+)
 
 
 def _model_and_metadata() -> tuple[torch.nn.Sequential, dict[str, object]]:
@@ -118,3 +128,45 @@ def test_to_jsonable() -> None:
     }
     with pytest.raises(TypeError):
         to_jsonable(object())
+
+
+def test_the_reproduce_section_resolves_every_indicator_and_maps_every_tensor() -> None:
+    """Every indicator type with its parameters left out, on two timeframes."""
+    indicators = tuple(IndicatorSpec(id=f"{t}_x", type=t) for t in INDICATOR_TYPES)
+    fuzzy_sets = tuple(
+        FuzzySetSpec(
+            input=f"{t}_x.{INDICATOR_OUTPUTS[t][-1]}", name="m", shape="gaussian", params=(0, 1)
+        )
+        for t in INDICATOR_TYPES
+    )
+    strategy = StrategySpec(name="all", indicators=indicators, fuzzy_sets=fuzzy_sets)
+    request = TrainingRequest(symbols=("S",), timeframes=("4h", "1h"), strategy=strategy)
+    spec = ModelSpec(hidden_layers=(7, 5, 4), activation="gelu", dropout=0.3)
+    arch = architecture(2 * len(fuzzy_sets), 3, spec)
+    section = json.loads(json.dumps(reproduce_section(request, arch)))
+
+    assert section["bars"]["base_timeframe"] == "4h" and section["bars"]["finest_timeframe"] == "1h"
+    for described, kind in zip(section["indicators"], INDICATOR_TYPES, strict=True):
+        assert described["type"] == kind
+        assert described["params"] == INDICATOR_PARAMS[kind]  # defaults filled in
+        assert list(described["outputs"]) == list(INDICATOR_OUTPUTS[kind])
+        assert all(isinstance(text, str) and text for text in described["outputs"].values())
+    names = [f.column for f in resolve_features(strategy, request.timeframes)]
+    assert [f["name"] for f in section["features"]] == names
+    assert section["features"][0] == {
+        "name": "sma_x.distance:m@4h",
+        "timeframe": "4h",
+        "indicator": "sma_x",
+        "output": "distance",
+        "shape": "gaussian",
+        "params": [0.0, 1.0],
+    }
+    assert "erf" in section["network"]["activation"] and "none" in section["network"]["dropout"]
+
+    state = build_model(arch["input_dim"], 3, spec).state_dict()
+    layers = layer_layout(arch)
+    assert section["network"]["layers"] == layers
+    assert sorted(k for layer in layers for k in (layer["weight"], layer["bias"])) == sorted(state)
+    for layer in layers:
+        assert tuple(state[layer["weight"]].shape) == (layer["out"], layer["in"])
+    assert [layer["activation"] for layer in layers] == ["gelu", "gelu", "gelu", None]
