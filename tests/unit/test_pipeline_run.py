@@ -316,3 +316,22 @@ def test_training_data_dates_from_strategy_yaml_bound_the_trained_range(tmp_path
     # Warm-up rows are dropped after the start; nothing lies outside the window.
     assert "2020-01-15" <= data_range["start"] < "2020-01-20"
     assert data_range["end"] <= "2020-02-14T23:00:00+00:00"
+
+
+def test_early_stopping_is_on_by_default_and_keeps_the_best_epoch(tmp_path: Path) -> None:
+    message = spb.TrainRequest(symbols=["SYNTH"], timeframes=["1h"])
+    message.strategy.training.epochs = 300
+    message.strategy.training.learning_rate = 0.01
+    message.data.bars = 1200
+    request = serde.request_from_proto(message)
+    assert request.strategy.training.early_stopping_patience == 5
+    outcome = run_training(
+        request, work_dir=tmp_path, progress=lambda u: None, cancel=CancellationToken()
+    )
+    train = outcome.train_metrics
+    assert train["epochs_run"] < 300  # the validation loss stopped improving
+    assert load_model(outcome.artifact_path).metadata["stopped_early"] is True
+    assert train["best_epoch"] == train["epochs_run"] - 5
+    assert train["val_loss"] == min(
+        m["val_loss"] for m in load_model(outcome.artifact_path).metadata["history"]
+    )
