@@ -387,6 +387,13 @@ class MarketFolder:
     def series(self, symbol: str, timeframe: str) -> LoadedSeries:
         """``symbol``'s bars on ``timeframe``: its own file, else resampled from the finest file
         whose timeframe divides it."""
+        if not self.path.is_dir():
+            raise DataError(
+                symbol,
+                timeframe,
+                f"{self.label} is not a folder on this trainer (data.path is relative to the "
+                "trainer's --data-dir)",
+            )
         exact = self._named(symbol, timeframe)
         if exact is not None:
             read = self._read(exact, symbol, timeframe, timeframe)

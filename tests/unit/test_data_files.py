@@ -443,3 +443,8 @@ def test_prepare_dataset_carries_the_provenance_of_synthetic_data() -> None:
     loaded = [u.message for u in updates if u.kind is UpdateKind.STEP and u.step_index == 1]
     assert "the synthetic market (seed 9)" in loaded[-1]
     assert "SYNTH 4h generated, resampled from 1h (200 bars" in loaded[-1]
+
+
+def test_a_folder_the_trainer_lacks_is_named(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="market is not a folder on this trainer"):
+        load_series(_directory(), "EURUSD", "1h", tmp_path)

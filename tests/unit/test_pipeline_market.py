@@ -97,6 +97,7 @@ def test_load_csv_round_trip(tmp_path: Path) -> None:
 
 
 def test_missing_csv_names_symbol_and_timeframe(tmp_path: Path) -> None:
+    (tmp_path / "market").mkdir()
     with pytest.raises(DataError) as info:
         load_bars(_directory(), "MSFT", "4h", tmp_path)
     assert info.value.symbol == "MSFT" and info.value.timeframe == "4h"
