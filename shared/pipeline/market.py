@@ -88,7 +88,6 @@ __all__ = [
     "spacing_timeframe",
     "synthetic_bars",
     "timeframe_delta",
-    "validate_bars",
 ]
 
 _LOGGER = logging.getLogger(__name__)
@@ -746,36 +745,6 @@ def _clean(
         row = int(np.argmax(frame["volume"].to_numpy() < 0))
         raise DataError(symbol, timeframe, f"{name}: negative volume at {_when(frame.index[row])}")
     return frame, tuple(issues)
-
-
-def validate_bars(frame: pd.DataFrame, symbol: str, timeframe: str) -> None:
-    """The strict check of a frame already on a UTC index: ``DataError`` for NaNs, non-positive
-    prices, unsorted or duplicate timestamps (``read_market_file`` mends the first and last
-    two instead and reports them)."""
-    index = frame.index
-    if not isinstance(index, pd.DatetimeIndex):
-        raise DataError(symbol, timeframe, "the index is not a timestamp index")
-    if index.has_duplicates:
-        raise DataError(
-            symbol, timeframe, f"duplicate timestamp {index[index.duplicated()][0].isoformat()}"
-        )
-    if not index.is_monotonic_increasing:
-        pos = int(np.argmax(np.diff(index.as_unit("ns").asi8) < 0)) + 1
-        raise DataError(
-            symbol, timeframe, f"timestamps are not sorted (row {pos}: {index[pos].isoformat()})"
-        )
-    values = frame[list(COLUMNS)].to_numpy(dtype=np.float64)
-    bad = ~np.isfinite(values)
-    if bad.any():
-        row = int(np.argmax(bad.any(axis=1)))
-        raise DataError(
-            symbol,
-            timeframe,
-            f"{int(bad.sum())} missing or non-finite values (first at {index[row].isoformat()})",
-        )
-    if (values[:, :4] <= 0).any():
-        row = int(np.argmax((values[:, :4] <= 0).any(axis=1)))
-        raise DataError(symbol, timeframe, f"non-positive price at {index[row].isoformat()}")
 
 
 def _weekend_ns(stamps: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
