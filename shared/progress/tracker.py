@@ -1,19 +1,32 @@
 """Turns pipeline milestones into ``ProgressUpdate``s: weighted, monotonic, throttled.
 
-- Twelve weighted steps (seed 001); the overall percentage is the weight of the finished steps
+- Twelve weighted steps; the overall percentage is the weight of the finished steps
   plus the current step's weight times its fraction, clamped so it never goes back.
 - STEP and EPOCH updates are always emitted. DETAIL updates (pre-training symbol / timeframe /
   indicator / fuzzy set) are coalesced to at most one per ``detail_interval``; the first DETAIL
   of each step always goes out.
-- BATCH updates use the seed's adaptive stride: start at ``initial_stride`` batches; at each
-  emitted batch compare the time since the previous update with ``target_interval`` (300 ms):
-  below half of it the stride doubles, above 1.5× it halves. The training loop asks
-  ``batch_due()`` (one integer decrement) before it computes any batch metric, so batches that
-  are not reported cost nothing. The last batch of an epoch is not forced out: the EPOCH update
-  that follows it carries ``batch == total_batches``.
-- ETA: during training, seconds per batch so far (validation included) × batches left; before
-  and after, elapsed time scaled by the remaining weight. None until there is something to
-  extrapolate from.
+- BATCH updates use an adaptive stride: start at ``initial_stride`` batches; at each
+  emitted batch compare the time since the previous BATCH update (or since training began)
+  with ``target_interval`` (300 ms): below half of it the stride doubles, above 1.5x it halves.
+  Only batch updates count: an EPOCH or STEP update in between does not restart the interval,
+  or short epochs would keep doubling the stride until batch updates stopped altogether. The
+  countdown runs on across epochs, so when an epoch is shorter than the interval, batch updates
+  still come about every 300 ms, at whatever batch of whichever epoch falls due. The training
+  loop asks ``batch_due()`` (one integer decrement) before it computes any batch metric, so
+  batches that are not reported cost nothing. The last batch of an epoch is not forced out: the
+  EPOCH update that follows it carries ``batch == total_batches``.
+- Positions during training: a BATCH update's ``epoch`` is the epoch in progress (1-based) and
+  ``batch`` the batches finished in it; an EPOCH update's ``epoch`` is the epoch just finished,
+  with ``batch == total_batches``. ``step_percentage`` is the training step's progress,
+  ``((epoch - 1) * total_batches + batch) / (total_epochs * total_batches)``, which is also the
+  fraction of the epochs done (a run that stops early jumps to 100 when the step finishes);
+  ``percentage`` is the whole job's.
+- ETA (``eta_seconds``): during training, the training step's time left: seconds per batch
+  so far (validation included) x batches left, so a client can show it on the step and, scaled
+  by the share of those batches in the current epoch, on the epoch; the short steps after
+  training are not counted until training ends. Before and after training, the job's time left:
+  elapsed time scaled by the remaining weight. None until there is something to extrapolate
+  from.
 
 The clock is injectable so tests drive the throttling with a fake one.
 """
@@ -133,7 +146,7 @@ class ProgressTracker:
         self._last_detail: float | None = None
         self._stride = max(1, initial_stride)
         self._countdown = self._stride
-        self._last_event = self._started
+        self._last_batch = self._started
         self._batches_done = 0
         self._batches_total = 0
 
@@ -164,7 +177,7 @@ class ProgressTracker:
             raise ValueError(f"cannot start step {index} after step {self._index}")
         self._index = index
         self._fraction = 0.0
-        self._step_started = self._last_event = self._clock()
+        self._step_started = self._clock()
         self._last_detail = None
         self._batches_total = self._batches_done = 0
         name = self._steps[index - 1].name
@@ -214,7 +227,8 @@ class ProgressTracker:
         self._require_step()
         self._batches_total = max(1, total_epochs * total_batches)
         self._batches_done = 0
-        self._step_started = self._last_event = self._clock()
+        self._step_started = self._last_batch = self._clock()
+        self._countdown = self._stride
 
     def batch_due(self) -> bool:
         """Count one batch; True when this batch should be reported with ``batch(...)``."""
@@ -232,7 +246,8 @@ class ProgressTracker:
     ) -> None:
         """Emit a BATCH update (call it when ``batch_due()`` said so) and adapt the stride."""
         now = self._clock()
-        interval = now - self._last_event
+        interval = now - self._last_batch
+        self._last_batch = now
         old = self._stride
         if interval < 0.5 * self._target:
             self._stride = min(_MAX_STRIDE, self._stride * 2)
@@ -280,9 +295,9 @@ class ProgressTracker:
             self._fraction = max(self._fraction, min(1.0, self._batches_done / self._batches_total))
 
     def _eta(self, now: float) -> float | None:
-        if self._batches_total and self._fraction < 1.0 and self._batches_done > 0:
-            per_batch = (now - self._step_started) / self._batches_done
-            return max(0.0, per_batch * (self._batches_total - self._batches_done))
+        if self._batches_total and 0 < self._batches_done < self._batches_total:
+            spent = now - self._step_started
+            return max(0.0, spent * (self._batches_total - self._batches_done) / self._batches_done)
         if self._percentage < _MIN_ETA_PERCENT:
             return None
         elapsed = now - self._started
@@ -306,8 +321,6 @@ class ProgressTracker:
         i = self._index - 1
         overall = self._offsets[i] + self._shares[i] * self._fraction
         self._percentage = max(self._percentage, min(100.0, overall))
-        if kind is not UpdateKind.DETAIL:
-            self._last_event = now
         if kind is UpdateKind.STEP and self._index == len(self._steps) and self._fraction == 1.0:
             self._percentage = 100.0
         self._sink(

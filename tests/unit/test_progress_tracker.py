@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 
 from shared.progress.tracker import (
@@ -228,3 +230,148 @@ def test_a_warning_is_never_dropped_and_carries_its_counts() -> None:
     warnings = [u for u in updates if u.kind is UpdateKind.WARNING]
     assert [w.message for w in warnings] == ["3 gaps in EURUSD 1h", "1 duplicate row in EURUSD 1h"]
     assert warnings[0].metrics == {"gaps": 3} and warnings[0].step_index == 1
+
+
+def _stamped(
+    **kwargs: object,
+) -> tuple[ProgressTracker, list[tuple[float, ProgressUpdate]], FakeClock]:
+    """A tracker whose sink records each update with the fake time it was emitted at."""
+    seen: list[tuple[float, ProgressUpdate]] = []
+    clock = FakeClock()
+    tracker = ProgressTracker(
+        lambda u: seen.append((clock.now, u)),
+        clock=clock,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    return tracker, seen, clock
+
+
+def _train(
+    tracker: ProgressTracker,
+    clock: FakeClock,
+    *,
+    epochs: int,
+    batches: int,
+    per_batch: float,
+    validation: float,
+) -> None:
+    """Step 9 as the training loop drives it: batches, then validation, then the EPOCH update."""
+    tracker.start_step(9)
+    tracker.begin_training(epochs, batches)
+    for epoch in range(1, epochs + 1):
+        for batch in range(1, batches + 1):
+            clock.advance(per_batch)
+            if tracker.batch_due():
+                tracker.batch(
+                    epoch=epoch,
+                    total_epochs=epochs,
+                    batch=batch,
+                    total_batches=batches,
+                    metrics={"loss": 1.0},
+                )
+        clock.advance(validation)
+        tracker.epoch(epoch=epoch, total_epochs=epochs, total_batches=batches, metrics={})
+
+
+def test_batch_updates_keep_coming_when_epochs_are_shorter_than_the_interval() -> None:
+    """507 batches of 0.45 ms and 20 ms of validation: ~0.25 s epochs, each followed by an EPOCH
+    update. Batch updates must not stop after epoch 1: they keep coming ~300 ms apart."""
+    tracker, seen, clock = _stamped()
+    _train(tracker, clock, epochs=40, batches=507, per_batch=0.00045, validation=0.02)
+    batch_times = [t for t, u in seen if u.kind is UpdateKind.BATCH]
+    assert len([u for _, u in seen if u.kind is UpdateKind.EPOCH]) == 40
+    assert batch_times[-1] > clock.now - 0.5  # still coming at the end of the run
+    settled = [b - a for a, b in pairwise(batch_times) if a > 1.0]
+    assert len(settled) >= 25  # ~9 s of training after the first second, one every ~300 ms
+    assert all(0.15 <= gap <= 0.5 for gap in settled)
+    assert tracker.stride < 2 * 507  # bounded: about 300 ms of batches
+    later = {u.epoch for _, u in seen if u.kind is UpdateKind.BATCH and u.epoch > 1}
+    assert len(later) >= 25  # batch updates land in most epochs, not only the first
+
+
+def test_batch_updates_inside_long_epochs() -> None:
+    """5 ms batches: every epoch after the first carries batch updates ~300 ms apart."""
+    tracker, seen, clock = _stamped()
+    _train(tracker, clock, epochs=4, batches=507, per_batch=0.005, validation=0.1)
+    for epoch in (2, 3, 4):
+        batches = [u.batch for _, u in seen if u.kind is UpdateKind.BATCH and u.epoch == epoch]
+        assert len(batches) >= 6 and batches == sorted(batches)
+        assert batches[0] < 100 and batches[-1] > 400
+    times = [t for t, u in seen if u.kind is UpdateKind.BATCH and t > 1.0]
+    assert all(0.15 <= b - a <= 0.5 for a, b in pairwise(times))
+
+
+def test_epoch_updates_do_not_restart_the_batch_interval() -> None:
+    """Throttling measures the time between BATCH updates: an EPOCH update in between (never
+    dropped) does not make the next batch interval look short and the stride grow."""
+    tracker, updates, clock = _tracker(initial_stride=100)
+    tracker.start_step(9)
+    tracker.begin_training(10, 60)
+    due = []
+    for n in range(1, 101):  # 60 batches of epoch 1, 40 of epoch 2, 2.5 ms each
+        clock.advance(0.0025)
+        if tracker.batch_due():
+            due.append(n)
+        if n == 60:
+            tracker.epoch(epoch=1, total_epochs=10, total_batches=60, metrics={})
+    assert due == [100]
+    # 250 ms since training began: on target, although the EPOCH update was 100 ms ago
+    tracker.batch(epoch=2, total_epochs=10, batch=40, total_batches=60, metrics={})
+    assert tracker.stride == 100
+    assert [u.kind for u in updates[-2:]] == [UpdateKind.EPOCH, UpdateKind.BATCH]
+
+
+def test_positions_and_step_percentage_during_training() -> None:
+    tracker, seen, clock = _stamped(initial_stride=50)
+    _train(tracker, clock, epochs=4, batches=100, per_batch=0.001, validation=0.0)
+    batch = next(u for _, u in seen if u.kind is UpdateKind.BATCH and u.epoch == 2)
+    # the epoch in progress, batches done in it; the step's share done = the epochs' share done
+    assert (batch.epoch, batch.total_epochs, batch.total_batches) == (2, 4, 100)
+    assert batch.step_percentage == pytest.approx(100 * (100 + batch.batch) / 400)
+    epochs = [u for _, u in seen if u.kind is UpdateKind.EPOCH]
+    assert [(u.epoch, u.batch) for u in epochs] == [(1, 100), (2, 100), (3, 100), (4, 100)]
+    assert [u.step_percentage for u in epochs] == pytest.approx([25.0, 50.0, 75.0, 100.0])
+
+
+def test_eta_is_exact_for_an_even_pace() -> None:
+    """When every step takes time in proportion to its weight and batches take equal time, each
+    update's ETA is exactly the time left: in the training step until training ends (never
+    stuck at zero), otherwise until the job ends."""
+    seconds_per_weight = 0.2
+    epochs, batches = 5, 40
+    per_batch = TRAINING_STEPS[8].weight * seconds_per_weight / (epochs * batches)
+    tracker, seen, clock = _stamped(initial_stride=3)
+    training_ends = 0.0
+    for index, step in enumerate(TRAINING_STEPS, start=1):
+        tracker.start_step(index)
+        if index == 9:
+            tracker.begin_training(epochs, batches)
+            for epoch in range(1, epochs + 1):
+                for batch in range(1, batches + 1):
+                    clock.advance(per_batch)
+                    if tracker.batch_due():
+                        tracker.batch(
+                            epoch=epoch,
+                            total_epochs=epochs,
+                            batch=batch,
+                            total_batches=batches,
+                            metrics={},
+                        )
+                tracker.epoch(epoch=epoch, total_epochs=epochs, total_batches=batches, metrics={})
+            training_ends = clock.now
+        else:
+            clock.advance(step.weight * seconds_per_weight)
+        tracker.finish_step()
+    end = clock.now
+    assert seen[0][1].eta_seconds is None  # nothing to extrapolate from yet
+    timed = seen[1:]
+    training = [
+        (t, u)
+        for t, u in timed
+        if u.kind in (UpdateKind.BATCH, UpdateKind.EPOCH) and t < training_ends
+    ]
+    assert len(training) > 20
+    for t, update in timed:
+        left = training_ends - t if (t, update) in training else end - t
+        assert update.eta_seconds == pytest.approx(left, abs=1e-6), update.message
+    assert all((u.eta_seconds or 0.0) > 0.5 for t, u in training if training_ends - t > 0.5)
