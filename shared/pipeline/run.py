@@ -101,12 +101,9 @@ def _create_model(job: JobContext, dataset: Dataset, device: DeviceInfo) -> nn.S
 
 def _label_report(request: TrainingRequest, dataset: Dataset) -> LabelReport | None:
     """What the labels step decided (``Dataset.labelling``, set by ``prepare_dataset``)."""
-    report = getattr(dataset, "labelling", None)
-    if isinstance(report, LabelReport):
-        return report
-    if request.strategy.labels.auto_threshold:
+    if dataset.labelling is None and request.strategy.labels.auto_threshold:
         raise RuntimeError("the labels step reported no calibrated threshold")
-    return None
+    return dataset.labelling
 
 
 def _check_classes(request: TrainingRequest, splits: Splits, report: LabelReport | None) -> None:
