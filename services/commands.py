@@ -111,7 +111,9 @@ def _follow(args: argparse.Namespace, client: Client, events: Iterator[JobEvent]
     try:
         last = follow(tracked(), as_json=args.json)
     except KeyboardInterrupt:
-        return _interrupted(client, job_id, interactive=not args.json and sys.stdin.isatty())
+        interactive = not args.json and sys.stdin.isatty()
+        resume = _watch_command(args, job_id, seq) if job_id else ""
+        return _interrupted(client, job_id, resume, interactive=interactive)
     except errors.UnavailableError as exc:
         if not job_id:
             raise
@@ -153,7 +155,7 @@ def _watch_command(args: argparse.Namespace, job_id: str, seq: int) -> str:
     return shlex.join(command)
 
 
-def _interrupted(client: Client, job_id: str, *, interactive: bool) -> int:
+def _interrupted(client: Client, job_id: str, resume: str, *, interactive: bool) -> int:
     """Ctrl-C: offer to cancel the job (on a terminal) or detach and say how to come back."""
     if job_id and interactive:
         try:
@@ -166,8 +168,8 @@ def _interrupted(client: Client, job_id: str, *, interactive: bool) -> int:
             return EXIT_CANCELLED
     if job_id:
         print(
-            f"\ndetached; job {job_id} keeps running. Follow it with `trainwire watch {job_id}`,"
-            f" stop it with `trainwire cancel {job_id}`",
+            f"\ndetached; job {job_id} keeps running.\n  follow it: {resume}\n"
+            f"  stop it:   trainwire cancel {job_id}",
             file=sys.stderr,
         )
     return EXIT_INTERRUPTED

@@ -72,11 +72,16 @@ def epoch_line(event: JobEvent) -> str:
 
 
 def clock(seconds: float | None) -> str:
+    """At most 7 characters: ``0:04:12``, then ``14h03m``, then ``3d04h``."""
     if seconds is None:
         return "-:--:--"
     minutes, secs = divmod(int(seconds + 0.5), 60)
     hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}"
+    if hours < 10:
+        return f"{hours}:{minutes:02d}:{secs:02d}"
+    if hours < 100:
+        return f"{hours}h{minutes:02d}m"
+    return f"{hours // 24}d{hours % 24:02d}h"
 
 
 class EtaColumn(ProgressColumn):
@@ -136,8 +141,7 @@ class LiveRenderer:
         """One line above the bars: the time, then ``text`` cut (never wrapped) to the width."""
         line = Text(f"{datetime.now():%H:%M:%S} ", style="log.time")
         line.append(text, style=style)
-        line.no_wrap, line.overflow = True, "ellipsis"
-        self.console.print(line, crop=True)
+        self.console.print(line, no_wrap=True, overflow="ellipsis", crop=True)
 
     def update(self, event: JobEvent) -> None:
         p = self.progress
@@ -148,7 +152,7 @@ class LiveRenderer:
             "eta": event.eta_seconds,
             "eta_at": now,
         }
-        if event.kind is not EventKind.BATCH:
+        if event.kind not in (EventKind.BATCH, EventKind.WARNING):
             overall["info"] = event.message
         p.update(self.overall, **overall)
         if event.step_index:
@@ -246,12 +250,13 @@ def quiet_control_echo(stream: TextIO) -> Iterator[None]:
 
 
 def follow(
-    events: Iterable[JobEvent], *, as_json: bool, out: TextIO = sys.stdout
+    events: Iterable[JobEvent], *, as_json: bool, out: TextIO | None = None
 ) -> JobEvent | None:
     """Render events until the terminal one, and return it (None if the stream ended early).
 
     Plain mode prints the job id first, then one line per event with its seq, so a watcher
     that loses its connection knows where to resume (``trainwire watch JOB --after-seq N``)."""
+    out = sys.stdout if out is None else out
     last: JobEvent | None = None
     if as_json:
         for event in events:

@@ -98,10 +98,8 @@ def result_summary(result: TrainResult) -> list[str]:
     lines: list[str] = []
     model = result.model
     if model is not None:
-        lines.append(
-            f"Model stored: {model.name} (v{model.version}, {model.size_bytes:,} bytes, "
-            f"sha256 {model.sha256})"
-        )
+        lines.append(f"Model stored: {model.name} (v{model.version}, {model.size_bytes:,} bytes)")
+        lines.append(f"sha256: {model.sha256}")
     data = result.data or (model.data if model else None)
     assessment = result.assessment or (model.assessment if model else None)
     lines += [f"Data: {line}" if i == 0 else line for i, line in enumerate(data_lines(data))]

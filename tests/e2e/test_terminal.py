@@ -18,7 +18,7 @@ import pytest
 
 from services.demo import free_port, service, wait_serving
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
 
 @pytest.fixture
@@ -41,8 +41,13 @@ BARS = 20_000
 """Long enough that training spans many redraws of the live display (8 a second)."""
 
 _ANSI = re.compile(r"\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[()][0-9A-Za-z])")
-_EPOCH_BAR = re.compile(r"^Epoch (\d+)/(\d+) +[━╸╺]+ +[\d.]+%")
-_BATCH_BAR = re.compile(r"^Batch (\d+)/(\d+) +[━╸╺]+ +[\d.]+%")
+_EPOCH_BAR = re.compile(r"^Epoch +[━╸╺]+ +(\d+)/(\d+)\b")
+_BATCH_BAR = re.compile(r"^Batch +[━╸╺]+ +(\d+)/(\d+) +(\d:\d\d:\d\d)? *epoch (\d+)")
+_STEP_BAR = re.compile(r"^Step (\d+)/(\d+) +[━╸╺]+ +([\d.]+)% +(\d:\d\d:\d\d)? *(.*)$")
+needs_tmux = pytest.mark.skipif(
+    shutil.which("tmux") is None,
+    reason="tmux is not installed (.ci/run installs it: apt-get install tmux)",
+)
 
 
 class Tmux:
@@ -65,6 +70,15 @@ class Tmux:
     def kill_server(self) -> None:
         subprocess.run(self.argv("kill-server"), capture_output=True, check=False, timeout=10)
 
+    def screen_when(self, session: str, text: str, timeout: float = 120) -> str:
+        """The pane's screen once ``text`` is on it (tmux draws asynchronously: poll it)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self("capture-pane", "-p", "-t", session)
+            if text in screen or time.monotonic() > deadline:
+                return screen
+            time.sleep(0.05)
+
 
 def drawn_lines(raw: bytes) -> list[str]:
     """Every line the program drew on the terminal, in order, escape sequences removed: each
@@ -83,45 +97,92 @@ def mid_run_frames(lines: list[str]) -> set[tuple[str, str]]:
     return frames
 
 
-@pytest.mark.skipif(
-    shutil.which("tmux") is None,
-    reason="tmux is not installed (.ci/run installs it: apt-get install tmux)",
-)
-def test_train_in_tmux_shows_bars_steps_and_the_model(orchestrator: str, tmp_path: Path) -> None:
+def train_command(orchestrator: str, epochs: int) -> str:
+    return (
+        f"{shlex.quote(sys.executable)} -m services.cli train --orchestrator {orchestrator} "
+        f"--symbols SYNTH --timeframes 1h --epochs {epochs} --bars {BARS}"
+    )
+
+
+@needs_tmux
+@pytest.mark.parametrize("width", [120, 80])
+def test_train_in_tmux_shows_bars_steps_and_the_model(
+    orchestrator: str, tmp_path: Path, width: int
+) -> None:
     tmux = Tmux()
     session, raw = "train", tmp_path / "pane.raw"
-    train = (
-        f"{shlex.quote(sys.executable)} -m services.cli train --orchestrator {orchestrator} "
-        f"--symbols SYNTH --timeframes 1h --epochs {EPOCHS} --bars {BARS}"
-    )
     # The pane waits for "go" so that recording its output starts before the program does,
     # and signals "done" once the program has exited.
     command = (
-        f"{tmux.shell('wait-for', 'go')}; {train}; echo EXIT=$?; "
+        f"{tmux.shell('wait-for', 'go')}; {train_command(orchestrator, EPOCHS)}; echo EXIT=$?; "
         f"{tmux.shell('wait-for', '-S', 'done')}; sleep 600"
     )
     try:
-        tmux("new-session", "-d", "-s", session, "-x", "160", "-y", "50", command)
+        tmux("new-session", "-d", "-s", session, "-x", str(width), "-y", "50", command)
         tmux("pipe-pane", "-t", session, f"cat > {shlex.quote(str(raw))}")
         tmux("wait-for", "-S", "go")
         tmux("wait-for", "done", timeout=150)
-        final = tmux("capture-pane", "-p", "-t", session)
-        for _ in range(100):  # the server may not have drawn the last bytes yet
-            if "EXIT=" in final:
-                break
-            time.sleep(0.05)
-            final = tmux("capture-pane", "-p", "-t", session)
+        final = tmux.screen_when(session, "EXIT=", timeout=5)
     finally:
         tmux.kill_server()
     assert "EXIT=0" in final, final
+    screen = final.splitlines()
     assert "Model stored: default_fuzzy_mlp/SYNTH_1h_v1" in final
-    overall = next(line for line in final.splitlines() if line.startswith("Overall"))
+    assert any(line.startswith("Result: test accuracy") for line in screen), final
+    assert any("baseline (always" in line for line in screen), final
+    overall = next(line for line in screen if line.startswith("Overall"))
     assert "100.0%" in overall and "━" in overall, overall  # a full bar, not a collapsed one
     assert "Step 9/12: Training model" in final
-    assert f"Epoch {EPOCHS}/{EPOCHS} · loss" in final
+    # Each finished epoch is one line, cut to the width if need be, never wrapped onto two.
+    epoch_notes = [line for line in screen if re.search(r"\d\d:\d\d:\d\d Epoch \d+/", line)]
+    # (Early stopping may end the run before its last epoch; the bar ends where it stopped.)
+    epoch_bar = _EPOCH_BAR.match(next(line for line in screen if line.startswith("Epoch ")))
+    assert epoch_bar and epoch_bar[2] == str(EPOCHS)
+    assert epoch_notes and f"Epoch {epoch_bar[1]}/{EPOCHS} · loss" in epoch_notes[-1]
+    assert all(re.search(r"val_acc \d\.\d{3}$", line) for line in epoch_notes), epoch_notes
+    # Labels whole: the last step's name, not "Packaging arti…".
+    step = next(line for line in screen if line.startswith("Step 12/12"))
+    assert step.endswith("Packaging artifact"), step
+
+    lines = drawn_lines(raw.read_bytes())
+    assert all(len(line) <= width for line in lines if line.startswith(("Overall", "Step ")))
     # While training, the epoch and batch bars were on the screen together, the epoch bar short
     # of its end: drawn live, not only in the final frame.
-    lines = drawn_lines(raw.read_bytes())
     frames = mid_run_frames(lines)
     bars = [line for line in lines if line.startswith(("Epoch", "Batch"))]
     assert frames, f"never drew the epoch and batch bars mid-run; bar lines drawn: {bars[-10:]}"
+    # The batch bar kept moving after the first epoch (it did not stay at N/N).
+    later = {
+        (int(m[4]), int(m[1]))
+        for m in map(_BATCH_BAR.match, lines)
+        if m and int(m[4]) >= 2 and 0 < int(m[1]) < int(m[2])
+    }
+    assert later, f"no batch of epoch 2 or later was drawn; batch lines: {bars[-10:]}"
+    # The epoch bar counts epochs; it does not repeat the step's percentage.
+    assert not any("%" in line for line in lines if _EPOCH_BAR.match(line))
+    # The training step's ETA is the trainer's estimate, not a constant 0:00:00.
+    etas = {m[4] for m in map(_STEP_BAR.match, lines) if m and m[1] == "9" and m[4]}
+    assert etas - {"0:00:00"}, f"training step ETAs drawn: {sorted(etas)}"
+
+
+@needs_tmux
+def test_ctrl_c_at_80_columns_leaves_one_overall_line_and_cancels(
+    orchestrator: str, tmp_path: Path
+) -> None:
+    tmux = Tmux()
+    session = "interrupt"
+    command = f"{train_command(orchestrator, 100_000)}; echo EXIT=$?; sleep 600"
+    try:
+        tmux("new-session", "-d", "-s", session, "-x", "80", "-y", "40", command)
+        running = tmux.screen_when(session, "Epoch 2/")
+        assert "Epoch 2/" in running, running
+        tmux("send-keys", "-t", session, "C-c")
+        asked = tmux.screen_when(session, "Cancel job")
+        tmux("send-keys", "-t", session, "y", "Enter")
+        final = tmux.screen_when(session, "EXIT=")
+    finally:
+        tmux.kill_server()
+    assert "Cancel job" in asked, asked
+    assert sum(line.startswith("Overall") for line in asked.splitlines()) == 1, asked
+    assert "^C" not in asked
+    assert "EXIT=3" in final and "cancelled" in final, final
