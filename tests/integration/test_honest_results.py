@@ -207,3 +207,20 @@ async def test_the_terminal_event_carries_the_assessment(
         last.result.test_metrics[f"support_{c}"] for c in ("SELL", "HOLD", "BUY")
     )
     assert any(result.verdict in e.message for e in events if e.kind == ppb.EVENT_KIND_DETAIL)
+
+
+def test_an_identical_retrain_is_byte_identical_wherever_its_folders_are(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """Same request, same file, same device: the same sha256, so a repository can tell an
+    identical retrain by it (no wall-clock time or absolute path in the artifact)."""
+    request = _request("GOOG", "1d", LabelSpec(auto_threshold=True))
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    (moved / "GOOG_1d.csv").write_bytes((data_dir / "GOOG_1d.csv").read_bytes())
+    first = _train(request, data_dir, tmp_path / "a")
+    second = _train(request, moved, tmp_path / "b" / "deeper")
+    assert first.sha256 == second.sha256
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (
+        tmp_path / "b" / "deeper" / "model.safetensors"
+    ).read_bytes()
