@@ -43,8 +43,12 @@ class _DataSourceKind:
 class _DataSourceKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DataSourceKind.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     DATA_SOURCE_KIND_UNSPECIFIED: _DataSourceKind.ValueType  # 0
+    """Taken from the other fields: a directory when only `path` is set, a dataset when only
+    `dataset` is, the synthetic market when every symbol is SYNTH-family (SYNTH, SYNTH2, ...);
+    any other request must name its source (INVALID_ARGUMENT on data.source).
+    """
     DATA_SOURCE_KIND_SYNTHETIC: _DataSourceKind.ValueType  # 1
-    """The built-in deterministic synthetic market (the default)."""
+    """The built-in deterministic synthetic market; asked for explicitly for non-SYNTH symbols."""
     DATA_SOURCE_KIND_DIRECTORY: _DataSourceKind.ValueType  # 2
     """CSV or Parquet files under the trainer's data directory: `{SYMBOL}_{timeframe}.csv|parquet`,
     or `{SYMBOL}.csv|parquet` whose bar spacing is its timeframe; coarser timeframes are
@@ -56,8 +60,12 @@ class _DataSourceKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_DataSo
 class DataSourceKind(_DataSourceKind, metaclass=_DataSourceKindEnumTypeWrapper): ...
 
 DATA_SOURCE_KIND_UNSPECIFIED: DataSourceKind.ValueType  # 0
+"""Taken from the other fields: a directory when only `path` is set, a dataset when only
+`dataset` is, the synthetic market when every symbol is SYNTH-family (SYNTH, SYNTH2, ...);
+any other request must name its source (INVALID_ARGUMENT on data.source).
+"""
 DATA_SOURCE_KIND_SYNTHETIC: DataSourceKind.ValueType  # 1
-"""The built-in deterministic synthetic market (the default)."""
+"""The built-in deterministic synthetic market; asked for explicitly for non-SYNTH symbols."""
 DATA_SOURCE_KIND_DIRECTORY: DataSourceKind.ValueType  # 2
 """CSV or Parquet files under the trainer's data directory: `{SYMBOL}_{timeframe}.csv|parquet`,
 or `{SYMBOL}.csv|parquet` whose bar spacing is its timeframe; coarser timeframes are
@@ -285,7 +293,9 @@ class TrainingSpec(_message.Message):
     batch_size: _builtins.int
     learning_rate: _builtins.float
     early_stopping_patience: _builtins.int
-    """Epochs without validation improvement before stopping; 0 disables early stopping."""
+    """Epochs without validation improvement before stopping (the best epoch's weights are kept);
+    absent = 5, 0 disables early stopping.
+    """
     validation_split: _builtins.float
     test_split: _builtins.float
     seed: _builtins.int
@@ -296,17 +306,22 @@ class TrainingSpec(_message.Message):
         epochs: _builtins.int = ...,
         batch_size: _builtins.int = ...,
         learning_rate: _builtins.float = ...,
-        early_stopping_patience: _builtins.int = ...,
+        early_stopping_patience: _builtins.int | None = ...,
         validation_split: _builtins.float = ...,
         test_split: _builtins.float = ...,
         seed: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "seed", b"seed"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_early_stopping_patience", b"_early_stopping_patience", "_seed", b"_seed", "early_stopping_patience", b"early_stopping_patience", "seed", b"seed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "batch_size", b"batch_size", "early_stopping_patience", b"early_stopping_patience", "epochs", b"epochs", "learning_rate", b"learning_rate", "seed", b"seed", "test_split", b"test_split", "validation_split", b"validation_split"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_early_stopping_patience", b"_early_stopping_patience", "_seed", b"_seed", "batch_size", b"batch_size", "early_stopping_patience", b"early_stopping_patience", "epochs", b"epochs", "learning_rate", b"learning_rate", "seed", b"seed", "test_split", b"test_split", "validation_split", b"validation_split"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__early_stopping_patience: _TypeAlias = _typing.Literal["early_stopping_patience"]  # noqa: Y015
+    _WhichOneofArgType__early_stopping_patience: _TypeAlias = _typing.Literal["_early_stopping_patience", b"_early_stopping_patience"]  # noqa: Y015
     _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
     _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__early_stopping_patience) -> _WhichOneofReturnType__early_stopping_patience | None: ...
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__seed) -> _WhichOneofReturnType__seed | None: ...
 
 Global___TrainingSpec: _TypeAlias = TrainingSpec  # noqa: Y015
