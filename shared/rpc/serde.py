@@ -176,12 +176,9 @@ def _model_from_proto(msg: spb.ModelSpec) -> spec.ModelSpec:
 
 
 def _patience_from_proto(msg: spb.TrainingSpec, default: int) -> int:
-    """Early stopping is on by default: an absent patience takes ``default``. Once the field has
-    presence (``optional``), an explicit 0 turns it off; without presence a 0 cannot be told
-    from absent, so it takes the default too."""
-    if any(f.name == "early_stopping_patience" for f, _ in msg.ListFields()):
-        return msg.early_stopping_patience
-    return default
+    """Early stopping is on by default: an absent patience takes ``default``; an explicit 0
+    turns it off."""
+    return msg.early_stopping_patience if msg.HasField("early_stopping_patience") else default
 
 
 def _training_from_proto(msg: spb.TrainingSpec) -> spec.TrainingSpec:

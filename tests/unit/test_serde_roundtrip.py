@@ -98,3 +98,15 @@ def test_a_dataset_request_keeps_its_source_timezone_and_auto_threshold() -> Non
     )
     back = serde.request_from_proto(serde.request_to_proto(request))
     assert back == request
+
+
+def test_early_stopping_is_on_unless_a_request_turns_it_off_with_zero() -> None:
+    from shared.rpc.v1 import strategy_pb2 as spb
+
+    absent = serde.strategy_from_proto(spb.StrategySpec())
+    off = serde.strategy_from_proto(
+        spb.StrategySpec(training=spb.TrainingSpec(early_stopping_patience=0))
+    )
+    assert absent.training.early_stopping_patience == spec.TrainingSpec().early_stopping_patience
+    assert absent.training.early_stopping_patience > 0
+    assert off.training.early_stopping_patience == 0
