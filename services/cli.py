@@ -401,6 +401,13 @@ def build_parser() -> argparse.ArgumentParser:
             help="IANA zone naive timestamps in the files are in (default UTC)",
         )
         p.add_argument("--strategy", help="a KTRDR v3 strategy YAML file")
+        p.add_argument(
+            "--label-threshold",
+            metavar="FRACTION|auto",
+            default=None,
+            help="the zigzag labels' move size, e.g. 0.004; auto: calibrated from the training "
+            "rows (a job whose labels leave a class (nearly) empty fails and suggests one)",
+        )
         p.add_argument("--require-gpu", action="store_true")
         p.add_argument("--node", default="", help="run on this node")
         p.add_argument("--request-id", default="", help="makes a retried submit idempotent")

@@ -9,9 +9,11 @@ error, 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -21,9 +23,9 @@ from typing import Any
 from services import report
 from shared import errors
 from shared.client import Client, data
-from shared.client.download import METADATA_FILE
+from shared.client.download import METADATA_FILE, WEIGHTS_FILE
 from shared.datasets import DatasetInfo
-from shared.jobs import JobEvent, JobState
+from shared.jobs import JobEvent, JobState, ModelRef
 from shared.rpc.plumbing import Security
 
 EXIT_OK, EXIT_FAILED, EXIT_CANCELLED, EXIT_UNREACHABLE, EXIT_REJECTED, EXIT_RPC = 0, 1, 3, 4, 5, 6
@@ -53,6 +55,10 @@ def run(args: argparse.Namespace, security: Security, command: Command) -> int:
         if isinstance(exc, errors.UnavailableError):
             return EXIT_UNREACHABLE
         return EXIT_REJECTED if exc.code in _REJECTED else EXIT_RPC
+    except BrokenPipeError:  # the reader of stdout stopped (`| head`): nothing more to say
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except (OSError, ValueError) as exc:  # a strategy file that cannot be read or parsed
         print(f"trainwire {args.command}: {exc}", file=sys.stderr)
         return EXIT_REJECTED
@@ -68,6 +74,7 @@ def _request_options(args: argparse.Namespace) -> dict[str, Any]:
         "require_gpu": args.require_gpu,
         "node": args.node,
         "request_id": args.request_id,
+        "label_threshold": args.label_threshold,
     }
     window = {"start": args.start, "end": args.end}
     if args.data is not None or args.dataset:
@@ -266,6 +273,67 @@ def cmd_models_download(args: argparse.Namespace, client: Client) -> int:
     return EXIT_OK
 
 
+def cmd_predict(args: argparse.Namespace, client: Client) -> int:
+    """Download the model (or take it from --cache-dir) and print its signal for every bar of
+    a file: CSV (the default) or, with --json, one JSON object per bar."""
+    if args.json and args.csv:
+        raise ValueError("choose one output: --csv (the default) or --json")
+    data_file = Path(args.data)
+    if not data_file.is_file():
+        raise ValueError(f"--data {data_file}: no such file")
+    from shared.pipeline.predict import predict_file
+
+    with _model_dir(client, args.name, args.cache_dir) as (model_dir, ref):
+        signals = predict_file(model_dir, data_file, timezone=args.timezone)
+    print(
+        f"{ref.name} (sha256 {ref.sha256[:12]}…) on {data_file}: {len(signals):,} bars with a "
+        "signal (the first bars warm the indicators up and get none)",
+        file=sys.stderr,
+    )
+    times = [c for c in ("time", "known_at") if c in signals.columns]
+    for column in times:
+        signals[column] = signals[column].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    if args.json:
+        for row in signals.to_dict(orient="records"):
+            print(json.dumps(row))
+    else:
+        signals.to_csv(sys.stdout, index=False, float_format="%.6f")
+    return EXIT_OK
+
+
+@contextlib.contextmanager
+def _model_dir(client: Client, name: str, cache_dir: str) -> Iterator[tuple[Path, ModelRef]]:
+    """A directory holding the model's files: a kept copy in ``cache_dir`` whose sha256 still
+    matches the model's, else a fresh download (there, or in a temporary directory)."""
+    if not cache_dir:
+        with tempfile.TemporaryDirectory(prefix="trainwire-predict-") as temp:
+            weights = client.download(name, temp)
+            yield weights.parent, client.model(_versioned(weights)).ref
+        return
+    ref = client.model(name).ref
+    weights = Path(cache_dir).joinpath(*ref.name.split("/"), WEIGHTS_FILE)
+    if not (weights.with_name(METADATA_FILE).is_file() and _sha256(weights) == ref.sha256):
+        weights = client.download(ref.name, cache_dir)
+    yield weights.parent, ref
+
+
+def _versioned(weights: Path) -> str:
+    """The versioned model name a download wrote under: ``strategy/SYMBOLS_TFS_vN``."""
+    return f"{weights.parent.parent.name}/{weights.parent.name}"
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    if not path.is_file():
+        return ""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 # --- datasets -----------------------------------------------------------------------------------
 
 
@@ -277,7 +345,12 @@ def cmd_datasets_upload(args: argparse.Namespace, client: Client) -> int:
     print(f"Dataset stored: {info.name} ({info.sha256[:12]}, {len(info.files)} files, "
           f"{info.size_bytes:,} bytes)")  # fmt: skip
     _dataset_files(info)
-    print(f"Train on it: trainwire train --dataset {info.name} --symbols … --timeframes …")
+    if info.files:
+        first = info.files[0]
+        print(
+            f"Train on it: trainwire train --dataset {info.name} --symbols {first.symbol} "
+            f"--timeframes {first.timeframe}"
+        )
     return EXIT_OK
 
 
@@ -317,8 +390,8 @@ def cmd_datasets_delete(args: argparse.Namespace, client: Client) -> int:
 
 def _dataset_files(info: DatasetInfo) -> None:
     rows = [
-        [f.filename, f.symbol, f.timeframe, f"{f.rows:,}", report.when(f.start),
-         report.when(f.end), f"{f.size_bytes:,}", f.sha256[:12]]
+        [f.filename, f.symbol, f.timeframe, f"{f.rows:,}", *report.bar_times(f.start, f.end),
+         f"{f.size_bytes:,}", f.sha256[:12]]
         for f in info.files
     ]  # fmt: skip
     headers = ["FILE", "SYMBOL", "TF", "ROWS", "FIRST BAR", "LAST BAR", "BYTES", "SHA256"]

@@ -24,12 +24,17 @@ def when(seconds: float, *, with_time: bool = True) -> str:
     return stamp.strftime("%Y-%m-%d %H:%M" if with_time else "%Y-%m-%d")
 
 
-def _span(start: float, end: float) -> str:
-    """A bar range, dates only when both ends fall at midnight (daily bars)."""
+def bar_times(start: float, end: float) -> tuple[str, str]:
+    """A range's ends, dates only when both fall at midnight UTC (daily bars)."""
     midnight = all(
         datetime.fromtimestamp(t, UTC).time() == datetime.min.time() for t in (start, end)
     )
-    return f"{when(start, with_time=not midnight)} → {when(end, with_time=not midnight)}"
+    return when(start, with_time=not midnight), when(end, with_time=not midnight)
+
+
+def _span(start: float, end: float) -> str:
+    first, last = bar_times(start, end)
+    return f"{first} → {last}"
 
 
 def data_source(data: DataProvenance | None) -> str:

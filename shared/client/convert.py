@@ -31,6 +31,7 @@ def build_request(
     start: str = "",
     end: str = "",
     market_seed: int | None = None,
+    label_threshold: float | str | None = None,
 ) -> spb.TrainRequest:
     """A ``TrainRequest``: the default strategy, or a KTRDR v3 YAML (text or file) whose
     training section takes ``epochs``/``seed``/``batch_size`` when given.
@@ -40,14 +41,17 @@ def build_request(
     source: the server trains ``SYNTH`` symbols on the synthetic market and refuses any other
     symbol. ``bars`` is the synthetic market's length, with or without ``data``; ``start``,
     ``end`` and ``market_seed`` set the range and the synthetic market's seed of a request
-    without ``data`` (with ``data``, they belong in it)."""
+    without ``data`` (with ``data``, they belong in it). ``label_threshold`` is the zigzag
+    labels' move size (a fraction, e.g. ``0.004``) or ``"auto"`` to calibrate it from the
+    training rows."""
     request = spb.TrainRequest(
         request_id=request_id, symbols=list(symbols), timeframes=list(timeframes)
     )
     if strategy_file is not None:
         strategy_yaml = Path(strategy_file).read_text()
+    threshold = _threshold(label_threshold)
     if strategy_yaml is not None:
-        request.strategy_yaml = _with_training(strategy_yaml, epochs, seed, batch_size)
+        request.strategy_yaml = _with_training(strategy_yaml, epochs, seed, batch_size, threshold)
     else:
         if epochs:
             request.strategy.training.epochs = epochs
@@ -55,6 +59,10 @@ def build_request(
             request.strategy.training.seed = seed
         if batch_size:
             request.strategy.training.batch_size = batch_size
+        if isinstance(threshold, str):
+            request.strategy.labels.auto_threshold = True
+        elif threshold is not None:
+            request.strategy.labels.threshold = threshold
     if data is not None:
         if start or end or market_seed is not None:
             raise ValueError("give start, end and the market seed inside data=, not beside it")
@@ -107,11 +115,35 @@ def data_to_proto(data: DataSpec) -> spb.DataSpec:
     return msg
 
 
-def _with_training(text: str, epochs: int | None, seed: int | None, batch: int | None) -> str:
+def _threshold(value: float | str | None) -> float | str | None:
+    """``"auto"``, a fraction in (0, 1), or None; ``ValueError`` saying what fits."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value.strip().lower() == "auto":
+            return "auto"
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(
+                f"label threshold {value!r}: give a fraction such as 0.004, or auto"
+            ) from None
+    if not 0 < value < 1:
+        raise ValueError(f"label threshold {value}: a fraction between 0 and 1, e.g. 0.004")
+    return float(value)
+
+
+def _with_training(
+    text: str,
+    epochs: int | None,
+    seed: int | None,
+    batch: int | None,
+    threshold: float | str | None = None,
+) -> str:
     overrides = {k: v for k, v in (("epochs", epochs), ("seed", seed), ("batch_size", batch)) if v}
     if seed == 0:
         overrides["seed"] = 0
-    if not overrides:
+    if not overrides and threshold is None:
         return text
     import yaml
 
@@ -122,6 +154,12 @@ def _with_training(text: str, epochs: int | None, seed: int | None, batch: int |
     if not isinstance(training, dict):
         raise ValueError("training: must be a mapping")
     training.update(overrides)
+    if threshold is not None:
+        labels = training.setdefault("labels", {})
+        if not isinstance(labels, dict):
+            raise ValueError("training.labels: must be a mapping")
+        labels.pop("zigzag_threshold", None)  # the same setting, spelled the KTRDR way
+        labels["threshold"] = threshold
     return str(yaml.safe_dump(doc, sort_keys=False))
 
 
