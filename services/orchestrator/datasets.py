@@ -33,6 +33,7 @@ thread. One lock keeps a commit and a delete from interleaving.
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import logging
@@ -609,6 +610,13 @@ async def receive_dataset(
         staged = [await asyncio.to_thread(_inspect, store, f) for f in staged]
         _check_series(staged)
         return await asyncio.to_thread(store.commit, name, staged)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise errors.ResourceExhaustedError(
+                "the orchestrator's disk is full; nothing was stored (free space, or delete "
+                "datasets you no longer train on)"
+            ) from None
+        raise
     finally:
         await _to_the_end(_discard, incoming, folder)
 

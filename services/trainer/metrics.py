@@ -1,4 +1,5 @@
-"""The trainer node's Prometheus metrics: slots, running jobs, draining, events, uploads."""
+"""The trainer node's Prometheus metrics: slots, running jobs, draining, events, uploads,
+dataset files fetched."""
 
 from __future__ import annotations
 
@@ -45,6 +46,17 @@ class _LiveState(Collector):
             "trainwire_trainer_draining",
             "1 while the node drains (SIGTERM) and takes no new jobs",
             value=0 if self._runner.accepting else 1,
+        )
+        datasets = self._runner.datasets
+        yield CounterMetricFamily(
+            "trainwire_trainer_dataset_files_fetched",
+            "Dataset files downloaded from the orchestrator (a cached file is not fetched again)",
+            value=datasets.files_fetched,
+        )
+        yield CounterMetricFamily(
+            "trainwire_trainer_dataset_fetched_bytes",
+            "Bytes of dataset files downloaded from the orchestrator",
+            value=datasets.bytes_fetched,
         )
         yield CounterMetricFamily(
             "trainwire_trainer_events",

@@ -121,6 +121,8 @@ async def test_a_trainer_fetches_a_dataset_once_and_reuses_it(tmp_path: Path) ->
             assert not [e for e in events if e.message.startswith("Fetching dataset")]
             assert any("already on this node" in e.message for e in events)
         assert r.fetched == 1
+        metric = "trainwire_trainer_dataset_files_fetched_total"
+        assert r.trainer.metrics.registry.get_sample_value(metric) == 1
         assert r.given[1:] == [{"GOOG.csv": GOOG}, {"GOOG_1d.csv": GOOG}]
         assert not list((tmp_path / "work" / "jobs").iterdir())  # job dirs (and links) gone
         assert cache.read_bytes() == GOOG  # the cache outlives the jobs

@@ -3,16 +3,20 @@ precise status naming what to fix and leave nothing behind."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
+import threading
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import backtesting  # type: ignore[import-untyped]
 import grpc
 import pytest
 
+from services.orchestrator import datasets
 from services.orchestrator.config import OrchestratorConfig
 from services.orchestrator.datasets import manifest_sha256
 from services.orchestrator.server import OrchestratorServer
@@ -242,6 +246,42 @@ async def test_a_submitted_job_is_pinned_to_the_version_it_was_submitted_against
     again = await orch.stub.SubmitJob(request)
     assert again.job_id == job.job_id
     assert again.request.data.dataset_sha256 == first.sha256
+
+
+async def test_an_upload_the_client_abandons_leaves_nothing_behind(
+    orch: Orchestrator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written, cleaned = threading.Event(), threading.Event()
+    accept, discard = datasets._Incoming.accept, datasets._discard
+
+    def accept_and_tell(self: datasets._Incoming, data: bytes) -> None:
+        accept(self, data)
+        written.set()
+
+    def discard_and_tell(*args: Any) -> None:
+        discard(*args)
+        cleaned.set()
+
+    monkeypatch.setattr(datasets._Incoming, "accept", accept_and_tell)
+    monkeypatch.setattr(datasets, "_discard", discard_and_tell)
+
+    async def half_then_hang() -> AsyncIterator[dpb.DatasetChunk]:
+        yield dpb.DatasetChunk(header=dpb.DatasetUploadHeader(name="goog"))
+        yield file_header("GOOG.csv", GOOG)
+        yield dpb.DatasetChunk(data=GOOG[: len(GOOG) // 2])
+        await asyncio.Event().wait()  # the client never sends the rest
+
+    call = orch.stub.UploadDataset(half_then_hang())
+    pending = asyncio.ensure_future(call)
+    assert await asyncio.to_thread(written.wait, 10), "the first half never arrived"
+    assert orch.stored(), "the first half is not on disk"
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await pending
+    assert await asyncio.to_thread(cleaned.wait, 10), "the server never cleaned up"
+    assert orch.stored() == []
+    listed = await orch.stub.ListDatasets(dpb.ListDatasetsRequest())
+    assert list(listed.datasets) == []
 
 
 # -- bad input -------------------------------------------------------------------------------
