@@ -183,12 +183,17 @@ async def test_goog_daily_trains_from_an_uploaded_dataset_on_a_trainer_without_d
 ) -> None:
     """The real pipeline end to end: the trainer has no data directory, only the upload."""
     assert cluster.trainer.runner.datasets.files_fetched == 0
-    await cluster.stub.UploadDataset(stream(upload("goog", {"GOOG.csv": GOOG})))
+    dataset = await cluster.stub.UploadDataset(stream(upload("goog", {"GOOG.csv": GOOG})))
     request = dataset_request()
-    request.strategy.labels.threshold = 0.08  # daily GOOG swings more than 2% in 20 bars
+    request.strategy.labels.auto_threshold = True  # calibrated to daily GOOG swings
     first = [e async for e in cluster.stub.Train(request)]
     assert first[-1].state == ppb.JOB_STATE_SUCCEEDED, first[-1].error.message
     assert first[-1].result.model.name.startswith("default_fuzzy_mlp/GOOG_1d_v")
+    data = first[-1].result.data  # the result names the exact version it trained on
+    name, _, prefix = data.location.partition("@")
+    assert (data.source, name) == ("dataset", "goog")
+    assert prefix and dataset.sha256.startswith(prefix)
+    assert [(s.file, s.rows) for s in data.series] == [("GOOG.csv", dataset.files[0].rows)]
     request.strategy.training.epochs = 1
     second = [e async for e in cluster.stub.Train(request)]
     assert second[-1].state == ppb.JOB_STATE_SUCCEEDED, second[-1].error.message
