@@ -53,16 +53,16 @@ def data_lines(data: DataProvenance | None) -> list[str]:
     """The source and each series: file, range, rows, what it was resampled from."""
     if data is None:
         return ["data source not recorded"]
-    lines = [
-        data_source(data) + (f" · naive times taken as {data.timezone}" if data.timezone else "")
-    ]
+    lines = [data_source(data)]
     for s in data.series:
         origin = s.file or data.source
         if s.resampled_from:
-            origin += f", resampled from {s.resampled_from}"
+            origin += f" (from {s.resampled_from})"
         lines.append(
             f"  {s.symbol} {s.timeframe}: {origin} · {_span(s.start, s.end)} · {s.rows:,} rows"
         )
+    if data.source != "synthetic" and data.timezone:
+        lines.append(f"  timestamps without a zone read as {data.timezone}")
     return lines
 
 
@@ -134,7 +134,7 @@ def model_summary(info: ModelInfo) -> list[str]:
         rows.append(("training", _metrics(info.training_metrics)))
     if info.feature_names:
         names = f"{len(info.feature_names)}: {', '.join(info.feature_names)}"
-        rows += _labelled("features", textwrap.wrap(names, 88, break_on_hyphens=False))
+        rows += _labelled("features", textwrap.wrap(names, 76, break_on_hyphens=False))
     width = max(len(k) for k, _ in rows)
     return (
         [ref.name]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from services.cli import build_parser
@@ -9,6 +11,9 @@ from services.commands import _request_options
 from shared.client import DataSource, DataSpec, data
 from shared.client.convert import build_request
 from shared.rpc.v1 import strategy_pb2 as spb
+from shared.strategy_yaml import parse_strategy_yaml
+
+STRATEGY = Path(__file__).resolve().parents[2] / "strategies" / "rsi_mean_reversion.yaml"
 
 
 def request(*argv: str) -> spb.TrainRequest:
@@ -89,3 +94,21 @@ def test_sdk_refuses_data_that_contradicts_itself() -> None:
         build_request(symbols=["X"], timeframes=["1h"], data=data.directory("."), bars=10)
     with pytest.raises(ValueError, match="inside data="):
         build_request(symbols=["X"], timeframes=["1h"], data=data.directory("."), start="2020")
+
+
+def test_label_threshold_flag_sets_the_labels_of_either_strategy_form(tmp_path: Path) -> None:
+    assert request("--data", ".", "--label-threshold", "auto").strategy.labels.auto_threshold
+    fixed = request("--data", ".", "--label-threshold", "0.004").strategy.labels
+    assert fixed.threshold == pytest.approx(0.004) and not fixed.auto_threshold
+    # In a strategy file it replaces the file's threshold, whichever spelling the file used.
+    strategy = tmp_path / "s.yaml"
+    strategy.write_text(STRATEGY.read_text())
+    assert "zigzag_threshold" in strategy.read_text()
+    msg = request("--data", ".", "--strategy", str(strategy), "--label-threshold", "0.004")
+    parsed = parse_strategy_yaml(msg.strategy_yaml).strategy.labels
+    assert parsed.threshold == pytest.approx(0.004) and not parsed.auto_threshold
+    assert "zigzag_threshold" not in msg.strategy_yaml
+    with pytest.raises(ValueError, match=r"a fraction such as 0\.004, or auto"):
+        request("--label-threshold", "big")
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        request("--label-threshold", "2")
