@@ -8,16 +8,19 @@ import json
 import stat
 from pathlib import Path
 
+import backtesting  # type: ignore[import-untyped]
 import pytest
 
 from shared.client import (
     AsyncClient,
     Client,
+    DatasetInfo,
     InvalidArgumentError,
     JobEvent,
     JobState,
     NotFoundError,
     UnavailableError,
+    data,
 )
 from tests.conftest import Cluster
 
@@ -92,3 +95,50 @@ async def test_an_unreachable_orchestrator_is_an_unavailable_error() -> None:
         with pytest.raises(UnavailableError) as err:
             await tw.nodes()
     assert "127.0.0.1:1" in err.value.message
+
+
+async def test_datasets_upload_list_train_delete_through_the_sdk(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """A file on this machine, uploaded, trains on a trainer that has no data of its own."""
+    goog = Path(backtesting.__file__).parent / "test" / "GOOG.csv"
+
+    def run() -> tuple[DatasetInfo, list[DatasetInfo], DatasetInfo, JobEvent, NotFoundError]:
+        with Client(cluster.orchestrator.address) as tw:
+            stored = tw.upload_dataset([goog], name="goog")
+            listed = tw.list_datasets()
+            shown = tw.get_dataset(f"goog@{stored.sha256}")
+            *_, last = tw.train(
+                ["GOOG"], ["1d"], data=data.dataset("goog"), epochs=2, label_threshold="auto"
+            )
+            tw.delete_dataset("goog")
+            with pytest.raises(NotFoundError) as gone:
+                tw.get_dataset("goog")
+        return stored, listed, shown, last, gone.value
+
+    stored, listed, shown, last, gone = await asyncio.to_thread(run)
+    raw = goog.read_bytes()
+    assert isinstance(stored, DatasetInfo) and stored.name == "goog"
+    [file] = stored.files
+    assert (file.filename, file.symbol, file.timeframe) == ("GOOG.csv", "GOOG", "1d")
+    assert file.sha256 == hashlib.sha256(raw).hexdigest() and file.size_bytes == len(raw)
+    assert file.rows == 2148
+    assert [d.ref for d in listed] == [stored.ref] and shown == stored
+    assert last.state is JobState.SUCCEEDED, last.error
+    assert last.result is not None and last.result.data is not None
+    assert last.result.data.source == "dataset"
+    assert last.result.data.location.startswith(f"goog@{stored.sha256[:8]}")
+    assert last.result.assessment is not None and last.result.assessment.baseline_class
+    assert "goog" in gone.message
+
+
+async def test_async_upload_sends_the_same_files(cluster: Cluster, tmp_path: Path) -> None:
+    folder = Path(backtesting.__file__).parent / "test"
+    async with AsyncClient(cluster.orchestrator.address) as tw:
+        stored = await tw.upload_dataset([folder / "EURUSD.csv", folder / "GOOG.csv"])
+        assert stored.name == "EURUSD"  # the first file's stem when no name is given
+        assert await tw.get_dataset("EURUSD") == stored
+        with pytest.raises(ValueError, match="no such file"):
+            await tw.upload_dataset([tmp_path / "missing.csv"], name="x")
+        assert [d.name for d in await tw.list_datasets()] == ["EURUSD"]
+    assert {f.filename: f.rows for f in stored.files} == {"EURUSD.csv": 5000, "GOOG.csv": 2148}
