@@ -23,7 +23,10 @@ broken or abandoned upload leaves nothing behind. Names are checked before anyth
 disk: a dataset name is 1-64 letters, digits, '.', '_' or '-' (not only dots); a filename is
 one path component ``[A-Za-z0-9][A-Za-z0-9._-]{0,127}`` ending in ``.csv`` or ``.parquet``,
 ``{SYMBOL}_{timeframe}.csv`` or ``{SYMBOL}.csv`` (the timeframe is then read from the bars'
-spacing), each used once per upload and each (symbol, timeframe) once per dataset.
+spacing), each used once per upload and each (symbol, timeframe) once per dataset. Each file is
+read by the loader jobs use (``shared.pipeline.market.read_market_file``): the rows, first and
+last bar recorded are those a job gets (naive timestamps taken as UTC here; a job may name
+another ``data.timezone``).
 
 Deleting a dataset removes every version; a blob no version of any dataset lists any more is
 removed with it. Every method of ``DatasetStore`` does blocking file work: call it on a worker
@@ -232,9 +235,9 @@ class DatasetStore:
 
     def get(self, ref: str, field: str = "name") -> DatasetInfo:
         """``name`` (its newest version) or ``name@sha256`` (that version)."""
-        name, _, sha = ref.partition("@")
+        name, at, sha = ref.partition("@")
         check_dataset_name(name, field)
-        if sha:
+        if at:
             check_sha256(sha, field)
         info = self._version(name, sha or self._latest(name))
         if info is None:

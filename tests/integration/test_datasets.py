@@ -466,7 +466,8 @@ async def test_a_broken_stream_shape_is_invalid_argument_naming_the_part(
 
 
 @pytest.mark.parametrize(
-    ("name", "field"), [("../x", "name"), ("goog@123", "name"), ("x" * 100, "name")]
+    ("name", "field"),
+    [("../x", "name"), ("goog@123", "name"), ("goog@", "name"), ("x" * 100, "name")],
 )
 async def test_get_dataset_names_the_field_for_a_bad_name(
     orch: Orchestrator, name: str, field: str
