@@ -1,5 +1,8 @@
 """``make demo``: an orchestrator and a trainer as real local processes, one real training run
-on the built-in synthetic market with live progress, the model stored, everything stopped."""
+on the built-in synthetic market with live progress, the model stored, everything stopped.
+
+The demo trains the ``SYNTH`` symbol, which needs no data flag: ``SYNTH`` symbols are the
+synthetic market's own; any other symbol needs ``--data``, ``--dataset`` or ``--synthetic``."""
 
 from __future__ import annotations
 
@@ -107,6 +110,11 @@ def run_demo(*, epochs: int, state_dir: Path) -> int:
             f"\nThe model is on disk at {models[-1].parent}/ (model.safetensors + "
             "metadata.json); logs in "
             f"{state_dir}/*.log"
+        )
+        print(
+            "Your own bars next: `trainwire train --symbols EURUSD --timeframes 1h --data DIR` "
+            "(CSV/Parquet files in DIR under the trainer's --data-dir), or `trainwire datasets "
+            "upload EURUSD.csv` and then `--dataset EURUSD` on any trainer"
         )
     else:
         print(
