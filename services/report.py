@@ -158,7 +158,18 @@ def model_row(m: ModelRef) -> list[str]:
     else:
         baseline = f"{a.baseline_class} {a.baseline_accuracy:.3f}".strip()
         quality = [f"{a.accuracy:.3f}", f"{a.macro_f1:.3f}", baseline, f"{a.lift_points:+.1f}"]
-    return [m.name, *quality, data_source(m.data), when(m.created_at)]
+    return [m.name, *quality, data_cell(m.data), when(m.created_at, with_time=False)]
+
+
+def data_cell(data: DataProvenance | None) -> str:
+    """The data source for a table: ``directory fx 2017-04-19→2018-02-07, 5,000 rows``."""
+    if data is None:
+        return "not recorded"
+    place = f"{data.source} {data.location}".strip()
+    if not data.series:
+        return place
+    first, last = when(data.start, with_time=False), when(data.end, with_time=False)
+    return f"{place} {first}→{last}, {data.rows:,} rows"
 
 
 MODEL_HEADERS = ["NAME", "ACC", "F1", "BASELINE", "LIFT", "DATA", "CREATED"]

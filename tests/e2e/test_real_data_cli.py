@@ -102,7 +102,7 @@ def test_eurusd_hourly_from_the_trainers_data_dir(with_files: str, tmp_path: Pat
 
     listed = trainwire(with_files, "models", "list")
     row = next(line for line in listed.stdout.splitlines() if line.startswith(name))
-    assert "directory . · 2017-04-19 09:00" in row and "5,000 rows" in row
+    assert "directory . 2017-04-19→2018-02-07, 5,000 rows" in row
 
     got = trainwire(with_files, "models", "download", name, "--dest", str(tmp_path), "--json")
     files = json.loads(got.stdout)
