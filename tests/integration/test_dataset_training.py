@@ -124,6 +124,9 @@ async def test_a_trainer_fetches_a_dataset_once_and_reuses_it(tmp_path: Path) ->
         metric = "trainwire_trainer_dataset_files_fetched_total"
         assert r.trainer.metrics.registry.get_sample_value(metric) == 1
         assert r.given[1:] == [{"GOOG.csv": GOOG}, {"GOOG_1d.csv": GOOG}]
+        for run in r.trainer.runner.runs():  # each job's clean-up follows its last event
+            assert run.task is not None
+            await run.task
         assert not list((tmp_path / "work" / "jobs").iterdir())  # job dirs (and links) gone
         assert cache.read_bytes() == GOOG  # the cache outlives the jobs
 
