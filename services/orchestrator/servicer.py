@@ -15,7 +15,7 @@ import grpc
 
 from shared import errors
 from shared.artifacts.metadata import ArtifactError, check_metadata
-from shared.datasets import DatasetInfo
+from shared.datasets import DatasetInfo, check_dataset_name, check_sha256
 from shared.ids import check_address, check_node_id
 from shared.jobs import JobEvent
 from shared.rpc import serde
@@ -27,7 +27,7 @@ from shared.rpc.v1 import strategy_pb2 as spb
 from shared.spec import DataSource, SpecError, TrainingRequest
 
 from . import pages
-from .datasets import DatasetStore, check_dataset_name, check_sha256, receive_dataset
+from .datasets import DatasetStore, receive_dataset
 from .dispatch import Dispatcher
 from .jobs import JobBook, JobRecord, job_key
 from .placement import choose

@@ -30,10 +30,9 @@ from typing import BinaryIO
 
 import grpc
 
-from services.orchestrator.datasets import check_sha256, manifest_sha256, split_filename
 from shared import errors
 from shared.cancellation import CancellationToken
-from shared.datasets import DatasetFile, DatasetInfo
+from shared.datasets import DatasetFile, DatasetInfo, check_sha256, manifest_sha256, split_filename
 from shared.pipeline.market import DataError
 from shared.rpc import plumbing, serde
 from shared.rpc.v1 import datasets_pb2 as dpb

@@ -28,6 +28,7 @@ def test_sigterm_drains_then_cancels_and_exits_cleanly(tmp_path: Path) -> None:
         wait_serving(address, proc)
         request = spb.TrainRequest(symbols=["SYNTH"], timeframes=["1h"])
         request.strategy.training.epochs = 10_000  # far longer than the grace period
+        request.strategy.training.early_stopping_patience = 0  # and never stopping early
         request.data.bars = 1500
         job = trainer_pb2.TrainerJob(
             job_id="drain-1", request=request, upload_target="127.0.0.1:9", upload_token="t"

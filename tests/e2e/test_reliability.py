@@ -43,6 +43,7 @@ def train_request(
 ) -> spb.TrainRequest:
     request = spb.TrainRequest(symbols=["SYNTH"], timeframes=["1h"])
     request.strategy.training.epochs = epochs
+    request.strategy.training.early_stopping_patience = 0  # run every epoch asked for
     if batch_size:
         request.strategy.training.batch_size = batch_size
     if hidden:

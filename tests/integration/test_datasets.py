@@ -18,9 +18,9 @@ import pytest
 
 from services.orchestrator import datasets
 from services.orchestrator.config import OrchestratorConfig
-from services.orchestrator.datasets import manifest_sha256
 from services.orchestrator.server import OrchestratorServer
 from services.orchestrator.server import create_server as create_orchestrator
+from shared.datasets import manifest_sha256
 from shared.rpc import plumbing
 from shared.rpc.v1 import datasets_pb2 as dpb
 from shared.rpc.v1 import orchestrator_pb2_grpc

@@ -49,11 +49,12 @@ class Bare:
     def add_model(self, strategy: str, symbol: str) -> str:
         self.models += 1
         staged = self.root / f"staged-{self.models}"
-        staged.write_bytes(b"weights")
+        weights = f"weights-{self.models}".encode()  # distinct: identical retrains dedupe
+        staged.write_bytes(weights)
         ref = self.server.repository.store(
             job_id=f"model-job-{self.models}",
             staged_weights=staged,
-            sha256=hashlib.sha256(b"weights").hexdigest(),
+            sha256=hashlib.sha256(weights).hexdigest(),
             metadata={},
             strategy=strategy,
             symbols=(symbol,),

@@ -10,17 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from services.orchestrator.datasets import (
-    DatasetStore,
-    FileFacts,
-    StagedFile,
+from services.orchestrator.datasets import DatasetStore, FileFacts, StagedFile
+from services.trainer.datasets import DatasetCache, _check_manifest
+from shared import errors
+from shared.datasets import (
+    DatasetFile,
+    DatasetInfo,
     manifest_sha256,
     manifest_text,
     split_filename,
 )
-from services.trainer.datasets import DatasetCache, _check_manifest
-from shared import errors
-from shared.datasets import DatasetFile, DatasetInfo
 from shared.pipeline.market import DataError
 
 
