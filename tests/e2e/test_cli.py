@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -121,3 +122,49 @@ def test_bad_input_unknown_job_and_unreachable_have_distinct_codes(orchestrator:
     assert unreachable.returncode == 4 and "unreachable" in unreachable.stderr
     nodes = trainwire("nodes", "--orchestrator", orchestrator)
     assert nodes.returncode == 0 and "serving" in nodes.stdout
+
+
+def test_a_dropped_watch_prints_the_command_that_resumes_it(tmp_path: Path) -> None:
+    """The orchestrator goes away mid-run: the CLI says how to resume, and that command,
+    run once the orchestrator is back, picks up at the next event and follows to the end."""
+    orch, trainer = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    orch_args = ["orchestrator", "--listen", orch, "--node", trainer, "--state-dir",
+                 str(tmp_path / "s")]  # fmt: skip
+    with service(["trainer", "--listen", trainer, "--work-dir", str(tmp_path / "w")],
+                 tmp_path / "t.log") as t:  # fmt: skip
+        wait_serving(trainer, t)
+        with service(orch_args, tmp_path / "o1.log") as first:
+            wait_serving(orch, first)
+            follower = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", "train", "--orchestrator", orch,
+                 "--symbols", "SYNTH", "--timeframes", "1h", "--epochs", "40", "--bars", "3000",
+                 "--strategy", str(never_stopping(tmp_path))],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                text=True,
+            )  # fmt: skip
+            assert follower.stdout is not None
+            seen = [follower.stdout.readline() for _ in range(2)]
+            assert seen[0].startswith("job "), seen
+            for line in follower.stdout:  # until training is under way
+                seen.append(line)
+                if "Epoch 2/40" in line:
+                    break
+            first.send_signal(signal.SIGTERM)
+            out, err = follower.communicate(timeout=60)
+        assert follower.returncode == 4, err
+        job_id = seen[0].split()[1]
+        shown = int((seen + out.splitlines())[-1].split()[0])
+        hint = re.search(rf"trainwire watch {job_id} --after-seq (\d+) --orchestrator {orch}$",
+                         err, re.MULTILINE)  # fmt: skip
+        assert hint, err
+        resume, last_seq = hint[0], int(hint[1])
+        assert last_seq >= shown  # the last event received (batches are not printed)
+        with service(orch_args, tmp_path / "o2.log") as second:
+            wait_serving(orch, second)
+            resumed = trainwire(*resume.split()[1:], "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    events = [json.loads(line) for line in resumed.stdout.splitlines()]
+    # Every event after the last one shown, none twice, to the end.
+    assert [e["seq"] for e in events] == list(range(last_seq + 1, last_seq + 1 + len(events)))
+    assert {e["job_id"] for e in events} == {job_id}
+    assert events[-1]["state"] == "succeeded"

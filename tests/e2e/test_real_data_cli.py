@@ -118,6 +118,26 @@ def test_eurusd_hourly_from_the_trainers_data_dir(with_files: str, tmp_path: Pat
     assert 4000 < len(rows) <= 5000 and {r["signal"] for r in rows} <= {"BUY", "HOLD", "SELL"}
     assert rows[-1]["time"] == "2018-02-07T15:00:00Z"
 
+    # --cache-dir keeps the model: used again while its sha256 matches, replaced when not.
+    cache = tmp_path / "cache"
+    cached = cache.joinpath(*json.loads(shown_json(with_files, name))["ref"]["name"].split("/"))
+    args = ("predict", name, "--data", str(MARKET / "EURUSD.csv"), "--json", "--cache-dir")
+    first = trainwire(with_files, *args, str(cache))
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout.splitlines()[-1])["signal"] == rows[-1]["signal"]
+    kept = (cached / "model.safetensors").stat().st_mtime_ns
+    assert trainwire(with_files, *args, str(cache)).returncode == 0
+    assert (cached / "model.safetensors").stat().st_mtime_ns == kept
+    (cached / "model.safetensors").write_bytes(b"tampered")
+    assert trainwire(with_files, *args, str(cache)).returncode == 0
+    assert (
+        hashlib.sha256((cached / "model.safetensors").read_bytes()).hexdigest() == (model["sha256"])
+    )
+
+
+def shown_json(orchestrator: str, name: str) -> str:
+    return trainwire(orchestrator, "models", "show", name, "--json").stdout
+
 
 def test_goog_daily_uploaded_to_a_trainer_without_files(without_files: str) -> None:
     uploaded = trainwire(without_files, "datasets", "upload", str(MARKET / "GOOG.csv"),
