@@ -126,6 +126,8 @@ class LiveRenderer:
         self.epoch: TaskID | None = None
         self.batch: TaskID | None = None
         self._last_step = 0
+        self._training_step = 0
+        self._last_epoch = 0
 
     def _task(self, name: str) -> TaskID:
         return self.progress.add_task(name, total=100, amount="", info="", eta=None, eta_at=0.0)
@@ -171,6 +173,8 @@ class LiveRenderer:
             )
         if event.total_epochs:
             self._training(event, now)
+        elif event.step_index > self._training_step > 0:
+            self._trained()
         if event.kind is EventKind.WARNING:
             self.note(f"warning: {event.message}", style="yellow")
         elif event.kind is EventKind.EPOCH:
@@ -178,9 +182,30 @@ class LiveRenderer:
         elif event.kind in (EventKind.LIFECYCLE, EventKind.UPLOAD):
             self.note(event.message, style="bold" if event.terminal else "")
 
+    def _task_of(self, task_id: TaskID) -> Task:
+        return next(t for t in self.progress.tasks if t.id == task_id)
+
+    def _trained(self) -> None:
+        """Training is over (a later step began): the batch bar ends with the last epoch run,
+        and an epoch bar short of its total says the run stopped early."""
+        self._training_step = 0
+        p = self.progress
+        if self.batch is not None:
+            total = int(self._task_of(self.batch).total or 0)
+            p.update(self.batch, completed=total, amount=f"{total}/{total}", eta=None,
+                     info=f"epoch {self._last_epoch}")  # fmt: skip
+        if self.epoch is not None:
+            task = self._task_of(self.epoch)
+            if task.total and task.completed < task.total:
+                info = task.fields.get("info", "")
+                p.update(self.epoch, info=f"stopped early · {info}" if info else "stopped early")
+
     def _training(self, event: JobEvent, now: float) -> None:
         p = self.progress
+        self._training_step = event.step_index
         epochs, batches = event.total_epochs, event.total_batches
+        if event.kind is EventKind.EPOCH:
+            self._last_epoch = event.epoch
         # Epochs finished so far; a BATCH event is inside epoch ``event.epoch``.
         done = event.epoch if event.kind is EventKind.EPOCH else max(0, event.epoch - 1)
         if self.epoch is None:

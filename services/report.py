@@ -94,7 +94,7 @@ def assessment_lines(a: ModelAssessment | None, test_metrics: Mapping[str, float
     lines.append(
         f"baseline ({baseline}) {a.baseline_accuracy:.3f} · lift {a.lift_points:+.1f} points"
     )
-    lines.append(f"verdict: {verdict(a)}")
+    lines += textwrap.wrap(f"verdict: {verdict(a)}", 70, subsequent_indent="  ")
     return lines
 
 

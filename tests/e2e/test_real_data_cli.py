@@ -90,6 +90,7 @@ def test_eurusd_hourly_from_the_trainers_data_dir(with_files: str, tmp_path: Pat
     assert done.stdout.startswith("job "), done.stdout[:200]
     assert "Data: directory . · 2017-04-19 09:00 → 2018-02-07 15:00 · 5,000 rows" in done.stdout
     assert "EURUSD 1h: EURUSD.csv" in done.stdout
+    assert "  warning: EURUSD.csv: 2 gaps" in done.stdout  # data issues are events, with counts
     assert "baseline (always" in done.stdout and "verdict: " in done.stdout
     name = next(
         line.split()[2] for line in done.stdout.splitlines() if line.startswith("Model stored:")

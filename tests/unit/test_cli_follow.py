@@ -180,3 +180,14 @@ def test_etas_fit_their_column() -> None:
                                99 * 3600, 100 * 3600, 1000 * 86400)] == [
         "-:--:--", "0:00:00", "0:04:12", "9:59:59", "14h03m", "99h00m", "4d04h", "1000d00h",
     ]  # fmt: skip
+
+
+def test_an_early_stop_ends_the_batch_bar_and_says_so_on_the_epoch_bar() -> None:
+    r, _ = renderer(80)
+    second_epoch_end = [e.seq for e in training() if e.kind is EventKind.EPOCH][1]
+    run_until(r, second_epoch_end)
+    r.update(event(99, EventKind.STEP, step_index=10, step_total=12, percentage=91.0,
+                   step_name="Evaluating model", message="Evaluating model"))  # fmt: skip
+    lines = screen(r, 80)
+    assert re.search(r"507/507 +epoch 2$", bar(lines, "Batch")), lines
+    assert re.search(r"2/3 +stopped early · loss 0\.9811", bar(lines, "Epoch")), lines
