@@ -174,7 +174,8 @@ def test_the_documented_csv_reading_runs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     model, _, bars = synth_model
-    os.symlink(model, tmp_path / "model")
+    (tmp_path / "models" / "default_fuzzy_mlp").mkdir(parents=True)
+    os.symlink(model, tmp_path / "models" / "default_fuzzy_mlp" / "EURUSD_1h_v1")
     bars.rename(columns=str.capitalize).to_csv(tmp_path / "EURUSD_1h.csv", index_label="timestamp")
     namespace = _example()
     monkeypatch.chdir(tmp_path)
