@@ -14,7 +14,10 @@ Training overhead. Two cases, interleaved in one run on the same tensors:
   from the same seeded generator), Adam, cross-entropy, batch size, epochs and shuffling (a
   seeded CPU ``randperm`` per epoch), the epoch's mean training loss reduced once per epoch from
   device-side losses, and validation loss/accuracy per epoch (``evaluate_loss``, the function
-  ``train_model`` calls). Early stopping is off (the spec default), as in ``train_model`` here.
+  ``train_model`` calls), and early stopping as ``train_model`` does it when the spec's patience
+  is on (the default strategy's is): a copy of the weights at each epoch that improves the
+  validation loss, a stop after ``patience`` epochs without improvement, the best copy loaded
+  at the end.
   What ``train_model`` does on top, and is therefore charged to instrumentation: the cancellation
   check, ``batch_due()`` and keeping each batch's detached logits (per batch); the metrics of the
   reported batches; the epoch's training accuracy (once per epoch, for the EPOCH update and the
@@ -77,7 +80,7 @@ from shared.pipeline.labels import CLASSES
 from shared.pipeline.market import load_bars
 from shared.pipeline.model import attach_generator, build_model
 from shared.pipeline.preprocess import prepare_dataset
-from shared.pipeline.training import TrainingData, evaluate_loss, train_model
+from shared.pipeline.training import TrainingData, TrainingResult, evaluate_loss, train_model
 from shared.progress.tracker import ProgressTracker
 from shared.progress.update import ProgressUpdate
 from shared.spec import DataSpec, IndicatorSpec, TrainingRequest, default_strategy
@@ -160,6 +163,7 @@ class Instrumented:
     data: TrainingData
     loop: asyncio.AbstractEventLoop
     last_run: JobRun | None = None
+    last_result: TrainingResult | None = None
     final_state: dict[str, torch.Tensor] | None = None
 
     def __call__(self) -> None:
@@ -170,12 +174,12 @@ class Instrumented:
         job = JobContext(self.request, tracker, token)
         model = fresh_model(self.request, self.data.x_train.shape[1])
         with job.step(TRAINING_STEP):
-            train_model(
+            result = train_model(
                 model, self.data, self.request.strategy.training, reporter=tracker, cancel=token
             )
         # Every update handed to the loop is consumed before the clock stops.
         asyncio.run_coroutine_threadsafe(_nothing(), self.loop).result()
-        self.last_run = run
+        self.last_run, self.last_result = run, result
         self.final_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     def event_counts(self) -> dict[str, int]:
@@ -209,6 +213,9 @@ class Bare:
         sizes = torch.full((n_batches,), float(batch_size))
         sizes[-1] = float(n - batch_size * (n_batches - 1))
         optimizer = torch.optim.Adam(model.parameters(), lr=spec.learning_rate)
+        patience = spec.early_stopping_patience
+        best_loss, waited = math.inf, 0
+        best_state: dict[str, torch.Tensor] | None = None
         history: list[tuple[float, float, float]] = []
         model.train()
         for _ in range(spec.epochs):
@@ -225,6 +232,17 @@ class Bare:
             epoch_loss = float(((torch.stack(losses) * sizes).sum() / n).item())
             val_loss, val_acc = evaluate_loss(model, x_val, y_val)
             history.append((epoch_loss, val_loss, val_acc))
+            if patience <= 0:
+                continue
+            if val_loss < best_loss:
+                best_loss, waited = val_loss, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                waited += 1
+                if waited >= patience:
+                    break
+        if best_state is not None:
+            model.load_state_dict(best_state)
         attach_generator(model, None)
         model.eval()
         self.final_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -361,6 +379,7 @@ def main() -> None:
     n_batches = math.ceil(n / min(spec.batch_size, n))
 
     events = instrumented.event_counts()
+    result = instrumented.last_result
     pre = preprocess_throughput(candles, repeats=1 if quick else 3)
 
     report(
@@ -388,6 +407,9 @@ def main() -> None:
             "batch_size": spec.batch_size,
             "batches_per_epoch": n_batches,
             "training_bars": args.bars,
+            "early_stopping_patience": spec.early_stopping_patience,
+            "epochs_run": result.epochs_run if result else None,
+            "kept_epoch": result.kept_epoch if result else None,
             "events_emitted": sum(events.values()),
             "events_by_kind": events,
             "weights_identical": same_weights(instrumented.final_state, bare.final_state),

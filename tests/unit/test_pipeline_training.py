@@ -161,6 +161,33 @@ def test_early_stopping_restores_the_best_weights() -> None:
     assert result.final_metrics()["val_loss"] == losses[result.kept_epoch - 1]
 
 
+def test_the_best_epoch_is_kept_when_the_run_ends_without_stopping() -> None:
+    """Patience longer than the run: no early stop, but the model still holds the weights of
+    its best validation epoch, not the last (overfitted) one."""
+    model = _model(dropout=0.0)
+    data = _data(n=200, noise=True)
+    spec = TrainingSpec(epochs=25, batch_size=16, learning_rate=0.01, early_stopping_patience=50)
+    result = train_model(model, data, spec, reporter=Reporter(), cancel=CancellationToken())
+    assert not result.stopped_early and result.epochs_run == 25
+    losses = [e.val_loss for e in result.history]
+    assert result.kept_epoch == int(np.argmin(losses)) + 1 < 25
+    val_loss, _ = evaluate_loss(model, torch.from_numpy(data.x_val), torch.from_numpy(data.y_val))
+    assert val_loss == pytest.approx(losses[result.kept_epoch - 1], rel=1e-5)
+    assert val_loss < losses[-1]
+    metrics = result.final_metrics()
+    assert metrics["best_epoch"] == result.kept_epoch and metrics["epochs_run"] == 25
+
+
+def test_without_patience_the_last_epoch_is_kept() -> None:
+    model = _model(dropout=0.0)
+    data = _data(n=200, noise=True)
+    spec = TrainingSpec(epochs=12, batch_size=16, learning_rate=0.01, early_stopping_patience=0)
+    result = train_model(model, data, spec, reporter=Reporter(), cancel=CancellationToken())
+    assert result.kept_epoch == result.epochs_run == 12 and not result.stopped_early
+    val_loss, _ = evaluate_loss(model, torch.from_numpy(data.x_val), torch.from_numpy(data.y_val))
+    assert val_loss == pytest.approx(result.history[-1].val_loss, rel=1e-5)
+
+
 def test_classification_report_by_hand() -> None:
     # truth 0 0 1 1 2 2, predicted 0 1 1 1 2 0
     report = classification_report([0, 0, 1, 1, 2, 2], [0, 1, 1, 1, 2, 0], 3)
