@@ -19,6 +19,7 @@ after the job was submitted is a ``DataError`` saying so (the job fails ``DATA_E
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import logging
 import os
@@ -53,7 +54,7 @@ class DatasetCache:
     """``work_dir/datasets``: ``blobs/{sha256}`` (the cache) and ``tmp/`` (downloads)."""
 
     def __init__(self, work_dir: Path, security: plumbing.Security = plumbing.INSECURE) -> None:
-        self.root = work_dir / "datasets"
+        self.root = work_dir.resolve() / "datasets"  # absolute: links must not depend on the cwd
         self._blobs = self.root / "blobs"
         self._tmp = self.root / "tmp"
         for folder in (self.root, self._blobs, self._tmp):
@@ -207,11 +208,15 @@ class DatasetCache:
         folder.mkdir(mode=0o700)
         folder = resolve_inside(job_dir, "dataset")
         for file in info.files:
-            blob = resolve_inside(self.root, self._blobs / file.sha256)
+            blob = resolve_inside(self._blobs, file.sha256)
+            if not blob.is_file():
+                raise DataError("", "", f"{file.filename} is missing from this node's cache")
             link = resolve_inside(folder, file.filename)
             try:
                 os.link(blob, link)
-            except OSError:  # another file system, or links not allowed: a symlink serves
+            except OSError as exc:  # another file system, or links not allowed: a symlink serves
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                    raise
                 os.symlink(blob, link)
         return folder
 

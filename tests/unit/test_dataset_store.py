@@ -146,6 +146,33 @@ def test_the_job_dataset_folder_links_into_the_cache_and_never_follows_a_planted
     assert not list(outside.iterdir())
 
 
+def test_a_relative_work_dir_still_gives_the_job_readable_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``trainwire trainer --work-dir work`` (relative, as the README runs it): the job's
+    dataset folder holds the real files, never links that resolve against another directory."""
+    monkeypatch.chdir(tmp_path)
+    cache = DatasetCache(Path("work"))
+    info = _info([("GOOG.csv", b"bars"), ("EURUSD.csv", b"more bars")])
+    for file, body in zip(info.files, (b"bars", b"more bars"), strict=True):
+        (tmp_path / "work" / "datasets" / "blobs" / file.sha256).write_bytes(body)
+    job_dir = Path("work") / "jobs" / "j1"
+    job_dir.parent.mkdir()
+    folder = cache._link(info, job_dir)
+    assert (folder / "GOOG.csv").read_bytes() == b"bars"
+    assert (folder / "EURUSD.csv").read_bytes() == b"more bars"
+
+
+def test_a_file_missing_from_the_cache_is_a_data_error_not_a_dangling_link(
+    tmp_path: Path,
+) -> None:
+    cache = DatasetCache(tmp_path / "work")
+    info = _info([("GOOG.csv", b"bars")])
+    (tmp_path / "work" / "jobs").mkdir()
+    with pytest.raises(DataError, match="missing from this node's cache"):
+        cache._link(info, tmp_path / "work" / "jobs" / "j1")
+
+
 def test_a_bad_name_is_refused_before_any_disk_work() -> None:
     with pytest.raises(errors.InvalidArgumentError) as err:
         split_filename("../GOOG.csv", "file.filename")
