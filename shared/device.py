@@ -138,32 +138,3 @@ def select_device(override: str = "") -> DeviceInfo:
     raise ValueError(
         f"unknown device override {override!r}: use cpu, cuda, cuda:N, mps, gpu or leave it empty"
     )
-
-
-class DeviceManager:
-    """Detects devices once and answers which one a job gets."""
-
-    def __init__(self, default_override: str = "") -> None:
-        self._default = default_override
-        self._devices: tuple[DeviceInfo, ...] | None = None
-
-    @property
-    def devices(self) -> tuple[DeviceInfo, ...]:
-        if self._devices is None:
-            self._devices = available_devices()
-        return self._devices
-
-    @property
-    def best(self) -> DeviceInfo:
-        return self.select()
-
-    def select(self, override: str = "") -> DeviceInfo:
-        """``override`` if given, else the manager's default override, else the best device."""
-        wanted = override or self._default
-        if not wanted.strip() or wanted.strip().lower() == "auto":
-            return self.devices[0]
-        return select_device(wanted)
-
-    @property
-    def has_gpu(self) -> bool:
-        return self.devices[0].kind != "cpu"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from shared.progress.update import ItemCounter, PreprocessContext, ProgressUpdate, UpdateKind
 
@@ -177,9 +177,6 @@ class JobEvent:
     @property
     def terminal(self) -> bool:
         return self.state.terminal
-
-    def resequenced(self, job_id: str, seq: int) -> JobEvent:
-        return replace(self, job_id=job_id, seq=seq)
 
 
 def event_from_update(

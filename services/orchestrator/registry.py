@@ -127,9 +127,6 @@ class NodeRegistry:
             return False
         return now - node.last_heartbeat > MISSED_HEARTBEATS * self.heartbeat_interval_s
 
-    def addresses(self) -> list[str]:
-        return list(self._nodes)
-
     def channel(self, address: str) -> grpc.aio.Channel:
         return self._nodes[address].channel
 

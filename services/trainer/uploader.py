@@ -459,23 +459,3 @@ class Uploader:
             self._check_cancel()
             await asyncio.sleep(min(left, 0.25))
         self._check_cancel()
-
-
-async def upload(
-    task: UploadTask,
-    *,
-    attempts: int = 4,
-    backoff_s: float = 0.5,
-    unavailable_window_s: float = 300.0,
-    options: GzipOptions = GzipOptions(),
-    cancel: CancellationToken | None = None,
-) -> ModelRef:
-    """Upload ``task``'s file; see ``Uploader``."""
-    return await Uploader(
-        task,
-        attempts=attempts,
-        backoff_s=backoff_s,
-        unavailable_window_s=unavailable_window_s,
-        options=options,
-        cancel=cancel,
-    ).run()

@@ -134,10 +134,6 @@ async def _handle(name: str, context: Any, exc: Exception) -> NoReturn:
     raise AssertionError("unreachable")
 
 
-def status_code_number(code: grpc.StatusCode) -> int:
-    return int(code.value[0])
-
-
 _CLASSES: dict[grpc.StatusCode, type[errors.TrainwireError]] = {v: k for k, v in _CODES.items()}
 
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from shared.device import DeviceManager, available_devices, select_device
+from shared.device import available_devices, select_device
 
 
 def _patch(monkeypatch: pytest.MonkeyPatch, *, cuda: int = 0, mps: bool = False) -> None:
@@ -81,13 +81,3 @@ def test_detection_failure_falls_back_to_cpu(
     with caplog.at_level("WARNING"):
         assert select_device().kind == "cpu"
     assert "driver exploded" in caplog.text
-
-
-def test_manager_default_override_and_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    _patch(monkeypatch, cuda=1)
-    manager = DeviceManager()
-    assert manager.best.kind == "cuda" and manager.has_gpu
-    _patch(monkeypatch)  # detection is cached
-    assert manager.best.kind == "cuda"
-    assert DeviceManager("cpu").select().kind == "cpu"
-    assert manager.select("cpu").kind == "cpu"
