@@ -181,6 +181,7 @@ def cmd_orchestrator(args: argparse.Namespace) -> int:
         listen=args.listen,
         nodes=nodes,
         state_dir=Path(args.state_dir),
+        store=args.store,
         advertise=args.advertise,
         metrics_listen=args.metrics_listen,
         max_attempts=args.max_attempts,
@@ -277,6 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--state-dir",
         default=_env("STATE_DIR", "state"),
         help="models, the job store (jobs.sqlite3) and upload staging live here",
+    )
+    p.add_argument(
+        "--store",
+        default=_env("STORE", ""),
+        help="job store URL: sqlite:///ABS/PATH, sqlite:REL/PATH (under --state-dir),"
+        " postgresql://USER@HOST:PORT/DB or memory: (default: jobs.sqlite3 in --state-dir)",
     )
     p.add_argument(
         "--advertise",

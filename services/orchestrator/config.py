@@ -8,6 +8,8 @@ from pathlib import Path
 from shared.rpc.plumbing import INSECURE, Security
 from shared.spec import DEFAULT_LIMITS, JobLimits
 
+from .store import parse_store_url
+
 
 @dataclass(frozen=True, kw_only=True)
 class OrchestratorConfig:
@@ -18,6 +20,10 @@ class OrchestratorConfig:
     state_dir: Path = Path("state")
     """Where models (``models/``), datasets (``datasets/``), the job store (``jobs.sqlite3``)
     and upload staging live."""
+    store: str = ""
+    """The job store, as a URL: ``sqlite:///ABS/PATH``, ``sqlite:REL/PATH`` (under
+    ``state_dir``), ``postgresql://USER@HOST:PORT/DB`` or ``memory:`` (this process only);
+    empty = ``jobs.sqlite3`` in ``state_dir``. A bad URL is a ``ValueError`` here."""
     advertise: str = ""
     """The address trainers should dial to upload models; empty = derived from listen."""
     probe_timeout_s: float = 1.0
@@ -49,3 +55,6 @@ class OrchestratorConfig:
     """host:port for Prometheus ``/metrics``; empty = no metrics endpoint."""
     security: Security = INSECURE
     """TLS/mTLS and bearer token, for this server and for its calls to trainer nodes."""
+
+    def __post_init__(self) -> None:
+        parse_store_url(self.store, self.state_dir)  # raises ValueError, naming the forms

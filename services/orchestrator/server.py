@@ -25,7 +25,7 @@ from .metrics import OrchestratorMetrics
 from .registry import NodeRegistry
 from .repository import ModelRepository
 from .servicer import OrchestratorServicer
-from .store import SqliteJobStore, secure_state_dir
+from .store import JobStore, open_store, parse_store_url, secure_state_dir
 from .upload import ModelUploadServicer
 
 _LOGGER = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class OrchestratorServer:
     repository: ModelRepository
     datasets: DatasetStore
     health: Any
-    store: SqliteJobStore
+    store: JobStore
     metrics: OrchestratorMetrics
     uploads: ModelUploadServicer
     metrics_server: MetricsServer | None = None
@@ -99,8 +99,12 @@ async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
     for node in config.nodes:
         registry.add(node)
     secure_state_dir(config.state_dir)
-    store = SqliteJobStore(config.state_dir / "jobs.sqlite3")
-    book = JobBook(store)
+    store = await asyncio.to_thread(open_store, config.store, config.state_dir)
+    try:
+        book = JobBook(store)
+    except BaseException:
+        store.close()
+        raise
     repository = ModelRepository(config.state_dir / "models")
     datasets = await asyncio.to_thread(
         DatasetStore,
@@ -161,9 +165,10 @@ async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
     dispatcher.recover()
     dispatcher.start()
     _LOGGER.info(
-        "orchestrator serving on %s (uploads via %s), nodes: %s",
+        "orchestrator serving on %s (uploads via %s), job store %s, nodes: %s",
         config.listen,
         address,
+        parse_store_url(config.store, config.state_dir).redacted,
         ", ".join(config.nodes) or "none yet",
     )
     return orchestrator

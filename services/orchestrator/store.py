@@ -1,9 +1,12 @@
-"""Where jobs and their events live across restarts: a store interface and its SQLite version.
+"""Where jobs and their events live across restarts: the store interface and its versions.
 
 ``JobBook`` keeps the working set in memory for fan-out and writes every change through to a
 ``JobStore`` in one transaction per change, so a killed orchestrator restarts with every job and
-every event it had acknowledged. The interface is small on purpose: a PostgreSQL store (for an
-orchestrator that must be highly available) implements the same five methods.
+every event it had acknowledged. Three stores implement the same five methods, and one contract
+test suite (``tests/integration/test_store_contract.py``) runs against each: ``MemoryJobStore``
+(this process only), ``SqliteJobStore`` (the embedded default, a file under ``--state-dir``) and
+``PostgresJobStore`` (``store_postgres.py``: job history on a database server). ``--store URL``
+picks one (``parse_store_url``).
 
 SQLite runs in WAL mode with ``synchronous=NORMAL``: a commit survives a process crash (kill -9)
 — what a restart needs; a power cut may lose the last few milliseconds of commits, which the
@@ -14,13 +17,15 @@ protobuf encodings, so the store never drifts from the wire contract.
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import stat
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
+from urllib.parse import urlsplit
 
 from shared.jobs import JobEvent, JobState
 from shared.rpc import serde
@@ -83,26 +88,76 @@ class JobStore(Protocol):
     def close(self) -> None: ...
 
 
+class StoreIntegrityError(ValueError):
+    """A write the store refuses, the same way in every store: a ``job_id`` or non-empty
+    ``request_id`` already stored, an event seq the job already has, or an event or placement
+    for a job the store does not hold."""
+
+
 class MemoryJobStore:
-    """Keeps nothing: the orchestrator forgets its jobs when it stops (tests, ``--state-dir``-less
-    embedding)."""
+    """Keeps jobs and events in this process only: the orchestrator forgets them when it stops
+    (tests, ``--store memory:``, embedding without a state directory)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: dict[str, StoredJob] = {}
+        """Insertion order is load order (created_at breaks no ties here: jobs are inserted in
+        creation order)."""
+        self._events: dict[str, list[JobEvent]] = {}
+        self._request_ids: set[str] = set()
 
     def insert_job(self, job: StoredJob) -> None:
-        pass
+        with self._lock:
+            if job.job_id in self._jobs:
+                raise StoreIntegrityError(f"job {job.job_id} is already stored")
+            if job.request_id and job.request_id in self._request_ids:
+                raise StoreIntegrityError(f"request_id {job.request_id!r} is already stored")
+            _check_seqs(job.job_id, 0, job.events)
+            self._jobs[job.job_id] = replace(job, events=())
+            self._events[job.job_id] = list(job.events)
+            if job.request_id:
+                self._request_ids.add(job.request_id)
 
     def append_event(self, job_id: str, event: JobEvent, node_seq: int | None) -> None:
-        pass
+        with self._lock:
+            events = self._events.get(job_id)
+            if events is None:
+                raise StoreIntegrityError(f"no job {job_id} in the store")
+            _check_seqs(job_id, len(events), (event,))
+            events.append(event)
+            if node_seq is not None:
+                self._jobs[job_id] = replace(self._jobs[job_id], node_seq=node_seq)
 
     def update_placement(
         self, job_id: str, *, node: str, attempt: int, node_seq: int, cancel_requested: str
     ) -> None:
-        pass
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                raise StoreIntegrityError(f"no job {job_id} in the store")
+            self._jobs[job_id] = replace(
+                job,
+                node=node,
+                attempt=attempt,
+                node_seq=node_seq,
+                cancel_requested=cancel_requested,
+            )
 
-    def load(self) -> Iterable[StoredJob]:
-        return ()
+    def load(self) -> list[StoredJob]:
+        with self._lock:
+            # sorted() is stable: jobs created in the same instant keep their insertion order
+            jobs = sorted(self._jobs.values(), key=lambda j: j.created_at)
+            return [replace(j, events=tuple(self._events[j.job_id])) for j in jobs]
 
     def close(self) -> None:
         pass
+
+
+def _check_seqs(job_id: str, last: int, events: Iterable[JobEvent]) -> None:
+    for event in events:
+        if event.seq <= last:
+            raise StoreIntegrityError(f"job {job_id} already has an event with seq {event.seq}")
+        last = event.seq
 
 
 _SCHEMA = """
@@ -167,6 +222,13 @@ class SqliteJobStore:
 
     def insert_job(self, job: StoredJob) -> None:
         request = serde.request_to_proto(job.request).SerializeToString()
+        try:
+            self._insert_job(job, request)
+        except sqlite3.IntegrityError as exc:
+            self._states.pop(job.job_id, None)
+            raise StoreIntegrityError(f"job {job.job_id}: {exc}") from exc
+
+    def _insert_job(self, job: StoredJob, request: bytes) -> None:
         with self._transaction():
             self._db.execute(
                 "INSERT INTO jobs(job_id, request_id, request, upload_token, created_at, state,"
@@ -197,19 +259,27 @@ class SqliteJobStore:
             self._states[job_id] = event.state
 
     def append_event(self, job_id: str, event: JobEvent, node_seq: int | None) -> None:
-        with self._transaction():
-            self._insert_event(job_id, event)
-            if node_seq is not None:
-                self._db.execute("UPDATE jobs SET node_seq=? WHERE job_id=?", (node_seq, job_id))
+        try:
+            with self._transaction():
+                self._insert_event(job_id, event)
+                if node_seq is not None:
+                    self._db.execute(
+                        "UPDATE jobs SET node_seq=? WHERE job_id=?", (node_seq, job_id)
+                    )
+        except sqlite3.IntegrityError as exc:
+            self._states.pop(job_id, None)  # the rolled-back state write may have been cached
+            raise StoreIntegrityError(f"job {job_id}, event {event.seq}: {exc}") from exc
 
     def update_placement(
         self, job_id: str, *, node: str, attempt: int, node_seq: int, cancel_requested: str
     ) -> None:
         with self._transaction():
-            self._db.execute(
+            updated = self._db.execute(
                 "UPDATE jobs SET node=?, attempt=?, node_seq=?, cancel_requested=? WHERE job_id=?",
                 (node, attempt, node_seq, cancel_requested, job_id),
-            )
+            ).rowcount
+        if not updated:
+            raise StoreIntegrityError(f"no job {job_id} in the store")
 
     def load(self) -> list[StoredJob]:
         with self._lock:
@@ -260,3 +330,100 @@ class _Transaction:
             self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
         finally:
             self._lock.release()
+
+
+# --- choosing a store ----------------------------------------------------------------------------
+
+DEFAULT_SQLITE_NAME = "jobs.sqlite3"
+STORE_URL_FORMS = (
+    "sqlite:///ABS/PATH, sqlite:REL/PATH (under --state-dir), "
+    "postgresql://USER@HOST:PORT/DB, or memory:"
+)
+
+
+@dataclass(frozen=True)
+class StoreURL:
+    """A parsed ``--store``: which store, and where."""
+
+    kind: Literal["memory", "sqlite", "postgresql"]
+    path: Path | None = None
+    """The SQLite file (``kind == "sqlite"``)."""
+    conninfo: str = ""
+    """The PostgreSQL URL as given, password included (``kind == "postgresql"``): never log
+    it; log ``redacted`` instead."""
+    redacted: str = ""
+    """The store as it may be logged: no password."""
+
+
+_URL_PASSWORD = re.compile(r"(://[^/@?#]*?:)[^/@?#]*@")
+_QUERY_PASSWORD = re.compile(r"((?:^|[?&\s])password=)[^&\s]*", re.IGNORECASE)
+
+
+def redact_store_url(url: str) -> str:
+    """``url`` with any password (``user:PASSWORD@``, ``password=...``) replaced by ``***``."""
+    return _QUERY_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***@", url))
+
+
+def parse_store_url(url: str, state_dir: Path) -> StoreURL:
+    """Parse ``--store``; ``""`` or ``sqlite`` is the default, ``jobs.sqlite3`` in ``state_dir``.
+
+    Raises ``ValueError`` (its message names the forms, never a password) for anything else."""
+    url = url.strip()
+    if url in ("", "sqlite", "sqlite:"):
+        path = state_dir / DEFAULT_SQLITE_NAME
+        return StoreURL("sqlite", path=path, redacted=f"sqlite:{path}")
+    if url == "memory:" or url == "memory":
+        return StoreURL("memory", redacted="memory:")
+    if url.startswith(("postgresql://", "postgres://")):
+        return _parse_postgres(url)
+    if url.startswith("sqlite:"):
+        rest = url.removeprefix("sqlite:")
+        if rest.startswith("//"):
+            # sqlite:///abs/path: an empty authority, then an absolute path
+            if not rest.startswith("///") or len(rest) == 3:
+                raise ValueError(
+                    f"--store {url!r}: a SQLite URL with // names an absolute path"
+                    " (sqlite:///ABS/PATH); use sqlite:REL/PATH for one under --state-dir"
+                )
+            path = Path(rest[2:])
+        else:
+            path = Path(rest) if rest.startswith("/") else state_dir / rest
+        if path.name in ("", ".", "..") or url.endswith("/"):
+            raise ValueError(f"--store {url!r}: names a directory, not a SQLite file")
+        return StoreURL("sqlite", path=path, redacted=f"sqlite:{path}")
+    scheme = url.split(":", 1)[0] if ":" in url else url
+    raise ValueError(
+        f"--store {redact_store_url(scheme)!r}: not a job store URL; use {STORE_URL_FORMS}"
+    )
+
+
+def _parse_postgres(url: str) -> StoreURL:
+    from psycopg import conninfo
+
+    redacted = redact_store_url(url)
+    try:
+        conninfo.conninfo_to_dict(url)  # libpq's parser, which leaves ports to connect time
+        netloc = urlsplit(url).netloc.rsplit("@", 1)[-1]
+        for host in netloc.split(","):  # libpq takes host1:port1,host2:port2
+            port = host.rsplit("]", 1)[-1].rpartition(":")[2] if ":" in host else ""
+            if port and not (port.isdigit() and 0 < int(port) < 65536):
+                raise ValueError(port)
+    except Exception:  # psycopg's message may quote the URL, password included
+        raise ValueError(
+            f"--store {redacted!r}: not a valid PostgreSQL URL"
+            " (postgresql://USER[:PASSWORD]@HOST[:PORT]/DB[?OPTIONS])"
+        ) from None
+    return StoreURL("postgresql", conninfo=url, redacted=redacted)
+
+
+def open_store(url: str, state_dir: Path) -> JobStore:
+    """The job store ``--store`` names (see ``parse_store_url``), opened and ready."""
+    parsed = parse_store_url(url, state_dir)
+    if parsed.kind == "memory":
+        return MemoryJobStore()
+    if parsed.kind == "postgresql":
+        from .store_postgres import PostgresJobStore
+
+        return PostgresJobStore(parsed.conninfo)
+    assert parsed.path is not None
+    return SqliteJobStore(parsed.path)

@@ -1,5 +1,8 @@
 """The orchestrator restarts mid-job: the job store brings every job back, running jobs are
-re-attached on their node and finish normally, waiting ones run, watchers resume by seq."""
+re-attached on their node and finish normally, waiting ones run, watchers resume by seq.
+
+Every test runs on both persistent stores: SQLite under the state dir (the default) and a real
+PostgreSQL server (``tests/support/postgres.py``, a fresh database per test)."""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from services.orchestrator.config import OrchestratorConfig
 from services.orchestrator.jobs import JobBook
 from services.orchestrator.server import OrchestratorServer
 from services.orchestrator.server import create_server as create_orchestrator
-from services.orchestrator.store import SqliteJobStore
+from services.orchestrator.store import open_store
 from services.trainer.config import TrainerConfig
 from services.trainer.server import create_server as create_trainer
 from shared.jobs import JobState
@@ -23,8 +26,15 @@ from shared.rpc.v1 import orchestrator_pb2_grpc
 from shared.rpc.v1 import progress_pb2 as ppb
 from shared.rpc.v1 import strategy_pb2 as spb
 from shared.spec import DataSpec, TrainingRequest, TrainingSpec, default_strategy
+from tests.support.postgres import postgres_server, postgres_url  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest) -> str:
+    """The ``--store`` URL: "" (SQLite, jobs.sqlite3 in the state dir) or a PostgreSQL database."""
+    return "" if request.param == "sqlite" else str(request.getfixturevalue("postgres_url"))
 
 
 def _request(epochs: int, request_id: str = "") -> spb.TrainRequest:
@@ -35,21 +45,25 @@ def _request(epochs: int, request_id: str = "") -> spb.TrainRequest:
 
 
 async def _start(
-    listen: str, trainer: str, state: Path, max_attempts: int = 2
+    listen: str, trainer: str, state: Path, store: str, max_attempts: int = 2
 ) -> OrchestratorServer:
     return await create_orchestrator(
         OrchestratorConfig(
-            listen=listen, nodes=(trainer,), state_dir=state, max_attempts=max_attempts
+            listen=listen,
+            nodes=(trainer,),
+            state_dir=state,
+            store=store,
+            max_attempts=max_attempts,
         )
     )
 
 
-async def test_a_running_job_survives_an_orchestrator_restart(tmp_path: Path) -> None:
+async def test_a_running_job_survives_an_orchestrator_restart(tmp_path: Path, store: str) -> None:
     trainer = await create_trainer(
         TrainerConfig(listen="127.0.0.1:0", work_dir=tmp_path / "work", upload_backoff_s=0.2)
     )
     state = tmp_path / "state"
-    first = await _start("127.0.0.1:0", trainer.address, state)
+    first = await _start("127.0.0.1:0", trainer.address, state, store)
     address = first.address
     try:
         async with plumbing.create_channel(address) as channel:
@@ -62,7 +76,7 @@ async def test_a_running_job_survives_an_orchestrator_restart(tmp_path: Path) ->
                     break  # mid-training
         await first.stop(0)  # the orchestrator goes away; the trainer keeps training
 
-        second = await _start(address, trainer.address, state)
+        second = await _start(address, trainer.address, state, store)
         try:
             async with plumbing.create_channel(address) as channel:
                 stub = orchestrator_pb2_grpc.OrchestratorStub(channel)
@@ -89,18 +103,20 @@ async def test_a_running_job_survives_an_orchestrator_restart(tmp_path: Path) ->
     assert len(stored) == 1
 
 
-async def test_a_job_whose_node_forgot_it_is_failed_not_left_running(tmp_path: Path) -> None:
+async def test_a_job_whose_node_forgot_it_is_failed_not_left_running(
+    tmp_path: Path, store: str
+) -> None:
     state = tmp_path / "state"
-    store = SqliteJobStore(state / "jobs.sqlite3")
-    book = JobBook(store)
+    jobs = open_store(store, state)
+    book = JobBook(jobs)
     request = TrainingRequest(symbols=("SYNTH",), timeframes=("1h",), strategy=default_strategy())
     record, _ = book.create(request)
     trainer = await create_trainer(TrainerConfig(listen="127.0.0.1:0", work_dir=tmp_path / "w"))
     record.node, record.attempt = trainer.address, 1
     book.save_placement(record)
-    store.close()
+    jobs.close()
 
-    orchestrator = await _start("127.0.0.1:0", trainer.address, state, max_attempts=1)
+    orchestrator = await _start("127.0.0.1:0", trainer.address, state, store, max_attempts=1)
     try:
         async with plumbing.create_channel(orchestrator.address) as channel:
             stub = orchestrator_pb2_grpc.OrchestratorStub(channel)
@@ -112,9 +128,8 @@ async def test_a_job_whose_node_forgot_it_is_failed_not_left_running(tmp_path: P
     assert "no longer knows" in events[-1].error.message
 
 
-async def test_the_store_round_trips_jobs_and_events(tmp_path: Path) -> None:
-    path = tmp_path / "jobs.sqlite3"
-    book = JobBook(SqliteJobStore(path))
+async def test_the_store_round_trips_jobs_and_events(tmp_path: Path, store: str) -> None:
+    book = JobBook(open_store(store, tmp_path))
     request = TrainingRequest(
         symbols=("SYNTH", "ALT"),
         timeframes=("1h", "4h"),
@@ -127,7 +142,7 @@ async def test_the_store_round_trips_jobs_and_events(tmp_path: Path) -> None:
     book.save_placement(record)
     first = record.events[0]
     book.append(record.job_id, replace(first, state=JobState.RUNNING, message="go"), node_seq=7)
-    loaded = JobBook(SqliteJobStore(path)).get(record.job_id)
+    loaded = JobBook(open_store(store, tmp_path)).get(record.job_id)
     assert loaded.request == request
     assert loaded.events == record.events
     assert (loaded.state, loaded.node, loaded.attempt, loaded.node_seq) == (
@@ -136,13 +151,13 @@ async def test_the_store_round_trips_jobs_and_events(tmp_path: Path) -> None:
         1,
         7,
     )
-    again, created = JobBook(SqliteJobStore(path)).create(request)
+    again, created = JobBook(open_store(store, tmp_path)).create(request)
     assert not created and again.job_id == record.job_id
 
 
-async def test_restart_requeues_waiting_jobs(tmp_path: Path) -> None:
+async def test_restart_requeues_waiting_jobs(tmp_path: Path, store: str) -> None:
     state = tmp_path / "state"
-    store = SqliteJobStore(state / "jobs.sqlite3")
+    jobs = open_store(store, state)
     request = TrainingRequest(
         symbols=("SYNTH",),
         timeframes=("1h",),
@@ -153,10 +168,10 @@ async def test_restart_requeues_waiting_jobs(tmp_path: Path) -> None:
         strategy=replace(request.strategy, training=TrainingSpec(epochs=1)),
         data=DataSpec(bars=1200),
     )
-    record, _ = JobBook(store).create(request)
-    store.close()
+    record, _ = JobBook(jobs).create(request)
+    jobs.close()
     trainer = await create_trainer(TrainerConfig(listen="127.0.0.1:0", work_dir=tmp_path / "w"))
-    orchestrator = await _start("127.0.0.1:0", trainer.address, state)
+    orchestrator = await _start("127.0.0.1:0", trainer.address, state, store)
     try:
         async with plumbing.create_channel(orchestrator.address) as channel:
             stub = orchestrator_pb2_grpc.OrchestratorStub(channel)
