@@ -6,6 +6,13 @@ connection in autocommit mode, so an append (the event row, the job's state and 
 one statement, one round trip and one transaction; a job's insert is one explicit transaction.
 Requests and events are stored as their protobuf encodings (``bytea``).
 
+Durability is the server's: with PostgreSQL's default ``synchronous_commit=on`` a change is on
+the server's disk before the call returns, which costs a WAL flush per event on the event loop;
+``?options=-c%20synchronous_commit%3Doff`` in the URL trades that for SQLite's promise (a commit
+survives an orchestrator crash; a database crash may lose the last fraction of a second, which
+the trainer's own event log makes good). The connection is not re-established if the server
+goes away: writes then fail until the orchestrator restarts.
+
 The schema is the SQL files in ``migrations/postgres/`` (``NNNN_name.sql``), applied in order at
 start, each in its own transaction that records its number in ``schema_version``; an advisory
 lock makes orchestrators starting together apply each migration once. A database whose schema is

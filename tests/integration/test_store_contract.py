@@ -417,5 +417,7 @@ async def test_an_orchestrator_on_postgres_logs_its_store_without_the_password(
     finally:
         await server.stop(0)
     assert "postgres:***@" in caplog.text and "topsecret" not in caplog.text
-    assert [j.job_id for j in PostgresJobStore(postgres_url).load()] == [record.job_id]
+    reopened = PostgresJobStore(postgres_url)
+    assert [j.job_id for j in reopened.load()] == [record.job_id]
+    reopened.close()
     assert not (tmp_path / "state" / "jobs.sqlite3").exists()
