@@ -11,7 +11,8 @@ fixtures skip, saying what to install; under CI that skip is a failure (``ci_ski
 the ``postgres`` user the package creates (``runuser``), and the directory is given to it.
 
 The server runs with ``fsync=off``: a test database need not survive a power cut, and the
-suite runs faster. Use the fixtures by importing them into a test module.
+suite runs faster. Use the fixtures by importing them into a test module (or list this module
+in ``pytest_plugins``).
 """
 
 from __future__ import annotations
@@ -153,10 +154,23 @@ def running_postgres() -> Iterator[PostgresServer]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+_shared: list[PostgresServer] = []
+"""The session's server while one runs: each test module that imports ``postgres_server`` gets
+its own session-scoped fixture, and they share one server (the first to start it stops it, at
+the end of the session, after the others)."""
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
+    if _shared:
+        yield _shared[0]
+        return
     with running_postgres() as server:
-        yield server
+        _shared.append(server)
+        try:
+            yield server
+        finally:
+            _shared.clear()
 
 
 @pytest.fixture
