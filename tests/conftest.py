@@ -26,7 +26,7 @@ from services.trainer.server import create_server as create_trainer
 from shared.rpc import plumbing
 from shared.rpc.v1 import orchestrator_pb2_grpc
 
-pytest_plugins = ["tests.support.ci_skips"]
+pytest_plugins = ["tests.support.ci_skips", "tests.support.postgres"]
 
 
 @dataclass

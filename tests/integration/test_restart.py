@@ -26,7 +26,6 @@ from shared.rpc.v1 import orchestrator_pb2_grpc
 from shared.rpc.v1 import progress_pb2 as ppb
 from shared.rpc.v1 import strategy_pb2 as spb
 from shared.spec import DataSpec, TrainingRequest, TrainingSpec, default_strategy
-from tests.support.postgres import postgres_server, postgres_url  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -40,7 +40,6 @@ from services.orchestrator.store_postgres import (
 )
 from shared.jobs import EventKind, JobEvent, JobState
 from shared.spec import DataSpec, TrainingRequest, default_strategy
-from tests.support.postgres import postgres_server, postgres_url  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -304,7 +303,7 @@ def test_concurrent_appends_to_two_jobs_keep_each_log_whole(backend: Backend) ->
 # --- PostgreSQL: versioned migrations ------------------------------------------------------------
 
 
-def test_postgres_migrations_are_recorded_once(postgres_url: str) -> None:  # noqa: F811
+def test_postgres_migrations_are_recorded_once(postgres_url: str) -> None:
     available = migrations()
     assert [m.version for m in available] == list(range(1, len(available) + 1))
     assert all((MIGRATIONS_DIR / m.name).is_file() for m in available)
@@ -317,7 +316,7 @@ def test_postgres_migrations_are_recorded_once(postgres_url: str) -> None:  # no
     assert rows == [(m.version, m.name) for m in available]
 
 
-def test_postgres_refuses_a_schema_newer_than_it_knows(postgres_url: str) -> None:  # noqa: F811
+def test_postgres_refuses_a_schema_newer_than_it_knows(postgres_url: str) -> None:
     PostgresJobStore(postgres_url).close()
     with psycopg.connect(postgres_url) as conn:
         conn.execute("INSERT INTO schema_version(version, name) VALUES (999, '0999_future.sql')")
@@ -401,7 +400,7 @@ def test_the_store_flag_reads_its_environment_variable(tmp_path: Path) -> None:
 
 
 async def test_an_orchestrator_on_postgres_logs_its_store_without_the_password(
-    postgres_url: str,  # noqa: F811
+    postgres_url: str,
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
