@@ -1,7 +1,8 @@
 """The ``trainwire`` command: run the services, or act as a client of the orchestrator.
 
-Exit codes of the client verbs: 0 succeeded, 1 job failed, 3 job cancelled, 4 orchestrator
-unreachable, 5 request rejected (bad input), 6 other RPC error, 130 interrupted.
+Exit codes are ``services.exit_codes.ExitCode``: 0 succeeded, 1 job failed, 2 bad
+configuration, 3 job cancelled, 4 orchestrator unreachable, 5 request rejected (bad input),
+6 other RPC error, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from services.exit_codes import ExitCode
 from shared.jobs import JobState
 
 if TYPE_CHECKING:
     from shared.rpc.plumbing import Security
     from shared.spec import JobLimits
 
-EXIT_OK, EXIT_FAILED, EXIT_UNREACHABLE, EXIT_INTERRUPTED = 0, 1, 4, 130
 _LOGGER = logging.getLogger(__name__)
 
 
@@ -192,7 +193,7 @@ def cmd_orchestrator(args: argparse.Namespace) -> int:
         security=_security(args),
     )
     asyncio.run(serve(config))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_trainer(args: argparse.Namespace) -> int:
@@ -215,7 +216,7 @@ def cmd_trainer(args: argparse.Namespace) -> int:
         security=_security(args),
     )
     asyncio.run(serve(config, grace_s=args.grace))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 # --- client verbs (services.commands) -----------------------------------------------------------
@@ -243,10 +244,10 @@ def cmd_health(args: argparse.Namespace) -> int:
             )
         except Exception as exc:
             print(f"{args.address}: not healthy: {exc}", file=sys.stderr)
-            return EXIT_UNREACHABLE
+            return ExitCode.UNREACHABLE
     serving = reply.status == health_pb2.HealthCheckResponse.SERVING
     print(f"{args.address}: {health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)}")
-    return EXIT_OK if serving else EXIT_FAILED
+    return ExitCode.OK if serving else ExitCode.FAILED
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -500,9 +501,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except ValueError as exc:  # configuration that cannot work, e.g. a missing TLS file
         print(f"trainwire {args.command}: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.BAD_CONFIGURATION
     except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
 
 
 if __name__ == "__main__":

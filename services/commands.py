@@ -1,9 +1,9 @@
 """The client verbs of ``trainwire``: train, submit, watch, jobs, cancel, nodes, models.
 
 All of them talk to the orchestrator through the SDK (``shared.client``), so they see typed
-results and typed errors only. Exit codes: 0 succeeded, 1 job failed, 3 job cancelled,
-4 orchestrator unreachable, 5 request rejected (bad input, unknown job/model), 6 other RPC
-error, 130 interrupted.
+results and typed errors only. Exit codes are ``services.exit_codes.ExitCode``: 0 succeeded,
+1 job failed, 3 job cancelled, 4 orchestrator unreachable, 5 request rejected (bad input,
+unknown job/model), 6 other RPC error, 130 interrupted.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from services import report
+from services.exit_codes import ExitCode
 from shared import errors
 from shared.client import Client, data
 from shared.client.download import METADATA_FILE, WEIGHTS_FILE
@@ -28,8 +29,6 @@ from shared.datasets import DatasetInfo
 from shared.jobs import JobEvent, JobState, ModelRef
 from shared.rpc.plumbing import Security
 
-EXIT_OK, EXIT_FAILED, EXIT_CANCELLED, EXIT_UNREACHABLE, EXIT_REJECTED, EXIT_RPC = 0, 1, 3, 4, 5, 6
-EXIT_INTERRUPTED = 130
 _REJECTED = {
     "INVALID_ARGUMENT",
     "FAILED_PRECONDITION",
@@ -53,15 +52,15 @@ def run(args: argparse.Namespace, security: Security, command: Command) -> int:
         field = f" (field {exc.field})" if exc.field else ""
         print(f"{exc.code or type(exc).__name__}: {exc.message}{field}", file=sys.stderr)
         if isinstance(exc, errors.UnavailableError):
-            return EXIT_UNREACHABLE
-        return EXIT_REJECTED if exc.code in _REJECTED else EXIT_RPC
+            return ExitCode.UNREACHABLE
+        return ExitCode.REJECTED if exc.code in _REJECTED else ExitCode.RPC_ERROR
     except BrokenPipeError:  # the reader of stdout stopped (`| head`): nothing more to say
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
+        return ExitCode.OK
     except (OSError, ValueError) as exc:  # a strategy file that cannot be read or parsed
         print(f"trainwire {args.command}: {exc}", file=sys.stderr)
-        return EXIT_REJECTED
+        return ExitCode.REJECTED
 
 
 def _request_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -130,7 +129,7 @@ def _follow(args: argparse.Namespace, client: Client, events: Iterator[JobEvent]
             f"with:\n  {_watch_command(args, job_id, seq)}",
             file=sys.stderr,
         )
-        return EXIT_UNREACHABLE
+        return ExitCode.UNREACHABLE
     if last is None:
         if job_id:
             print(
@@ -140,11 +139,11 @@ def _follow(args: argparse.Namespace, client: Client, events: Iterator[JobEvent]
             )
         else:
             print("the stream ended before the job finished", file=sys.stderr)
-        return EXIT_RPC
+        return ExitCode.RPC_ERROR
     if not args.json:
         _summary(last)
-    return {JobState.SUCCEEDED: EXIT_OK, JobState.CANCELLED: EXIT_CANCELLED}.get(
-        last.state, EXIT_FAILED
+    return {JobState.SUCCEEDED: ExitCode.OK, JobState.CANCELLED: ExitCode.CANCELLED}.get(
+        last.state, ExitCode.FAILED
     )
 
 
@@ -172,14 +171,14 @@ def _interrupted(client: Client, job_id: str, resume: str, *, interactive: bool)
         if answer in ("y", "yes"):
             client.cancel(job_id, reason="cancelled from the command line")
             print(f"job {job_id} cancelled", file=sys.stderr)
-            return EXIT_CANCELLED
+            return ExitCode.CANCELLED
     if job_id:
         print(
             f"\ndetached; job {job_id} keeps running.\n  follow it: {resume}\n"
             f"  stop it:   trainwire cancel {job_id}",
             file=sys.stderr,
         )
-    return EXIT_INTERRUPTED
+    return ExitCode.INTERRUPTED
 
 
 def _summary(last: JobEvent) -> None:
@@ -204,7 +203,7 @@ def cmd_submit(args: argparse.Namespace, client: Client) -> int:
         print(_json(job))
     else:
         print(job.job_id)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_watch(args: argparse.Namespace, client: Client) -> int:
@@ -217,20 +216,20 @@ def cmd_jobs(args: argparse.Namespace, client: Client) -> int:
     if args.json:
         for job in jobs:
             print(_json(job))
-        return EXIT_OK
+        return ExitCode.OK
     rows = [
         [j.job_id, j.state.value, f"{j.percentage:.1f}%", j.node or "-", _time(j.created_at),
          j.message[:60]]
         for j in jobs
     ]  # fmt: skip
     _print_table(["JOB", "STATE", "PROGRESS", "NODE", "CREATED", "MESSAGE"], rows)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_cancel(args: argparse.Namespace, client: Client) -> int:
     job = client.cancel(args.job_id, reason=args.reason)
     print(f"{job.job_id}: {job.state.value}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_nodes(args: argparse.Namespace, client: Client) -> int:
@@ -238,9 +237,9 @@ def cmd_nodes(args: argparse.Namespace, client: Client) -> int:
     if args.json:
         for node in nodes:
             print(_json(node))
-        return EXIT_OK
+        return ExitCode.OK
     _print_table(report.NODE_HEADERS, [report.node_row(n) for n in nodes])
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_models_list(args: argparse.Namespace, client: Client) -> int:
@@ -248,9 +247,9 @@ def cmd_models_list(args: argparse.Namespace, client: Client) -> int:
     if args.json:
         for model in models:
             print(_json(model))
-        return EXIT_OK
+        return ExitCode.OK
     _print_table(report.MODEL_HEADERS, [report.model_row(m) for m in models])
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_models_show(args: argparse.Namespace, client: Client) -> int:
@@ -259,7 +258,7 @@ def cmd_models_show(args: argparse.Namespace, client: Client) -> int:
         print(json.dumps(_plain(info), indent=2, sort_keys=True))
     else:
         print("\n".join(report.model_summary(info)))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_models_download(args: argparse.Namespace, client: Client) -> int:
@@ -270,7 +269,7 @@ def cmd_models_download(args: argparse.Namespace, client: Client) -> int:
                           "metadata": str(metadata)}))  # fmt: skip
     else:
         print(f"{weights}\n{metadata}")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_predict(args: argparse.Namespace, client: Client) -> int:
@@ -298,7 +297,7 @@ def cmd_predict(args: argparse.Namespace, client: Client) -> int:
             print(json.dumps(row))
     else:
         signals.to_csv(sys.stdout, index=False, float_format="%.6f")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 @contextlib.contextmanager
@@ -341,7 +340,7 @@ def cmd_datasets_upload(args: argparse.Namespace, client: Client) -> int:
     info = client.upload_dataset(args.files, name=args.name)
     if args.json:
         print(_json(info))
-        return EXIT_OK
+        return ExitCode.OK
     print(f"Dataset stored: {info.name} ({info.sha256[:12]}, {len(info.files)} files, "
           f"{info.size_bytes:,} bytes)")  # fmt: skip
     _dataset_files(info)
@@ -351,7 +350,7 @@ def cmd_datasets_upload(args: argparse.Namespace, client: Client) -> int:
             f"Train on it: trainwire train --dataset {info.name} --symbols {first.symbol} "
             f"--timeframes {first.timeframe}"
         )
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_datasets_list(args: argparse.Namespace, client: Client) -> int:
@@ -359,24 +358,24 @@ def cmd_datasets_list(args: argparse.Namespace, client: Client) -> int:
     if args.json:
         for info in datasets:
             print(_json(info))
-        return EXIT_OK
+        return ExitCode.OK
     rows = [
         [d.name, d.sha256[:12], str(len(d.files)), f"{d.size_bytes:,}",
          " ".join(sorted({f"{f.symbol} {f.timeframe}" for f in d.files})), _time(d.created_at)]
         for d in datasets
     ]  # fmt: skip
     _print_table(["NAME", "VERSION", "FILES", "BYTES", "SERIES", "CREATED"], rows)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_datasets_show(args: argparse.Namespace, client: Client) -> int:
     info = client.get_dataset(args.name)
     if args.json:
         print(_json(info))
-        return EXIT_OK
+        return ExitCode.OK
     print(f"{info.name}  version {info.sha256}  created {_time(info.created_at)} UTC")
     _dataset_files(info)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_datasets_delete(args: argparse.Namespace, client: Client) -> int:
@@ -385,7 +384,7 @@ def cmd_datasets_delete(args: argparse.Namespace, client: Client) -> int:
         print(_json(info))
     else:
         print(f"Dataset deleted: {info.name} (every version)")
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def _dataset_files(info: DatasetInfo) -> None:

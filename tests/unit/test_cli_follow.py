@@ -12,6 +12,7 @@ import pytest
 from rich.console import Console
 
 from services import commands
+from services.exit_codes import ExitCode
 from services.follow import LiveRenderer, clock, follow
 from shared import errors
 from shared.jobs import EventKind, JobEvent, JobState
@@ -169,7 +170,7 @@ def test_a_dropped_connection_prints_the_command_that_resumes(
     args = argparse.Namespace(json=False, orchestrator="10.0.0.5:50051", after_seq=0)
     code = commands._follow(args, None, dropped())  # type: ignore[arg-type]
     captured = capsys.readouterr()
-    assert code == commands.EXIT_UNREACHABLE
+    assert code == ExitCode.UNREACHABLE
     assert captured.out.splitlines()[0] == f"job {JOB}"
     assert "UNAVAILABLE: orchestrator 10.0.0.5:50051: Socket closed" in captured.err
     assert f"trainwire watch {JOB} --after-seq 7 --orchestrator 10.0.0.5:50051" in captured.err
