@@ -2,74 +2,46 @@
 on the built-in synthetic market with live progress, the model stored, everything stopped.
 
 The demo trains the ``SYNTH`` symbol, which needs no data flag: ``SYNTH`` symbols are the
-synthetic market's own; any other symbol needs ``--data``, ``--dataset`` or ``--synthetic``."""
+synthetic market's own; any other symbol needs ``--data``, ``--dataset`` or ``--synthetic``.
+It talks to the orchestrator through the SDK (``shared.client.Client``), as any user would."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
 import sys
-import time
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from shared.rpc import plumbing
+from services import report
+from services.exit_codes import ExitCode
+from services.follow import follow
+from services.processes import free_port, service, wait_serving
+from shared import errors
+from shared.client import Client
+from shared.jobs import JobState
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_serving(address: str, proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> None:
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    deadline = time.monotonic() + timeout_s
-    with plumbing.create_sync_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the process for {address} exited with {proc.returncode}")
-            with contextlib.suppress(Exception):
-                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1.0)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            time.sleep(0.1)
-    raise TimeoutError(f"{address} did not report SERVING within {timeout_s:.0f}s")
-
-
-@contextlib.contextmanager
-def service(
-    args: list[str], log: Path, prefix: Sequence[str] = ()
-) -> Iterator[subprocess.Popen[bytes]]:
-    """``python -m services.cli ARGS`` (after ``prefix``, e.g. ``ip netns exec NS``) in its own
-    session, logging to ``log``; SIGTERM on exit, SIGKILL to its group if it does not stop."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "services.cli", *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        try:
-            yield proc
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+def _train(orchestrator: str, epochs: int) -> ExitCode:
+    """One training run of SYNTH 1h, followed live; its summary printed when it succeeds."""
+    try:
+        with Client(orchestrator) as client:
+            last = follow(client.train(["SYNTH"], ["1h"], epochs=epochs, bars=6000), as_json=False)
+    except errors.TrainwireError as exc:
+        print(f"{exc.code or type(exc).__name__}: {exc.message}", file=sys.stderr)
+        if isinstance(exc, errors.UnavailableError):
+            return ExitCode.UNREACHABLE
+        return ExitCode.RPC_ERROR
+    if last is None:
+        print("the stream ended before the job finished", file=sys.stderr)
+        return ExitCode.RPC_ERROR
+    if last.state is JobState.SUCCEEDED and last.result:
+        for line in report.result_summary(last.result):
+            print(line)
+        return ExitCode.OK
+    if last.error:
+        print(f"Job {last.job_id} {last.state.value}: {last.error.message}", file=sys.stderr)
+    return ExitCode.CANCELLED if last.state is JobState.CANCELLED else ExitCode.FAILED
 
 
 def run_demo(*, epochs: int, state_dir: Path) -> int:
-    from services.cli import main as cli_main
-
     state_dir.mkdir(parents=True, exist_ok=True)
     orch_port, trainer_port = free_port(), free_port()
     orch, trainer = f"127.0.0.1:{orch_port}", f"127.0.0.1:{trainer_port}"
@@ -87,25 +59,11 @@ def run_demo(*, epochs: int, state_dir: Path) -> int:
         wait_serving(trainer, trainer_proc)
         wait_serving(orch, orch_proc)
         print("both services are SERVING; training on the synthetic market (SYNTH, 1h)\n")
-        code = cli_main(
-            [
-                "train",
-                "--orchestrator",
-                orch,
-                "--symbols",
-                "SYNTH",
-                "--timeframes",
-                "1h",
-                "--epochs",
-                str(epochs),
-                "--bars",
-                "6000",
-            ]
-        )
+        code = _train(orch, epochs)
     models = sorted(
         (state_dir / "models").glob("*/*_v*/model.safetensors"), key=lambda p: p.stat().st_mtime
     )
-    if code == 0 and models:
+    if code == ExitCode.OK and models:
         print(
             f"\nThe model is on disk at {models[-1].parent}/ (model.safetensors + "
             "metadata.json); logs in "
@@ -118,7 +76,7 @@ def run_demo(*, epochs: int, state_dir: Path) -> int:
         )
     else:
         print(
-            f"\nthe demo's training run did not succeed (exit {code}); see {state_dir}/*.log",
+            f"\nthe demo's training run did not succeed (exit {int(code)}); see {state_dir}/*.log",
             file=sys.stderr,
         )
     return code

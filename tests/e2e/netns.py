@@ -7,7 +7,7 @@ does — packets silently dropped both ways, no RST, no ICMP — with a ``pfifo 
 on each end (netem is not in every kernel; this is), falling back to taking the namespace's end
 down; ``VethLink.drop_port()`` black-holes only one service's connections (iptables in the
 namespace). ``spawn_in()`` runs ``python -m services.cli ...`` inside the namespace, like
-``services.demo.service`` does outside it.
+``tests.support.processes.service`` does outside it.
 
 Needs root (or CAP_NET_ADMIN) and the ``ip``/``tc`` tools: ``NetnsUnavailable`` says why not, so
 a test can skip with the reason.
@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.demo import service
+from tests.support.processes import service
 
 PREFIX = "twrel"
 """Names of the namespaces made here: ``twrel-<creator pid>-<random>``."""

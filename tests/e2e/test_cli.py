@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from services.demo import free_port, service, wait_serving
+from tests.support.processes import free_port, service, wait_serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 STRATEGIES = Path(__file__).resolve().parents[2] / "strategies"

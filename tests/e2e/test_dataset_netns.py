@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from services.demo import free_port, service, wait_serving
 from shared.rpc import plumbing
 from shared.rpc.v1 import datasets_pb2 as dpb
 from shared.rpc.v1 import orchestrator_pb2_grpc
@@ -24,6 +23,7 @@ from shared.rpc.v1 import strategy_pb2 as spb
 from tests.e2e import netns
 from tests.e2e.test_reliability import orchestrator_args, tails, trainer_args
 from tests.integration.test_datasets import GOOG
+from tests.support.processes import free_port, service, wait_serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 

@@ -12,11 +12,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.demo import free_port, service, wait_serving
 from shared.rpc import plumbing
 from shared.rpc.v1 import progress_pb2 as ppb
 from shared.rpc.v1 import strategy_pb2 as spb
 from shared.rpc.v1 import trainer_pb2, trainer_pb2_grpc
+from tests.support.processes import free_port, service, wait_serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 

@@ -15,7 +15,6 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.demo import free_port, service, wait_serving
 from shared.rpc import plumbing
 from shared.rpc.v1 import datasets_pb2 as dpb
 from shared.rpc.v1 import orchestrator_pb2 as opb
@@ -23,6 +22,7 @@ from shared.rpc.v1 import orchestrator_pb2_grpc
 from shared.rpc.v1 import progress_pb2 as ppb
 from shared.rpc.v1 import strategy_pb2 as spb
 from tests.integration.test_datasets import GOOG
+from tests.support.processes import free_port, service, wait_serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 EXIT_WITHIN_S = 5.0

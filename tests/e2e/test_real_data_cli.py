@@ -16,7 +16,7 @@ from pathlib import Path
 import backtesting  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
-from services.demo import free_port, service, wait_serving
+from tests.support.processes import free_port, service, wait_serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 MARKET = Path(backtesting.__file__).parent / "test"

@@ -22,13 +22,13 @@ from pathlib import Path
 import grpc
 import pytest
 
-from services.demo import free_port, service, wait_serving
 from shared.rpc import plumbing
 from shared.rpc.v1 import orchestrator_pb2 as opb
 from shared.rpc.v1 import orchestrator_pb2_grpc
 from shared.rpc.v1 import progress_pb2 as ppb
 from shared.rpc.v1 import strategy_pb2 as spb
 from tests.e2e import netns
+from tests.support.processes import free_port, service, wait_serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 

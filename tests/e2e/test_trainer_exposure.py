@@ -13,9 +13,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from services.demo import free_port, service, wait_serving
 from shared.rpc import plumbing
 from shared.rpc.v1 import trainer_pb2, trainer_pb2_grpc
+from tests.support.processes import free_port, service, wait_serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 TOKEN = "e2e-token-0123456789"

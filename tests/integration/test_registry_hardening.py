@@ -22,7 +22,6 @@ import grpc
 import pytest
 import pytest_asyncio
 
-from services.demo import free_port
 from services.orchestrator.config import OrchestratorConfig
 from services.orchestrator.registry import MISSED_HEARTBEATS
 from services.orchestrator.server import OrchestratorServer
@@ -35,6 +34,7 @@ from shared.rpc.v1 import orchestrator_pb2_grpc, trainer_pb2
 from shared.rpc.v1 import progress_pb2 as ppb
 from shared.rpc.v1 import strategy_pb2 as spb
 from tests.integration.test_bad_input import field_violations
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -9,7 +9,6 @@ import gzip
 import hashlib
 import json
 import shutil
-import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from shared.rpc import plumbing
 from shared.rpc.v1 import upload_pb2, upload_pb2_grpc
 from shared.spec import TrainingRequest, default_strategy
 from tests.conftest import Cluster
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.timeout(60)
 REQUEST = TrainingRequest(symbols=("SYNTH",), timeframes=("1h",), strategy=default_strategy())
@@ -379,27 +379,20 @@ async def test_a_dropped_connection_is_retried_and_resumed(
     assert _staging(cluster.state_dir) == []
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 async def test_an_upload_rides_out_an_orchestrator_restart_and_resumes(
     tmp_path: Path, big_model: Path
 ) -> None:
     """The orchestrator stops mid-upload; the sender retries UNAVAILABLE until a new one is
     up on the same state dir, and resumes from the bytes the first one staged."""
     state = tmp_path / "state"
-    listen = f"127.0.0.1:{_free_port()}"
+    listen = f"127.0.0.1:{free_port()}"
     config = OrchestratorConfig(listen=listen, state_dir=state)
     first = await create_orchestrator(config)
     job_id, token = _new_job(first)
     # The job runs on a node that is away: the restarted orchestrator keeps it RUNNING while it
     # tries to re-attach, as it would for a real trainer in its upload phase.
     record = first.book.get(job_id)
-    record.node, record.attempt = f"127.0.0.1:{_free_port()}", 1
+    record.node, record.attempt = f"127.0.0.1:{free_port()}", 1
     first.book.save_placement(record)
     task = _task(listen, job_id, token, big_model)
     try:

@@ -22,7 +22,6 @@ import itertools
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -30,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.support.processes import free_port
 
 SERVER_USER = "postgres"
 """The OS user the server runs as when the tests run as root (Debian's package creates it)."""
@@ -76,12 +77,6 @@ def find_bin_dir() -> Path | None:
     return Path(initdb).parent if initdb and shutil.which("pg_ctl") else None
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _as_server_user(argv: list[str]) -> list[str]:
     return ["runuser", "-u", SERVER_USER, "--", *argv] if os.geteuid() == 0 else argv
 
@@ -107,7 +102,7 @@ def running_postgres() -> Iterator[PostgresServer]:
     log = directory / "server.log"
     if os.geteuid() == 0:
         os.chown(directory, user.pw_uid, user.pw_gid)
-    port = _free_port()
+    port = free_port()
     pg_ctl = str(bin_dir / "pg_ctl")
     try:
         subprocess.run(

@@ -9,7 +9,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import tracemalloc
@@ -34,6 +33,7 @@ from services.trainer.uploader import (
 from shared.jobs import ErrorCode, JobState
 from shared.pipeline.run import TrainingOutcome
 from shared.spec import TrainingRequest, default_strategy
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.timeout(60)
 MIB = 1024 * 1024
@@ -152,17 +152,10 @@ def test_memory_is_bounded_by_the_workers_not_the_file(tmp_path: Path) -> None:
     assert peak < (gz.window + options.workers + 2) * block * 1.5, peak / MIB
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 async def test_unavailable_is_retried_for_the_window_then_fails(tmp_path: Path) -> None:
     source = _weights_file(tmp_path / "model.bin", 64 * 1024)
     task = UploadTask(
-        target=f"127.0.0.1:{_free_port()}",
+        target=f"127.0.0.1:{free_port()}",
         job_id="j",
         token="t",
         path=source,
@@ -216,7 +209,7 @@ async def test_a_model_whose_upload_failed_stays_spooled(tmp_path: Path) -> None
         JobSpec(
             job_id="spooled",
             request=request,
-            upload_target=f"127.0.0.1:{_free_port()}",
+            upload_target=f"127.0.0.1:{free_port()}",
             upload_token="t",
         )
     )
