@@ -3,9 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TypedDict
 
 from shared.jobs import JobError, JobState, ModelRef, TrainResult
+from shared.spec import DataSpec
+
+
+class TrainOptions(TypedDict, total=False):
+    """The keyword options of ``train`` and ``submit`` (all optional); ``convert.build_request``
+    says what each does. A misspelt keyword is a type error, not a silently ignored option."""
+
+    data: DataSpec | None
+    epochs: int | None
+    seed: int | None
+    batch_size: int | None
+    bars: int | None
+    strategy_yaml: str | None
+    strategy_file: str | Path | None
+    request_id: str
+    require_gpu: bool
+    node: str
+    start: str
+    end: str
+    market_seed: int | None
+    label_threshold: float | str | None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -147,10 +147,15 @@ def _channel_credentials(security: Security) -> grpc.ChannelCredentials:
     )
 
 
-def _channel_options(security: Security) -> list[tuple[str, int | str]]:
+def _channel_options(security: Security, service_config: str | None) -> list[tuple[str, int | str]]:
     options = list(CHANNEL_OPTIONS)
     if security.server_name:
         options.append(("grpc.ssl_target_name_override", security.server_name))
+    if service_config is not None:
+        # Per-method policy (retries, timeouts) as gRPC's service-config JSON; retries are on in
+        # grpc by default, but say so, since the policy is useless without them.
+        options.append(("grpc.service_config", service_config))
+        options.append(("grpc.enable_retries", 1))
     return options
 
 
@@ -208,10 +213,14 @@ class _SyncTokenAuth(grpc.AuthMetadataPlugin):
         callback((("authorization", f"Bearer {self._token}"),), None)
 
 
-def create_channel(target: str, security: Security = INSECURE) -> grpc.aio.Channel:
-    """An asyncio channel to ``host:port`` with the shared options, TLS and token if configured."""
+def create_channel(
+    target: str, security: Security = INSECURE, *, service_config: str | None = None
+) -> grpc.aio.Channel:
+    """An asyncio channel to ``host:port`` with the shared options, TLS and token if configured.
+
+    ``service_config``: gRPC service-config JSON (per-method retry policy), if any."""
     interceptors: Any = _token_interceptors(security.token) if security.token else None
-    options = _channel_options(security)
+    options = _channel_options(security, service_config)
     if security.tls:
         return grpc.aio.secure_channel(
             target, _channel_credentials(security), options=options, interceptors=interceptors
@@ -219,9 +228,13 @@ def create_channel(target: str, security: Security = INSECURE) -> grpc.aio.Chann
     return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
 
 
-def create_sync_channel(target: str, security: Security = INSECURE) -> grpc.Channel:
-    """A blocking channel, for callers without an event loop (scripts, the CLI's helpers)."""
-    options = _channel_options(security)
+def create_sync_channel(
+    target: str, security: Security = INSECURE, *, service_config: str | None = None
+) -> grpc.Channel:
+    """A blocking channel, for callers without an event loop (scripts, the CLI's helpers).
+
+    ``service_config`` as for ``create_channel``."""
+    options = _channel_options(security, service_config)
     if security.tls:
         credentials = _channel_credentials(security)
         if security.token:
