@@ -14,12 +14,16 @@ trainer (``shared.client.data`` also has ``dataset`` and ``synthetic``);
 No grpc or protobuf type reaches the caller: results are ``shared.jobs`` / ``shared.nodes`` /
 ``shared.client.types`` dataclasses and failures are ``shared.errors.TrainwireError``
 subclasses (``.code`` the gRPC status name, ``.field`` the request field to fix).
+
+Every unary call has a deadline (30 s; ``Client(timeout=...)`` or a call's ``timeout=``), and
+reads are retried on ``UNAVAILABLE`` by gRPC (``shared.client.policy``). ``JobState.terminal``
+says whether a state is final: ``if tw.job(job_id).state.terminal: ...``.
 """
 
 from shared.client import data
 from shared.client.aio import AsyncClient
 from shared.client.sync import Client
-from shared.client.types import Job, ModelInfo
+from shared.client.types import Job, ModelInfo, TrainOptions
 from shared.datasets import DatasetFile, DatasetInfo
 from shared.errors import (
     FailedPreconditionError,
@@ -49,6 +53,7 @@ __all__ = [
     "ModelInfo",
     "ModelRef",
     "NotFoundError",
+    "TrainOptions",
     "TrainwireError",
     "UnauthenticatedError",
     "UnavailableError",
