@@ -192,8 +192,8 @@ async def create_server(
 
 def _set_torch_threads(requested: int, slots: int) -> None:
     """Give each slot its share of the cores: torch's default (every core per op) makes
-    concurrent jobs, and the event loop beside them, fight for the same cores; on a busy
-    2-core box a batch then takes 100+ ms and Cancel waits that long for the next check."""
+    concurrent jobs, and the event loop beside them, fight for the same cores; a batch then
+    takes many times longer and Cancel waits that long for the next check."""
     import torch
 
     spare = max(1, (os.cpu_count() or 1) - 1)  # one core stays with the event loop and gRPC
@@ -203,7 +203,8 @@ def _set_torch_threads(requested: int, slots: int) -> None:
 
 
 def _warm_up() -> None:
-    """Pay torch's one-time optimizer import (~1 s) at startup, not in the first job."""
+    """Pay torch's one-time optimizer import (seconds on a cold start; ``benchmarks/README.md``)
+    at startup, not in the first job."""
     import torch
 
     torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])

@@ -7,10 +7,10 @@ GIL). Concatenated members are one valid gzip stream (RFC 1952; ``gzip -d`` and 
 ``workers + 2`` blocks, so memory is O(workers x block) whatever the model's size, and the event
 loop never blocks on zlib or on the disk.
 
-Level 1. Trained float32 weights are close to noise for deflate: on normal(0, 0.05) float32
-weights level 1 compresses ~1.077x at ~25 MB/s per core on the project machine, level 6 ~1.080x
-at ~14 MB/s. Compression, not the network, bounds the upload, so level 1 (1.8x the throughput for
-0.3 % more bytes) is the default.
+Level 1. Trained float32 weights are close to noise for deflate: higher levels save a fraction
+of a percent of the bytes and cost throughput per core. Compression, not the network, bounds the
+upload, so level 1 is the default (figures and the command that measures them:
+``benchmarks/README.md``).
 
 Resume. The compressed stream is deterministic: the same file, block size, level and zlib give
 the same bytes, named by ``GzipOptions.stream_id``. Every attempt first asks the orchestrator
@@ -50,9 +50,9 @@ _LOGGER = logging.getLogger(__name__)
 
 BLOCK_BYTES = 1024 * 1024
 """Uncompressed bytes per gzip member. Deflate only looks back 32 KiB, so the block size does not
-change the ratio (measured: 1.0764 at 1, 2 and 4 MiB on noise weights) and a member costs ~20
-bytes; memory in flight is proportional to it (sender RSS growth with 2 workers: ~14 MB at
-1 MiB, ~25 MB at 2 MiB, ~43 MB at 4 MiB). Small blocks also make resume points finer."""
+change the ratio and a member costs a gzip header; memory in flight is proportional to it, so
+the smallest block that keeps the header cost negligible wins (figures: ``benchmarks/README.md``).
+Small blocks also make resume points finer."""
 LEVEL = 1
 """zlib level: see the module docstring for the measurement behind it."""
 CHUNK_BYTES = 512 * 1024
