@@ -10,14 +10,15 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, TypeVar, Unpack
+from typing import Any, Protocol, TypeVar, Unpack
 
 import grpc
 from google.protobuf.message import Message
 
 from shared import errors
 from shared.client import datasets as upload
-from shared.client.convert import build_request, job_from_proto, model_from_proto
+from shared.client import operations as op
+from shared.client.convert import build_request
 from shared.client.download import Download
 from shared.client.policy import DEFAULT_TIMEOUT, service_config
 from shared.client.types import Job, ModelInfo, TrainOptions
@@ -31,8 +32,7 @@ from shared.rpc.v1 import orchestrator_pb2 as opb
 from shared.rpc.v1 import orchestrator_pb2_grpc
 from shared.rpc.v1 import progress_pb2 as ppb
 
-_Request = TypeVar("_Request", bound=Message)
-_Reply = TypeVar("_Reply", bound=Message)
+_T = TypeVar("_T")
 
 
 class _EventStream(Protocol):
@@ -46,7 +46,8 @@ class AsyncClient:
     """``async with AsyncClient("localhost:50051") as tw: async for e in tw.train(...): ...``
 
     Deadlines and retries as for ``Client``: ``timeout`` seconds per unary call (``None``: none),
-    or a call's own ``timeout=``."""
+    or a call's own ``timeout=``. Its unary methods run ``shared.client.operations``, as
+    ``Client``'s do."""
 
     def __init__(
         self,
@@ -88,57 +89,31 @@ class AsyncClient:
         timeout: float | None = None,
         **options: Unpack[TrainOptions],
     ) -> Job:
-        request = build_request(symbols=symbols, timeframes=timeframes, **options)
-        return job_from_proto(await self._call(self._stub.SubmitJob, request, timeout))
+        return await self._run(op.submit(symbols, timeframes, timeout, options))
 
     def watch(self, job_id: str, *, after_seq: int = 0) -> AsyncIterator[JobEvent]:
         request = opb.WatchJobRequest(job_id=job_id, after_seq=after_seq)
         return self._events(self._stub.WatchJob(request))
 
     async def job(self, job_id: str, *, timeout: float | None = None) -> Job:
-        request = opb.GetJobRequest(job_id=job_id)
-        return job_from_proto(await self._call(self._stub.GetJob, request, timeout))
+        return await self._run(op.job(job_id, timeout))
 
     async def jobs(
         self, *, states: Sequence[JobState] = (), limit: int = 100, timeout: float | None = None
     ) -> list[Job]:
-        out: list[Job] = []
-        token = ""
-        while len(out) < limit:
-            request = opb.ListJobsRequest(
-                states=[serde.state_to_proto(s) for s in states],
-                page_size=min(limit - len(out), 1000),
-                page_token=token,
-            )
-            reply = await self._call(self._stub.ListJobs, request, timeout)
-            out.extend(job_from_proto(j) for j in reply.jobs)
-            token = reply.next_page_token
-            if not token:
-                break
-        return out
+        return await self._run(op.jobs(states, limit, timeout))
 
     async def cancel(self, job_id: str, *, reason: str = "", timeout: float | None = None) -> Job:
-        request = opb.CancelJobRequest(job_id=job_id, reason=reason)
-        return job_from_proto(await self._call(self._stub.CancelJob, request, timeout))
+        return await self._run(op.cancel(job_id, reason, timeout))
 
     async def nodes(self, *, timeout: float | None = None) -> list[NodeStatus]:
-        reply = await self._call(self._stub.ListNodes, opb.ListNodesRequest(), timeout)
-        return [serde.node_status_from_proto(n) for n in reply.nodes]
+        return await self._run(op.nodes(timeout))
 
     async def models(self, *, strategy: str = "", timeout: float | None = None) -> list[ModelRef]:
-        out: list[ModelRef] = []
-        token = ""
-        while True:
-            request = opb.ListModelsRequest(strategy=strategy, page_token=token)
-            reply = await self._call(self._stub.ListModels, request, timeout)
-            out.extend(serde.model_ref_from_proto(m) for m in reply.models)
-            token = reply.next_page_token
-            if not token:
-                return out
+        return await self._run(op.models(strategy, timeout))
 
     async def model(self, name: str, *, timeout: float | None = None) -> ModelInfo:
-        request = opb.GetModelRequest(name=name)
-        return model_from_proto(await self._call(self._stub.GetModel, request, timeout))
+        return await self._run(op.model(name, timeout))
 
     async def download(
         self, name: str, directory: str | Path, *, timeout: float | None = None
@@ -150,12 +125,9 @@ class AsyncClient:
                     download.begin(serde.model_ref_from_proto(chunk.header))
                 else:
                     download.write(chunk.data)
-            ref = download.verified()
-            described = await self._stub.GetModel(
-                opb.GetModelRequest(name=ref.name), timeout=self._deadline(timeout)
-            )
-            described_ref = serde.model_ref_from_proto(described.ref)
-            return download.commit(described_ref, described.metadata_json)
+            described = op.described(download.verified().name, timeout)
+            ref, metadata_json = await self._run(described)
+            return download.commit(ref, metadata_json)
         except grpc.RpcError as exc:
             download.abandon()
             raise from_rpc_error(exc, self.target) from None
@@ -184,37 +156,29 @@ class AsyncClient:
         return serde.dataset_from_proto(reply)
 
     async def list_datasets(self, *, timeout: float | None = None) -> list[DatasetInfo]:
-        out: list[DatasetInfo] = []
-        token = ""
-        while True:
-            request = dpb.ListDatasetsRequest(page_token=token)
-            reply = await self._call(self._stub.ListDatasets, request, timeout)
-            out.extend(serde.dataset_from_proto(d) for d in reply.datasets)
-            token = reply.next_page_token
-            if not token:
-                return out
+        return await self._run(op.list_datasets(timeout))
 
     async def get_dataset(self, name: str, *, timeout: float | None = None) -> DatasetInfo:
-        request = dpb.GetDatasetRequest(name=name)
-        return serde.dataset_from_proto(await self._call(self._stub.GetDataset, request, timeout))
+        return await self._run(op.get_dataset(name, timeout))
 
     async def delete_dataset(self, name: str, *, timeout: float | None = None) -> DatasetInfo:
-        request = dpb.DeleteDatasetRequest(name=name)
-        reply = await self._call(self._stub.DeleteDataset, request, timeout)
-        return serde.dataset_from_proto(reply)
+        return await self._run(op.delete_dataset(name, timeout))
 
-    def _deadline(self, timeout: float | None) -> float | None:
-        return self.timeout if timeout is None else timeout
-
-    async def _call(
-        self,
-        method: grpc.aio.UnaryUnaryMultiCallable[_Request, _Reply],
-        request: _Request,
-        timeout: float | None,
-    ) -> _Reply:
-        """One unary call with its deadline (``timeout``, else the client's); typed errors."""
+    async def _run(self, operation: op.Operation[_T]) -> _T:
+        """Make the operation's calls in turn, each with its deadline; return its result."""
         try:
-            return await method(request, timeout=self._deadline(timeout))
+            call = next(operation)
+            while True:
+                call = operation.send(await self._call(call))
+        except StopIteration as done:
+            result: _T = done.value
+            return result
+
+    async def _call(self, call: op.Unary) -> Message:
+        method: grpc.aio.UnaryUnaryMultiCallable[Any, Message] = getattr(self._stub, call.method)
+        timeout = self.timeout if call.timeout is None else call.timeout
+        try:
+            return await method(call.request, timeout=timeout)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc, self.target) from None
 

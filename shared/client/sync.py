@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, TypeVar, Unpack
+from typing import Any, Protocol, TypeVar, Unpack
 
 import grpc
 from google.protobuf.message import Message
 
 from shared import errors
 from shared.client import datasets as upload
-from shared.client.convert import build_request, job_from_proto, model_from_proto
+from shared.client import operations as op
+from shared.client.convert import build_request
 from shared.client.policy import DEFAULT_TIMEOUT, service_config
 from shared.client.types import Job, ModelInfo, TrainOptions
 from shared.datasets import DatasetInfo
@@ -20,13 +21,11 @@ from shared.jobs import JobEvent, JobState, ModelRef
 from shared.nodes import NodeStatus
 from shared.rpc import plumbing, serde
 from shared.rpc.errors import from_rpc_error
-from shared.rpc.v1 import datasets_pb2 as dpb
 from shared.rpc.v1 import orchestrator_pb2 as opb
 from shared.rpc.v1 import orchestrator_pb2_grpc
 from shared.rpc.v1 import progress_pb2 as ppb
 
-_Request = TypeVar("_Request", bound=Message)
-_Reply = TypeVar("_Reply", bound=Message)
+_T = TypeVar("_T")
 
 
 class _EventStream(Protocol):
@@ -44,6 +43,7 @@ class Client:
 
     Unary calls have a deadline: ``timeout`` seconds (``None``: none), or a call's own
     ``timeout=``. Reads are retried on ``UNAVAILABLE`` within it (``shared.client.policy``).
+    What each unary method does is ``shared.client.operations``, shared with ``AsyncClient``.
     """
 
     def __init__(
@@ -81,10 +81,11 @@ class Client:
     ) -> Iterator[JobEvent]:
         """Submit and follow: every event of the new job until its terminal one.
 
-        Options: ``data`` (a ``shared.spec.DataSpec``, e.g. ``shared.client.data.directory(
-        "fx")``; without it only ``SYNTH`` symbols train, on the synthetic market), ``epochs``,
-        ``seed``, ``batch_size``, ``bars``, ``strategy_yaml``, ``strategy_file``,
-        ``request_id``, ``require_gpu``, ``node``.
+        Options (``TrainOptions``): ``data`` (a ``shared.spec.DataSpec``, e.g.
+        ``shared.client.data.directory("fx")``; without it only ``SYNTH`` symbols train, on the
+        synthetic market), ``epochs``, ``seed``, ``batch_size``, ``bars``, ``strategy_yaml``,
+        ``strategy_file``, ``request_id``, ``require_gpu``, ``node``, ``start``, ``end``,
+        ``market_seed``, ``label_threshold``. The stream has no deadline.
         """
         request = build_request(symbols=symbols, timeframes=timeframes, **options)
         return self._events(self._stub.Train(request))
@@ -98,8 +99,7 @@ class Client:
         **options: Unpack[TrainOptions],
     ) -> Job:
         """Submit and return at once; ``options`` as for ``train``."""
-        request = build_request(symbols=symbols, timeframes=timeframes, **options)
-        return job_from_proto(self._call(self._stub.SubmitJob, request, timeout))
+        return self._run(op.submit(symbols, timeframes, timeout, options))
 
     def watch(self, job_id: str, *, after_seq: int = 0) -> Iterator[JobEvent]:
         """Events with seq > ``after_seq`` until the terminal one (reconnect with the last seq)."""
@@ -107,55 +107,27 @@ class Client:
         return self._events(self._stub.WatchJob(request))
 
     def job(self, job_id: str, *, timeout: float | None = None) -> Job:
-        request = opb.GetJobRequest(job_id=job_id)
-        return job_from_proto(self._call(self._stub.GetJob, request, timeout))
+        return self._run(op.job(job_id, timeout))
 
     def jobs(
         self, *, states: Sequence[JobState] = (), limit: int = 100, timeout: float | None = None
     ) -> list[Job]:
         """Newest first, at most ``limit``."""
-        out: list[Job] = []
-        token = ""
-        while len(out) < limit:
-            reply = self._call(
-                self._stub.ListJobs,
-                opb.ListJobsRequest(
-                    states=[serde.state_to_proto(s) for s in states],
-                    page_size=min(limit - len(out), 1000),
-                    page_token=token,
-                ),
-                timeout,
-            )
-            out.extend(job_from_proto(j) for j in reply.jobs)
-            token = reply.next_page_token
-            if not token:
-                break
-        return out
+        return self._run(op.jobs(states, limit, timeout))
 
     def cancel(self, job_id: str, *, reason: str = "", timeout: float | None = None) -> Job:
-        request = opb.CancelJobRequest(job_id=job_id, reason=reason)
-        return job_from_proto(self._call(self._stub.CancelJob, request, timeout))
+        return self._run(op.cancel(job_id, reason, timeout))
 
     # -- nodes and models ----------------------------------------------------------------------
 
     def nodes(self, *, timeout: float | None = None) -> list[NodeStatus]:
-        reply = self._call(self._stub.ListNodes, opb.ListNodesRequest(), timeout)
-        return [serde.node_status_from_proto(n) for n in reply.nodes]
+        return self._run(op.nodes(timeout))
 
     def models(self, *, strategy: str = "", timeout: float | None = None) -> list[ModelRef]:
-        out: list[ModelRef] = []
-        token = ""
-        while True:
-            request = opb.ListModelsRequest(strategy=strategy, page_token=token)
-            reply = self._call(self._stub.ListModels, request, timeout)
-            out.extend(serde.model_ref_from_proto(m) for m in reply.models)
-            token = reply.next_page_token
-            if not token:
-                return out
+        return self._run(op.models(strategy, timeout))
 
     def model(self, name: str, *, timeout: float | None = None) -> ModelInfo:
-        request = opb.GetModelRequest(name=name)
-        return model_from_proto(self._call(self._stub.GetModel, request, timeout))
+        return self._run(op.model(name, timeout))
 
     def download(self, name: str, directory: str | Path, *, timeout: float | None = None) -> Path:
         """Save the model as ``directory/<name>/model.safetensors`` with ``metadata.json``
@@ -173,13 +145,8 @@ class Client:
                     download.begin(serde.model_ref_from_proto(chunk.header))
                 else:
                     download.write(chunk.data)
-            ref = download.verified()
-            described = self._stub.GetModel(
-                opb.GetModelRequest(name=ref.name), timeout=self._deadline(timeout)
-            )
-            return download.commit(
-                serde.model_ref_from_proto(described.ref), described.metadata_json
-            )
+            ref, metadata_json = self._run(op.described(download.verified().name, timeout))
+            return download.commit(ref, metadata_json)
         except grpc.RpcError as exc:
             download.abandon()
             raise from_rpc_error(exc, self.target) from None
@@ -194,7 +161,8 @@ class Client:
         uploading a name again stores a new version. Returns what the orchestrator stored.
 
         The files go gzip-compressed with their sizes and sha256s, which the orchestrator
-        checks, with the files' OHLCV shape, before it keeps anything."""
+        checks, with the files' OHLCV shape, before it keeps anything. No deadline: it lasts
+        as long as the transfer."""
         files = upload.prepare(paths)
         stream = upload.UploadStream(name or upload.default_name([f.path for f in files]), files)
         try:
@@ -209,40 +177,33 @@ class Client:
 
     def list_datasets(self, *, timeout: float | None = None) -> list[DatasetInfo]:
         """Every dataset's latest version."""
-        out: list[DatasetInfo] = []
-        token = ""
-        while True:
-            request = dpb.ListDatasetsRequest(page_token=token)
-            reply = self._call(self._stub.ListDatasets, request, timeout)
-            out.extend(serde.dataset_from_proto(d) for d in reply.datasets)
-            token = reply.next_page_token
-            if not token:
-                return out
+        return self._run(op.list_datasets(timeout))
 
     def get_dataset(self, name: str, *, timeout: float | None = None) -> DatasetInfo:
         """A dataset's latest version, or one version as ``name@sha256``."""
-        request = dpb.GetDatasetRequest(name=name)
-        return serde.dataset_from_proto(self._call(self._stub.GetDataset, request, timeout))
+        return self._run(op.get_dataset(name, timeout))
 
     def delete_dataset(self, name: str, *, timeout: float | None = None) -> DatasetInfo:
         """Delete every version of a dataset; returns the latest as it was."""
-        request = dpb.DeleteDatasetRequest(name=name)
-        return serde.dataset_from_proto(self._call(self._stub.DeleteDataset, request, timeout))
+        return self._run(op.delete_dataset(name, timeout))
 
     # -- plumbing ------------------------------------------------------------------------------
 
-    def _deadline(self, timeout: float | None) -> float | None:
-        return self.timeout if timeout is None else timeout
-
-    def _call(
-        self,
-        method: grpc.UnaryUnaryMultiCallable[_Request, _Reply],
-        request: _Request,
-        timeout: float | None,
-    ) -> _Reply:
-        """One unary call with its deadline (``timeout``, else the client's); typed errors."""
+    def _run(self, operation: op.Operation[_T]) -> _T:
+        """Make the operation's calls in turn, each with its deadline; return its result."""
         try:
-            return method(request, timeout=self._deadline(timeout))
+            call = next(operation)
+            while True:
+                call = operation.send(self._call(call))
+        except StopIteration as done:
+            result: _T = done.value
+            return result
+
+    def _call(self, call: op.Unary) -> Message:
+        method: grpc.UnaryUnaryMultiCallable[Any, Message] = getattr(self._stub, call.method)
+        timeout = self.timeout if call.timeout is None else call.timeout
+        try:
+            return method(call.request, timeout=timeout)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc, self.target) from None
 
