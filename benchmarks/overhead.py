@@ -25,8 +25,10 @@ Training overhead. Two cases, interleaved in one run on the same tensors:
   Both cases end with bit-identical weights; the benchmark checks that (``weights_identical``),
   so the comparison stays honest if either side drifts.
 
-``ratio`` is median(instrumented)/median(bare) of wall seconds (``common.interleaved``);
-``ratio_ci95`` is a bootstrap interval over the interleaved pairs, i.e. how finely this machine
+``ratio`` is median(instrumented)/median(bare) of wall seconds over pairs of runs whose order
+alternates (instrumented first, then bare first, ...) so that whatever the first run of a pair
+pays or leaves behind falls on both cases alike; ``ratio_ci95`` is a bootstrap interval over
+the pairs, i.e. how finely this machine
 can resolve the ratio. ``cpu_*`` are the same figures in process CPU seconds (all threads), which
 leave out time spent waiting for a core while other processes keep the machine busy.
 ``--threads`` (default 1) sets torch's intra-op threads: this MLP's kernels are too small to be
@@ -70,7 +72,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.common import base_parser, interleaved, median, report
+from benchmarks.common import base_parser, median, report, timed
 from services.trainer.jobs import JobRun, JobSpec
 from shared.cancellation import CancellationToken
 from shared.pipeline import indicators as indicators_module
@@ -252,7 +254,7 @@ class Bare:
 class CpuTimed:
     """Calls ``fn`` and records the process CPU seconds (all threads) each call took.
 
-    ``interleaved`` times wall seconds; on a machine shared with other busy processes those
+    ``alternating`` times wall seconds; on a machine shared with other busy processes those
     include time this process spent waiting for a core, CPU seconds do not.
     """
 
@@ -263,6 +265,21 @@ class CpuTimed:
         start = time.process_time()
         self.fn()
         self.seconds.append(time.process_time() - start)
+
+
+def alternating(
+    cases: dict[str, Callable[[], object]], repeats: int, warmup: int = 1
+) -> dict[str, list[float]]:
+    """Wall seconds of ``repeats`` pairs of runs, the order within a pair alternating."""
+    for _ in range(warmup):
+        for fn in cases.values():
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    names = list(cases)
+    for i in range(repeats):
+        for name in names if i % 2 == 0 else reversed(names):
+            samples[name].append(timed(cases[name]))
+    return samples
 
 
 def ratio_ci95(inst: list[float], bare: list[float], rounds: int = 2000) -> tuple[float, float]:
@@ -371,7 +388,7 @@ def main() -> None:
         instrumented = Instrumented(request, data, loop)
         bare = Bare(request, data)
         inst_cpu, bare_cpu = CpuTimed(instrumented), CpuTimed(bare)
-        samples = interleaved({"instrumented": inst_cpu, "bare": bare_cpu}, repeats, warmup=WARMUP)
+        samples = alternating({"instrumented": inst_cpu, "bare": bare_cpu}, repeats, warmup=WARMUP)
     inst_s, bare_s = samples["instrumented"], samples["bare"]
     inst_c, bare_c = inst_cpu.seconds[WARMUP:], bare_cpu.seconds[WARMUP:]
     spec = request.strategy.training

@@ -5,16 +5,19 @@
 - STEP and EPOCH updates are always emitted. DETAIL updates (pre-training symbol / timeframe /
   indicator / fuzzy set) are coalesced to at most one per ``detail_interval``; the first DETAIL
   of each step always goes out.
-- BATCH updates use an adaptive stride: start at ``initial_stride`` batches; at each
-  emitted batch compare the time since the previous BATCH update (or since training began)
-  with ``target_interval`` (300 ms): below half of it the stride doubles, above 1.5x it halves.
-  Only batch updates count: an EPOCH or STEP update in between does not restart the interval,
-  or short epochs would keep doubling the stride until batch updates stopped altogether. The
-  countdown runs on across epochs, so when an epoch is shorter than the interval, batch updates
-  still come about every 300 ms, at whatever batch of whichever epoch falls due. The training
-  loop asks ``batch_due()`` (one integer decrement) before it computes any batch metric, so
-  batches that are not reported cost nothing. The last batch of an epoch is not forced out: the
-  EPOCH update that follows it carries ``batch == total_batches``.
+- BATCH updates use an adaptive stride: the first goes out after ``initial_stride`` batches;
+  at each one the time since the previous BATCH update (or since training began) is compared
+  with ``target_interval`` (300 ms). Within half to 1.5 times of it the stride stays; outside,
+  it is set to the number of batches that would have taken ``target_interval`` at the pace just
+  measured (at most 64 times larger in one go), so the cadence settles after one update rather
+  than after a series of doublings. Only batch updates count: an EPOCH or STEP update in
+  between does not restart the interval, or short epochs would keep shrinking the measured
+  interval and growing the stride until batch updates stopped altogether. The countdown runs
+  on across epochs, so when an epoch is shorter than the interval, batch updates still come
+  about every 300 ms, at whatever batch of whichever epoch falls due. The training loop asks
+  ``batch_due()`` (one integer decrement) before it computes any batch metric, so batches that
+  are not reported cost nothing. The last batch of an epoch is not forced out: the EPOCH
+  update that follows it carries ``batch == total_batches``.
 - Positions during training: a BATCH update's ``epoch`` is the epoch in progress (1-based) and
   ``batch`` the batches finished in it; an EPOCH update's ``epoch`` is the epoch just finished,
   with ``batch == total_batches``. ``step_percentage`` is the training step's progress,
@@ -72,6 +75,7 @@ TRAINING_STEPS: tuple[Step, ...] = (
 """The pipeline's steps, 1-based in updates; weights sum to 100."""
 
 _MAX_STRIDE = 1 << 20
+_MAX_GROWTH = 64
 _MIN_ETA_PERCENT = 0.5
 
 
@@ -249,10 +253,11 @@ class ProgressTracker:
         interval = now - self._last_batch
         self._last_batch = now
         old = self._stride
-        if interval < 0.5 * self._target:
-            self._stride = min(_MAX_STRIDE, self._stride * 2)
-        elif interval > 1.5 * self._target:
-            self._stride = max(1, self._stride // 2)
+        if not 0.5 * self._target <= interval <= 1.5 * self._target:
+            # As many batches as took the target interval at this pace (a clock that did not
+            # move counts as 64 times too fast).
+            pace = old * self._target / max(interval, self._target / _MAX_GROWTH)
+            self._stride = max(1, min(_MAX_STRIDE, round(pace)))
         if self._stride != old:
             _LOGGER.debug("batch updates %.3fs apart: stride %d -> %d", interval, old, self._stride)
         self._countdown = self._stride

@@ -90,21 +90,32 @@ def test_step_and_epoch_updates_are_never_dropped() -> None:
     assert epochs[-1].step_percentage == pytest.approx(100.0)
 
 
-def test_batch_stride_starts_at_ten_and_doubles_when_fast() -> None:
+def test_batch_stride_starts_at_ten_and_jumps_to_the_target_pace() -> None:
     tracker, _, clock = _tracker()
     tracker.start_step(9)
-    tracker.begin_training(1, 1000)
+    tracker.begin_training(1, 10_000)
     due = []
-    for batch in range(1, 71):
-        clock.advance(0.001)  # 1 ms per batch: every update is far below 150 ms
+    for batch in range(1, 1000):
+        clock.advance(0.001)  # 1 ms per batch
         if tracker.batch_due():
             due.append(batch)
-            tracker.batch(epoch=1, total_epochs=1, batch=batch, total_batches=1000, metrics={})
-    assert due == [10, 30, 70]  # strides 10, 20, 40
-    assert tracker.stride == 80
+            tracker.batch(epoch=1, total_epochs=1, batch=batch, total_batches=10_000, metrics={})
+    # 10 batches took 10 ms: 300 ms is 300 batches, from the first update on
+    assert due == [10, 310, 610, 910]
+    assert tracker.stride == 300
 
 
-def test_batch_stride_halves_when_slow_and_holds_near_target() -> None:
+def test_batch_stride_growth_is_bounded_when_the_clock_stands_still() -> None:
+    tracker, _, _ = _tracker()
+    tracker.start_step(9)
+    tracker.begin_training(1, 10_000)
+    for _ in range(10):
+        tracker.batch_due()
+    tracker.batch(epoch=1, total_epochs=1, batch=10, total_batches=10_000, metrics={})
+    assert tracker.stride == 10 * 64
+
+
+def test_batch_stride_shrinks_when_slow_and_holds_near_target() -> None:
     tracker, _, clock = _tracker(initial_stride=8)
     tracker.start_step(9)
     tracker.begin_training(1, 10_000)
@@ -114,7 +125,7 @@ def test_batch_stride_halves_when_slow_and_holds_near_target() -> None:
         if tracker.batch_due():
             tracker.batch(epoch=1, total_epochs=1, batch=batch, total_batches=10_000, metrics={})
             strides.append(tracker.stride)
-    assert strides[:3] == [4, 2, 2]  # 1.6 s -> 4; 800 ms -> 2; 400 ms keeps 2 (150..450)
+    assert strides[:3] == [2, 2, 2]  # 1.6 s for 8 -> 1.5 batches per 300 ms -> 2; 400 ms holds
     assert tracker.stride == 2
 
 
@@ -323,7 +334,7 @@ def test_epoch_updates_do_not_restart_the_batch_interval() -> None:
 
 def test_positions_and_step_percentage_during_training() -> None:
     tracker, seen, clock = _stamped(initial_stride=50)
-    _train(tracker, clock, epochs=4, batches=100, per_batch=0.001, validation=0.0)
+    _train(tracker, clock, epochs=4, batches=100, per_batch=0.005, validation=0.0)
     batch = next(u for _, u in seen if u.kind is UpdateKind.BATCH and u.epoch == 2)
     # the epoch in progress, batches done in it; the step's share done = the epochs' share done
     assert (batch.epoch, batch.total_epochs, batch.total_batches) == (2, 4, 100)
