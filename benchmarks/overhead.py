@@ -28,9 +28,9 @@ Training overhead. Two cases, interleaved in one run on the same tensors:
 ``ratio`` is median(instrumented)/median(bare) of wall seconds over pairs of runs whose order
 alternates (instrumented first, then bare first, ...) so that whatever the first run of a pair
 pays or leaves behind falls on both cases alike; ``ratio_ci95`` is a bootstrap interval over
-the pairs, i.e. how finely this machine
-can resolve the ratio. ``cpu_*`` are the same figures in process CPU seconds (all threads), which
-leave out time spent waiting for a core while other processes keep the machine busy.
+the pairs, i.e. how finely this machine can resolve the ratio. ``cpu_*`` are the same figures
+in process CPU seconds (all threads), which leave out time spent waiting for a core while other
+processes keep the machine busy.
 ``--threads`` (default 1) sets torch's intra-op threads: this MLP's kernels are too small to be
 split, and on a shared 2-vCPU machine an OpenMP pool of 2 made 0.2 s epochs take 4-10 s.
 
