@@ -180,15 +180,24 @@ class JobEvent:
 
 
 def event_from_update(
-    update: ProgressUpdate, *, job_id: str, seq: int, time: float, node: str, device: str
+    update: ProgressUpdate,
+    *,
+    job_id: str,
+    seq: int,
+    time: float,
+    node: str,
+    device: str,
+    percentage_scale: float = 1.0,
 ) -> JobEvent:
+    """The event of one tracker update; ``percentage_scale`` maps the pipeline's 0-100 into the
+    share of the job the pipeline has (the trainer keeps the rest for the upload)."""
     return JobEvent(
         job_id=job_id,
         seq=seq,
         time=time,
         state=JobState.RUNNING,
         kind=_KIND_OF_UPDATE[update.kind],
-        percentage=update.percentage,
+        percentage=update.percentage * percentage_scale,
         message=update.message,
         step_index=update.step_index,
         step_total=update.step_total,

@@ -168,13 +168,18 @@ class JobRun:
     # -- the log -----------------------------------------------------------------------------
 
     def emit(self, event: JobEvent) -> JobEvent:
-        event = replace(
-            event,
-            job_id=self.job_id,
-            seq=len(self.events) + 1,
-            node=self.node,
-            device=event.device or self.device,
+        return self._append(
+            replace(
+                event,
+                job_id=self.job_id,
+                seq=len(self.events) + 1,
+                node=self.node,
+                device=event.device or self.device,
+            )
         )
+
+    def _append(self, event: JobEvent) -> JobEvent:
+        """Append an event already stamped with this job's id, next seq, node and device."""
         self._percentage = max(self._percentage, event.percentage)
         self.state = event.state
         self.events.append(event)
@@ -234,15 +239,16 @@ class JobRun:
     def _from_thread(self, update: ProgressUpdate) -> None:
         if self.finished:
             return
-        scaled = replace(update, percentage=update.percentage * (100.0 - UPLOAD_SHARE) / 100.0)
-        self.emit(
+        # Built once, stamped in place: this runs for every update the tracker lets through.
+        self._append(
             event_from_update(
-                scaled,
+                update,
                 job_id=self.job_id,
-                seq=0,
+                seq=len(self.events) + 1,
                 time=time.time(),
                 node=self.node,
                 device=self.device,
+                percentage_scale=(100.0 - UPLOAD_SHARE) / 100.0,
             )
         )
 
