@@ -185,6 +185,7 @@ def cmd_orchestrator(args: argparse.Namespace) -> int:
         store=args.store,
         advertise=args.advertise,
         metrics_listen=args.metrics_listen,
+        http_listen=args.http_listen,
         max_attempts=args.max_attempts,
         heartbeat_interval_s=args.heartbeat_interval,
         queue_timeout_s=args.queue_timeout,
@@ -314,6 +315,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=float(_env("NODE_TTL", "600")),
         help="seconds a registered node may be out and silent before it is forgotten",
+    )
+    p.add_argument(
+        "--http-listen",
+        default=_env("HTTP_LISTEN", ""),
+        help="HOST:PORT for the HTTP API and the dashboard (default: off)",
     )
     _add_limits(p)
     _add_metrics(p)

@@ -53,6 +53,9 @@ class OrchestratorConfig:
     should be given the same limits, or a trainer refuses what the orchestrator queued."""
     metrics_listen: str = ""
     """host:port for Prometheus ``/metrics``; empty = no metrics endpoint."""
+    http_listen: str = ""
+    """host:port for the HTTP API (``/api/v1/``, Server-Sent Events) and the dashboard
+    (``/``); empty = no HTTP server. Served with the same token and TLS as gRPC."""
     security: Security = INSECURE
     """TLS/mTLS and bearer token, for this server and for its calls to trainer nodes."""
 
