@@ -117,6 +117,46 @@ class OrchestratorStub:
                 request_serializer=shared_dot_rpc_dot_v1_dot_datasets__pb2.DownloadDatasetFileRequest.SerializeToString,
                 response_deserializer=shared_dot_rpc_dot_v1_dot_datasets__pb2.DatasetChunk.FromString,
                 _registered_method=True)
+        self.Backtest = channel.unary_stream(
+                '/trainwire.v1.Orchestrator/Backtest',
+                request_serializer=shared_dot_rpc_dot_v1_dot_strategy__pb2.BacktestRequest.SerializeToString,
+                response_deserializer=shared_dot_rpc_dot_v1_dot_progress__pb2.ProgressEvent.FromString,
+                _registered_method=True)
+        self.SubmitBacktest = channel.unary_unary(
+                '/trainwire.v1.Orchestrator/SubmitBacktest',
+                request_serializer=shared_dot_rpc_dot_v1_dot_strategy__pb2.BacktestRequest.SerializeToString,
+                response_deserializer=shared_dot_rpc_dot_v1_dot_progress__pb2.Job.FromString,
+                _registered_method=True)
+        self.Optimize = channel.unary_stream(
+                '/trainwire.v1.Orchestrator/Optimize',
+                request_serializer=shared_dot_rpc_dot_v1_dot_strategy__pb2.OptimizeRequest.SerializeToString,
+                response_deserializer=shared_dot_rpc_dot_v1_dot_progress__pb2.ProgressEvent.FromString,
+                _registered_method=True)
+        self.SubmitOptimization = channel.unary_unary(
+                '/trainwire.v1.Orchestrator/SubmitOptimization',
+                request_serializer=shared_dot_rpc_dot_v1_dot_strategy__pb2.OptimizeRequest.SerializeToString,
+                response_deserializer=shared_dot_rpc_dot_v1_dot_progress__pb2.Job.FromString,
+                _registered_method=True)
+        self.ListStrategies = channel.unary_unary(
+                '/trainwire.v1.Orchestrator/ListStrategies',
+                request_serializer=shared_dot_rpc_dot_v1_dot_orchestrator__pb2.ListStrategiesRequest.SerializeToString,
+                response_deserializer=shared_dot_rpc_dot_v1_dot_orchestrator__pb2.ListStrategiesResponse.FromString,
+                _registered_method=True)
+        self.ListConfigurations = channel.unary_unary(
+                '/trainwire.v1.Orchestrator/ListConfigurations',
+                request_serializer=shared_dot_rpc_dot_v1_dot_orchestrator__pb2.ListConfigurationsRequest.SerializeToString,
+                response_deserializer=shared_dot_rpc_dot_v1_dot_orchestrator__pb2.ListConfigurationsResponse.FromString,
+                _registered_method=True)
+        self.GetConfiguration = channel.unary_unary(
+                '/trainwire.v1.Orchestrator/GetConfiguration',
+                request_serializer=shared_dot_rpc_dot_v1_dot_orchestrator__pb2.GetConfigurationRequest.SerializeToString,
+                response_deserializer=shared_dot_rpc_dot_v1_dot_orchestrator__pb2.Configuration.FromString,
+                _registered_method=True)
+        self.DownloadConfiguration = channel.unary_stream(
+                '/trainwire.v1.Orchestrator/DownloadConfiguration',
+                request_serializer=shared_dot_rpc_dot_v1_dot_orchestrator__pb2.GetConfigurationRequest.SerializeToString,
+                response_deserializer=shared_dot_rpc_dot_v1_dot_orchestrator__pb2.ConfigurationChunk.FromString,
+                _registered_method=True)
 
 
 class OrchestratorServicer:
@@ -228,6 +268,61 @@ class OrchestratorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Backtest(self, request, context):
+        """Submits a backtest and streams its events until the terminal one (like Train).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitBacktest(self, request, context):
+        """Submits a backtest and returns at once; idempotent on `request_id`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Optimize(self, request, context):
+        """Submits a strategy optimization and streams its events until the terminal one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitOptimization(self, request, context):
+        """Submits an optimization and returns at once; idempotent on `request_id`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListStrategies(self, request, context):
+        """The rule strategies backtests and optimizations run, with their parameters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListConfigurations(self, request, context):
+        """Best configurations stored by optimization jobs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConfiguration(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DownloadConfiguration(self, request, context):
+        """Streams configuration.json: a header, then its bytes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrchestratorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -310,6 +405,46 @@ def add_OrchestratorServicer_to_server(servicer, server):
                     servicer.DownloadDatasetFile,
                     request_deserializer=shared_dot_rpc_dot_v1_dot_datasets__pb2.DownloadDatasetFileRequest.FromString,
                     response_serializer=shared_dot_rpc_dot_v1_dot_datasets__pb2.DatasetChunk.SerializeToString,
+            ),
+            'Backtest': grpc.unary_stream_rpc_method_handler(
+                    servicer.Backtest,
+                    request_deserializer=shared_dot_rpc_dot_v1_dot_strategy__pb2.BacktestRequest.FromString,
+                    response_serializer=shared_dot_rpc_dot_v1_dot_progress__pb2.ProgressEvent.SerializeToString,
+            ),
+            'SubmitBacktest': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitBacktest,
+                    request_deserializer=shared_dot_rpc_dot_v1_dot_strategy__pb2.BacktestRequest.FromString,
+                    response_serializer=shared_dot_rpc_dot_v1_dot_progress__pb2.Job.SerializeToString,
+            ),
+            'Optimize': grpc.unary_stream_rpc_method_handler(
+                    servicer.Optimize,
+                    request_deserializer=shared_dot_rpc_dot_v1_dot_strategy__pb2.OptimizeRequest.FromString,
+                    response_serializer=shared_dot_rpc_dot_v1_dot_progress__pb2.ProgressEvent.SerializeToString,
+            ),
+            'SubmitOptimization': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitOptimization,
+                    request_deserializer=shared_dot_rpc_dot_v1_dot_strategy__pb2.OptimizeRequest.FromString,
+                    response_serializer=shared_dot_rpc_dot_v1_dot_progress__pb2.Job.SerializeToString,
+            ),
+            'ListStrategies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListStrategies,
+                    request_deserializer=shared_dot_rpc_dot_v1_dot_orchestrator__pb2.ListStrategiesRequest.FromString,
+                    response_serializer=shared_dot_rpc_dot_v1_dot_orchestrator__pb2.ListStrategiesResponse.SerializeToString,
+            ),
+            'ListConfigurations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConfigurations,
+                    request_deserializer=shared_dot_rpc_dot_v1_dot_orchestrator__pb2.ListConfigurationsRequest.FromString,
+                    response_serializer=shared_dot_rpc_dot_v1_dot_orchestrator__pb2.ListConfigurationsResponse.SerializeToString,
+            ),
+            'GetConfiguration': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConfiguration,
+                    request_deserializer=shared_dot_rpc_dot_v1_dot_orchestrator__pb2.GetConfigurationRequest.FromString,
+                    response_serializer=shared_dot_rpc_dot_v1_dot_orchestrator__pb2.Configuration.SerializeToString,
+            ),
+            'DownloadConfiguration': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadConfiguration,
+                    request_deserializer=shared_dot_rpc_dot_v1_dot_orchestrator__pb2.GetConfigurationRequest.FromString,
+                    response_serializer=shared_dot_rpc_dot_v1_dot_orchestrator__pb2.ConfigurationChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -744,6 +879,222 @@ class Orchestrator:
             '/trainwire.v1.Orchestrator/DownloadDatasetFile',
             shared_dot_rpc_dot_v1_dot_datasets__pb2.DownloadDatasetFileRequest.SerializeToString,
             shared_dot_rpc_dot_v1_dot_datasets__pb2.DatasetChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Backtest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/trainwire.v1.Orchestrator/Backtest',
+            shared_dot_rpc_dot_v1_dot_strategy__pb2.BacktestRequest.SerializeToString,
+            shared_dot_rpc_dot_v1_dot_progress__pb2.ProgressEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitBacktest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trainwire.v1.Orchestrator/SubmitBacktest',
+            shared_dot_rpc_dot_v1_dot_strategy__pb2.BacktestRequest.SerializeToString,
+            shared_dot_rpc_dot_v1_dot_progress__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Optimize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/trainwire.v1.Orchestrator/Optimize',
+            shared_dot_rpc_dot_v1_dot_strategy__pb2.OptimizeRequest.SerializeToString,
+            shared_dot_rpc_dot_v1_dot_progress__pb2.ProgressEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitOptimization(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trainwire.v1.Orchestrator/SubmitOptimization',
+            shared_dot_rpc_dot_v1_dot_strategy__pb2.OptimizeRequest.SerializeToString,
+            shared_dot_rpc_dot_v1_dot_progress__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListStrategies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trainwire.v1.Orchestrator/ListStrategies',
+            shared_dot_rpc_dot_v1_dot_orchestrator__pb2.ListStrategiesRequest.SerializeToString,
+            shared_dot_rpc_dot_v1_dot_orchestrator__pb2.ListStrategiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConfigurations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trainwire.v1.Orchestrator/ListConfigurations',
+            shared_dot_rpc_dot_v1_dot_orchestrator__pb2.ListConfigurationsRequest.SerializeToString,
+            shared_dot_rpc_dot_v1_dot_orchestrator__pb2.ListConfigurationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConfiguration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trainwire.v1.Orchestrator/GetConfiguration',
+            shared_dot_rpc_dot_v1_dot_orchestrator__pb2.GetConfigurationRequest.SerializeToString,
+            shared_dot_rpc_dot_v1_dot_orchestrator__pb2.Configuration.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DownloadConfiguration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/trainwire.v1.Orchestrator/DownloadConfiguration',
+            shared_dot_rpc_dot_v1_dot_orchestrator__pb2.GetConfigurationRequest.SerializeToString,
+            shared_dot_rpc_dot_v1_dot_orchestrator__pb2.ConfigurationChunk.FromString,
             options,
             channel_credentials,
             insecure,

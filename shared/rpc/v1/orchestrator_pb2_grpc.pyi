@@ -61,6 +61,21 @@ class OrchestratorStub:
     """Deletes every version of a dataset; jobs already placed keep the files they fetched."""
     DownloadDatasetFile: _grpc.UnaryStreamMultiCallable[_datasets_pb2.DownloadDatasetFileRequest, _datasets_pb2.DatasetChunk]
     """Streams one dataset file's bytes (trainer nodes fetch what they have not cached)."""
+    Backtest: _grpc.UnaryStreamMultiCallable[_strategy_pb2.BacktestRequest, _progress_pb2.ProgressEvent]
+    """Submits a backtest and streams its events until the terminal one (like Train)."""
+    SubmitBacktest: _grpc.UnaryUnaryMultiCallable[_strategy_pb2.BacktestRequest, _progress_pb2.Job]
+    """Submits a backtest and returns at once; idempotent on `request_id`."""
+    Optimize: _grpc.UnaryStreamMultiCallable[_strategy_pb2.OptimizeRequest, _progress_pb2.ProgressEvent]
+    """Submits a strategy optimization and streams its events until the terminal one."""
+    SubmitOptimization: _grpc.UnaryUnaryMultiCallable[_strategy_pb2.OptimizeRequest, _progress_pb2.Job]
+    """Submits an optimization and returns at once; idempotent on `request_id`."""
+    ListStrategies: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.ListStrategiesRequest, _orchestrator_pb2.ListStrategiesResponse]
+    """The rule strategies backtests and optimizations run, with their parameters."""
+    ListConfigurations: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.ListConfigurationsRequest, _orchestrator_pb2.ListConfigurationsResponse]
+    """Best configurations stored by optimization jobs."""
+    GetConfiguration: _grpc.UnaryUnaryMultiCallable[_orchestrator_pb2.GetConfigurationRequest, _orchestrator_pb2.Configuration]
+    DownloadConfiguration: _grpc.UnaryStreamMultiCallable[_orchestrator_pb2.GetConfigurationRequest, _orchestrator_pb2.ConfigurationChunk]
+    """Streams configuration.json: a header, then its bytes."""
 
 @_typing.type_check_only
 class OrchestratorAsyncStub(OrchestratorStub):
@@ -92,6 +107,21 @@ class OrchestratorAsyncStub(OrchestratorStub):
     """Deletes every version of a dataset; jobs already placed keep the files they fetched."""
     DownloadDatasetFile: _aio.UnaryStreamMultiCallable[_datasets_pb2.DownloadDatasetFileRequest, _datasets_pb2.DatasetChunk]  # type: ignore[assignment]
     """Streams one dataset file's bytes (trainer nodes fetch what they have not cached)."""
+    Backtest: _aio.UnaryStreamMultiCallable[_strategy_pb2.BacktestRequest, _progress_pb2.ProgressEvent]  # type: ignore[assignment]
+    """Submits a backtest and streams its events until the terminal one (like Train)."""
+    SubmitBacktest: _aio.UnaryUnaryMultiCallable[_strategy_pb2.BacktestRequest, _progress_pb2.Job]  # type: ignore[assignment]
+    """Submits a backtest and returns at once; idempotent on `request_id`."""
+    Optimize: _aio.UnaryStreamMultiCallable[_strategy_pb2.OptimizeRequest, _progress_pb2.ProgressEvent]  # type: ignore[assignment]
+    """Submits a strategy optimization and streams its events until the terminal one."""
+    SubmitOptimization: _aio.UnaryUnaryMultiCallable[_strategy_pb2.OptimizeRequest, _progress_pb2.Job]  # type: ignore[assignment]
+    """Submits an optimization and returns at once; idempotent on `request_id`."""
+    ListStrategies: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.ListStrategiesRequest, _orchestrator_pb2.ListStrategiesResponse]  # type: ignore[assignment]
+    """The rule strategies backtests and optimizations run, with their parameters."""
+    ListConfigurations: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.ListConfigurationsRequest, _orchestrator_pb2.ListConfigurationsResponse]  # type: ignore[assignment]
+    """Best configurations stored by optimization jobs."""
+    GetConfiguration: _aio.UnaryUnaryMultiCallable[_orchestrator_pb2.GetConfigurationRequest, _orchestrator_pb2.Configuration]  # type: ignore[assignment]
+    DownloadConfiguration: _aio.UnaryStreamMultiCallable[_orchestrator_pb2.GetConfigurationRequest, _orchestrator_pb2.ConfigurationChunk]  # type: ignore[assignment]
+    """Streams configuration.json: a header, then its bytes."""
 
 class OrchestratorServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -216,5 +246,68 @@ class OrchestratorServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_datasets_pb2.DatasetChunk], _abc.AsyncIterator[_datasets_pb2.DatasetChunk]]:
         """Streams one dataset file's bytes (trainer nodes fetch what they have not cached)."""
+
+    @_abc_1.abstractmethod
+    def Backtest(
+        self,
+        request: _strategy_pb2.BacktestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_progress_pb2.ProgressEvent], _abc.AsyncIterator[_progress_pb2.ProgressEvent]]:
+        """Submits a backtest and streams its events until the terminal one (like Train)."""
+
+    @_abc_1.abstractmethod
+    def SubmitBacktest(
+        self,
+        request: _strategy_pb2.BacktestRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_progress_pb2.Job, _abc.Awaitable[_progress_pb2.Job]]:
+        """Submits a backtest and returns at once; idempotent on `request_id`."""
+
+    @_abc_1.abstractmethod
+    def Optimize(
+        self,
+        request: _strategy_pb2.OptimizeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_progress_pb2.ProgressEvent], _abc.AsyncIterator[_progress_pb2.ProgressEvent]]:
+        """Submits a strategy optimization and streams its events until the terminal one."""
+
+    @_abc_1.abstractmethod
+    def SubmitOptimization(
+        self,
+        request: _strategy_pb2.OptimizeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_progress_pb2.Job, _abc.Awaitable[_progress_pb2.Job]]:
+        """Submits an optimization and returns at once; idempotent on `request_id`."""
+
+    @_abc_1.abstractmethod
+    def ListStrategies(
+        self,
+        request: _orchestrator_pb2.ListStrategiesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrator_pb2.ListStrategiesResponse, _abc.Awaitable[_orchestrator_pb2.ListStrategiesResponse]]:
+        """The rule strategies backtests and optimizations run, with their parameters."""
+
+    @_abc_1.abstractmethod
+    def ListConfigurations(
+        self,
+        request: _orchestrator_pb2.ListConfigurationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrator_pb2.ListConfigurationsResponse, _abc.Awaitable[_orchestrator_pb2.ListConfigurationsResponse]]:
+        """Best configurations stored by optimization jobs."""
+
+    @_abc_1.abstractmethod
+    def GetConfiguration(
+        self,
+        request: _orchestrator_pb2.GetConfigurationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_orchestrator_pb2.Configuration, _abc.Awaitable[_orchestrator_pb2.Configuration]]: ...
+
+    @_abc_1.abstractmethod
+    def DownloadConfiguration(
+        self,
+        request: _orchestrator_pb2.GetConfigurationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_orchestrator_pb2.ConfigurationChunk], _abc.AsyncIterator[_orchestrator_pb2.ConfigurationChunk]]:
+        """Streams configuration.json: a header, then its bytes."""
 
 def add_OrchestratorServicer_to_server(servicer: OrchestratorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -85,6 +85,25 @@ the data, with counts.
 """
 Global___EventKind: _TypeAlias = EventKind  # noqa: Y015
 
+class _JobKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _JobKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JobKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    JOB_KIND_UNSPECIFIED: _JobKind.ValueType  # 0
+    JOB_KIND_TRAIN: _JobKind.ValueType  # 1
+    JOB_KIND_BACKTEST: _JobKind.ValueType  # 2
+    JOB_KIND_OPTIMIZE: _JobKind.ValueType  # 3
+
+class JobKind(_JobKind, metaclass=_JobKindEnumTypeWrapper): ...
+
+JOB_KIND_UNSPECIFIED: JobKind.ValueType  # 0
+JOB_KIND_TRAIN: JobKind.ValueType  # 1
+JOB_KIND_BACKTEST: JobKind.ValueType  # 2
+JOB_KIND_OPTIMIZE: JobKind.ValueType  # 3
+Global___JobKind: _TypeAlias = JobKind  # noqa: Y015
+
 @_typing.final
 class ItemCounter(_message.Message):
     """A generic nested counter: candles, indicators, fuzzy sets, trials."""
@@ -435,6 +454,7 @@ class TrainResult(_message.Message):
     DEVICE_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
     ASSESSMENT_FIELD_NUMBER: _builtins.int
+    BACKTEST_FIELD_NUMBER: _builtins.int
     device: _builtins.str
     """The device the model was trained on, e.g. "cuda:0 (NVIDIA H100)"."""
     @_builtins.property
@@ -449,6 +469,12 @@ class TrainResult(_message.Message):
     def data(self) -> Global___DataProvenance: ...
     @_builtins.property
     def assessment(self) -> Global___ModelAssessment: ...
+    @_builtins.property
+    def backtest(self) -> Global___BacktestResult:
+        """The model's signals backtested on the test split, beside buy-and-hold
+        (stats "Return [%]" vs "Buy & Hold Return [%]").
+        """
+
     def __init__(
         self,
         *,
@@ -459,14 +485,673 @@ class TrainResult(_message.Message):
         device: _builtins.str = ...,
         data: Global___DataProvenance | None = ...,
         assessment: Global___ModelAssessment | None = ...,
+        backtest: Global___BacktestResult | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["assessment", b"assessment", "data", b"data", "model", b"model"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assessment", b"assessment", "backtest", b"backtest", "data", b"data", "model", b"model"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assessment", b"assessment", "data", b"data", "device", b"device", "feature_importance", b"feature_importance", "model", b"model", "test_metrics", b"test_metrics", "training_metrics", b"training_metrics"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assessment", b"assessment", "backtest", b"backtest", "data", b"data", "device", b"device", "feature_importance", b"feature_importance", "model", b"model", "test_metrics", b"test_metrics", "training_metrics", b"training_metrics"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TrainResult: _TypeAlias = TrainResult  # noqa: Y015
+
+@_typing.final
+class Trade(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRY_BAR_FIELD_NUMBER: _builtins.int
+    EXIT_BAR_FIELD_NUMBER: _builtins.int
+    ENTRY_TIME_FIELD_NUMBER: _builtins.int
+    EXIT_TIME_FIELD_NUMBER: _builtins.int
+    ENTRY_PRICE_FIELD_NUMBER: _builtins.int
+    EXIT_PRICE_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    PNL_FIELD_NUMBER: _builtins.int
+    RETURN_PCT_FIELD_NUMBER: _builtins.int
+    DURATION_SECONDS_FIELD_NUMBER: _builtins.int
+    EXIT_REASON_FIELD_NUMBER: _builtins.int
+    entry_bar: _builtins.int
+    exit_bar: _builtins.int
+    entry_price: _builtins.float
+    exit_price: _builtins.float
+    size: _builtins.float
+    """Signed units: positive long, negative short."""
+    pnl: _builtins.float
+    return_pct: _builtins.float
+    duration_seconds: _builtins.float
+    exit_reason: _builtins.str
+    """signal, stop_loss, take_profit or end."""
+    @_builtins.property
+    def entry_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def exit_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        entry_bar: _builtins.int = ...,
+        exit_bar: _builtins.int = ...,
+        entry_time: _timestamp_pb2.Timestamp | None = ...,
+        exit_time: _timestamp_pb2.Timestamp | None = ...,
+        entry_price: _builtins.float = ...,
+        exit_price: _builtins.float = ...,
+        size: _builtins.float = ...,
+        pnl: _builtins.float = ...,
+        return_pct: _builtins.float = ...,
+        duration_seconds: _builtins.float = ...,
+        exit_reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["entry_time", b"entry_time", "exit_time", b"exit_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_seconds", b"duration_seconds", "entry_bar", b"entry_bar", "entry_price", b"entry_price", "entry_time", b"entry_time", "exit_bar", b"exit_bar", "exit_price", b"exit_price", "exit_reason", b"exit_reason", "exit_time", b"exit_time", "pnl", b"pnl", "return_pct", b"return_pct", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Trade: _TypeAlias = Trade  # noqa: Y015
+
+@_typing.final
+class EquityPoint(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TIME_FIELD_NUMBER: _builtins.int
+    EQUITY_FIELD_NUMBER: _builtins.int
+    equity: _builtins.float
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        time: _timestamp_pb2.Timestamp | None = ...,
+        equity: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["equity", b"equity", "time", b"time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EquityPoint: _TypeAlias = EquityPoint  # noqa: Y015
+
+@_typing.final
+class BacktestResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ParamsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class StatsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    STRATEGY_FIELD_NUMBER: _builtins.int
+    PARAMS_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    SYMBOL_FIELD_NUMBER: _builtins.int
+    TIMEFRAME_FIELD_NUMBER: _builtins.int
+    STATS_FIELD_NUMBER: _builtins.int
+    TRADES_FIELD_NUMBER: _builtins.int
+    TRADES_TOTAL_FIELD_NUMBER: _builtins.int
+    EQUITY_FIELD_NUMBER: _builtins.int
+    CANDLES_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    SETTINGS_FIELD_NUMBER: _builtins.int
+    strategy: _builtins.str
+    """The rule strategy and its resolved parameters, or the model."""
+    model: _builtins.str
+    symbol: _builtins.str
+    timeframe: _builtins.str
+    trades_total: _builtins.int
+    candles: _builtins.int
+    @_builtins.property
+    def params(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def stats(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """Stats with backtesting.py's names: "Return [%]", "Buy & Hold Return [%]", "Sharpe Ratio",
+        "Max. Drawdown [%]", "# Trades", "Win Rate [%]", ... NaN where undefined (no trades).
+        """
+
+    @_builtins.property
+    def trades(self) -> _containers.RepeatedCompositeFieldContainer[Global___Trade]:
+        """The trades, at most the first 10,000 (`trades_total` counts them all)."""
+
+    @_builtins.property
+    def equity(self) -> _containers.RepeatedCompositeFieldContainer[Global___EquityPoint]:
+        """The equity curve, at most 1,000 points (evenly spaced bars, the last one included)."""
+
+    @_builtins.property
+    def data(self) -> Global___DataProvenance: ...
+    @_builtins.property
+    def settings(self) -> _strategy_pb2.BacktestSettings: ...
+    def __init__(
+        self,
+        *,
+        strategy: _builtins.str = ...,
+        params: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        model: _builtins.str = ...,
+        symbol: _builtins.str = ...,
+        timeframe: _builtins.str = ...,
+        stats: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        trades: _abc.Iterable[Global___Trade] | None = ...,
+        trades_total: _builtins.int = ...,
+        equity: _abc.Iterable[Global___EquityPoint] | None = ...,
+        candles: _builtins.int = ...,
+        data: Global___DataProvenance | None = ...,
+        settings: _strategy_pb2.BacktestSettings | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "settings", b"settings"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["candles", b"candles", "data", b"data", "equity", b"equity", "model", b"model", "params", b"params", "settings", b"settings", "stats", b"stats", "strategy", b"strategy", "symbol", b"symbol", "timeframe", b"timeframe", "trades", b"trades", "trades_total", b"trades_total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BacktestResult: _TypeAlias = BacktestResult  # noqa: Y015
+
+@_typing.final
+class OptimizerProgress(_message.Message):
+    """Where an optimization is: on every finished trial's event, and in GetJob's snapshot."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class BestParamsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class CurrentParamsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    ITERATION_FIELD_NUMBER: _builtins.int
+    TOTAL_ITERATIONS_FIELD_NUMBER: _builtins.int
+    CURRENT_SCORE_FIELD_NUMBER: _builtins.int
+    BEST_SCORE_FIELD_NUMBER: _builtins.int
+    BEST_PARAMS_FIELD_NUMBER: _builtins.int
+    CURRENT_PARAMS_FIELD_NUMBER: _builtins.int
+    OBJECTIVE_FIELD_NUMBER: _builtins.int
+    WINDOW_FIELD_NUMBER: _builtins.int
+    TOTAL_WINDOWS_FIELD_NUMBER: _builtins.int
+    iteration: _builtins.int
+    total_iterations: _builtins.int
+    """The trial budget; 0 when only a time budget bounds the search."""
+    current_score: _builtins.float
+    best_score: _builtins.float
+    objective: _builtins.str
+    """The objective's stat, e.g. "Sharpe Ratio"."""
+    window: _builtins.int
+    """Walk-forward window (1-based) when validating; 0 otherwise."""
+    total_windows: _builtins.int
+    @_builtins.property
+    def best_params(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def current_params(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        iteration: _builtins.int = ...,
+        total_iterations: _builtins.int = ...,
+        current_score: _builtins.float = ...,
+        best_score: _builtins.float = ...,
+        best_params: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        current_params: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        objective: _builtins.str = ...,
+        window: _builtins.int = ...,
+        total_windows: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["best_params", b"best_params", "best_score", b"best_score", "current_params", b"current_params", "current_score", b"current_score", "iteration", b"iteration", "objective", b"objective", "total_iterations", b"total_iterations", "total_windows", b"total_windows", "window", b"window"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OptimizerProgress: _TypeAlias = OptimizerProgress  # noqa: Y015
+
+@_typing.final
+class TrialSummary(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ParamsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NUMBER_FIELD_NUMBER: _builtins.int
+    PARAMS_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    DURATION_SECONDS_FIELD_NUMBER: _builtins.int
+    number: _builtins.int
+    score: _builtins.float
+    state: _builtins.str
+    """complete, pruned, failed or infeasible (violates a constraint; never backtested)."""
+    duration_seconds: _builtins.float
+    @_builtins.property
+    def params(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        number: _builtins.int = ...,
+        params: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        score: _builtins.float = ...,
+        state: _builtins.str = ...,
+        duration_seconds: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duration_seconds", b"duration_seconds", "number", b"number", "params", b"params", "score", b"score", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TrialSummary: _TypeAlias = TrialSummary  # noqa: Y015
+
+@_typing.final
+class WalkForwardWindow(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class BestParamsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class InSampleEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class OutOfSampleEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    TRAIN_START_FIELD_NUMBER: _builtins.int
+    TRAIN_END_FIELD_NUMBER: _builtins.int
+    TEST_START_FIELD_NUMBER: _builtins.int
+    TEST_END_FIELD_NUMBER: _builtins.int
+    BEST_PARAMS_FIELD_NUMBER: _builtins.int
+    IN_SAMPLE_FIELD_NUMBER: _builtins.int
+    OUT_OF_SAMPLE_FIELD_NUMBER: _builtins.int
+    OVERFIT_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    overfit: _builtins.bool
+    @_builtins.property
+    def train_start(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def train_end(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def test_start(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def test_end(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def best_params(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def in_sample(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]: ...
+    @_builtins.property
+    def out_of_sample(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]: ...
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        train_start: _timestamp_pb2.Timestamp | None = ...,
+        train_end: _timestamp_pb2.Timestamp | None = ...,
+        test_start: _timestamp_pb2.Timestamp | None = ...,
+        test_end: _timestamp_pb2.Timestamp | None = ...,
+        best_params: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        in_sample: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        out_of_sample: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        overfit: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["test_end", b"test_end", "test_start", b"test_start", "train_end", b"train_end", "train_start", b"train_start"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["best_params", b"best_params", "in_sample", b"in_sample", "index", b"index", "out_of_sample", b"out_of_sample", "overfit", b"overfit", "test_end", b"test_end", "test_start", b"test_start", "train_end", b"train_end", "train_start", b"train_start"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WalkForwardWindow: _TypeAlias = WalkForwardWindow  # noqa: Y015
+
+@_typing.final
+class ConfigurationRef(_message.Message):
+    """A stored best configuration (the repository's `configurations` kind)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ParamsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    NAME_FIELD_NUMBER: _builtins.int
+    STRATEGY_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    SYMBOLS_FIELD_NUMBER: _builtins.int
+    TIMEFRAMES_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    PARAMS_FIELD_NUMBER: _builtins.int
+    OBJECTIVE_FIELD_NUMBER: _builtins.int
+    IN_SAMPLE_SCORE_FIELD_NUMBER: _builtins.int
+    OUT_OF_SAMPLE_SCORE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """"{strategy}/{symbols}_{timeframes}_v{version}"."""
+    strategy: _builtins.str
+    version: _builtins.int
+    sha256: _builtins.str
+    """sha256 of the stored configuration.json (hex)."""
+    size_bytes: _builtins.int
+    job_id: _builtins.str
+    objective: _builtins.str
+    in_sample_score: _builtins.float
+    out_of_sample_score: _builtins.float
+    @_builtins.property
+    def symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def timeframes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def params(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        strategy: _builtins.str = ...,
+        version: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
+        symbols: _abc.Iterable[_builtins.str] | None = ...,
+        timeframes: _abc.Iterable[_builtins.str] | None = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        job_id: _builtins.str = ...,
+        params: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        objective: _builtins.str = ...,
+        in_sample_score: _builtins.float = ...,
+        out_of_sample_score: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "in_sample_score", b"in_sample_score", "job_id", b"job_id", "name", b"name", "objective", b"objective", "out_of_sample_score", b"out_of_sample_score", "params", b"params", "sha256", b"sha256", "size_bytes", b"size_bytes", "strategy", b"strategy", "symbols", b"symbols", "timeframes", b"timeframes", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfigurationRef: _TypeAlias = ConfigurationRef  # noqa: Y015
+
+@_typing.final
+class OptimizeResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class BestParamsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class InSampleEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class OutOfSampleEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    STRATEGY_FIELD_NUMBER: _builtins.int
+    BEST_PARAMS_FIELD_NUMBER: _builtins.int
+    BEST_SCORE_FIELD_NUMBER: _builtins.int
+    OBJECTIVE_FIELD_NUMBER: _builtins.int
+    SAMPLER_FIELD_NUMBER: _builtins.int
+    IN_SAMPLE_FIELD_NUMBER: _builtins.int
+    OUT_OF_SAMPLE_FIELD_NUMBER: _builtins.int
+    WINDOWS_FIELD_NUMBER: _builtins.int
+    OVERFIT_FIELD_NUMBER: _builtins.int
+    TRIALS_FIELD_NUMBER: _builtins.int
+    CONFIGURATION_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    CONFIGURATION_JSON_FIELD_NUMBER: _builtins.int
+    strategy: _builtins.str
+    best_score: _builtins.float
+    sampler: _builtins.str
+    """grid, random, tpe, gp or cmaes."""
+    overfit: _builtins.bool
+    """Out-of-sample fell far below in-sample (see the windows)."""
+    seed: _builtins.int
+    configuration_json: _builtins.str
+    """The best configuration as stored (configuration.json); its sha256 is `configuration`'s.
+    The trainer sends it in the terminal event; the orchestrator verifies and stores it.
+    """
+    @_builtins.property
+    def best_params(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def objective(self) -> _strategy_pb2.Objective: ...
+    @_builtins.property
+    def in_sample(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """The best parameters' stats on the whole optimized range."""
+
+    @_builtins.property
+    def out_of_sample(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """Aggregated over the walk-forward test windows; empty without walk-forward."""
+
+    @_builtins.property
+    def windows(self) -> _containers.RepeatedCompositeFieldContainer[Global___WalkForwardWindow]: ...
+    @_builtins.property
+    def trials(self) -> _containers.RepeatedCompositeFieldContainer[Global___TrialSummary]:
+        """Every trial, in order (a cancelled job keeps those finished)."""
+
+    @_builtins.property
+    def configuration(self) -> Global___ConfigurationRef: ...
+    @_builtins.property
+    def data(self) -> Global___DataProvenance: ...
+    def __init__(
+        self,
+        *,
+        strategy: _builtins.str = ...,
+        best_params: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        best_score: _builtins.float = ...,
+        objective: _strategy_pb2.Objective | None = ...,
+        sampler: _builtins.str = ...,
+        in_sample: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        out_of_sample: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        windows: _abc.Iterable[Global___WalkForwardWindow] | None = ...,
+        overfit: _builtins.bool = ...,
+        trials: _abc.Iterable[Global___TrialSummary] | None = ...,
+        configuration: Global___ConfigurationRef | None = ...,
+        data: Global___DataProvenance | None = ...,
+        seed: _builtins.int | None = ...,
+        configuration_json: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "configuration", b"configuration", "data", b"data", "objective", b"objective", "seed", b"seed"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "best_params", b"best_params", "best_score", b"best_score", "configuration", b"configuration", "configuration_json", b"configuration_json", "data", b"data", "in_sample", b"in_sample", "objective", b"objective", "out_of_sample", b"out_of_sample", "overfit", b"overfit", "sampler", b"sampler", "seed", b"seed", "strategy", b"strategy", "trials", b"trials", "windows", b"windows"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
+    _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__seed) -> _WhichOneofReturnType__seed | None: ...
+
+Global___OptimizeResult: _TypeAlias = OptimizeResult  # noqa: Y015
 
 @_typing.final
 class JobError(_message.Message):
@@ -542,6 +1227,10 @@ class ProgressEvent(_message.Message):
     DEVICE_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
+    OPTIMIZER_FIELD_NUMBER: _builtins.int
+    STAGE_FIELD_NUMBER: _builtins.int
+    BACKTEST_RESULT_FIELD_NUMBER: _builtins.int
+    OPTIMIZE_RESULT_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     seq: _builtins.int
     """Strictly increasing per job, from 1."""
@@ -564,6 +1253,10 @@ class ProgressEvent(_message.Message):
     node: _builtins.str
     """The node address and device running the job."""
     device: _builtins.str
+    stage: _builtins.str
+    """Backtests and optimizations: the stage inside a backtest ("signals" or "trades") while
+    candles are counted in `items {name: "candles"}`.
+    """
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -581,6 +1274,20 @@ class ProgressEvent(_message.Message):
     @_builtins.property
     def error(self) -> Global___JobError:
         """Set on the terminal FAILED or CANCELLED event."""
+
+    @_builtins.property
+    def optimizer(self) -> Global___OptimizerProgress:
+        """Optimization jobs: on every finished trial's event."""
+
+    @_builtins.property
+    def backtest_result(self) -> Global___BacktestResult:
+        """Set on the terminal SUCCEEDED event of a backtest job."""
+
+    @_builtins.property
+    def optimize_result(self) -> Global___OptimizeResult:
+        """Set on the terminal event of an optimization job (SUCCEEDED; CANCELLED keeps the trials
+        finished so far and the best of them).
+        """
 
     def __init__(
         self,
@@ -608,10 +1315,14 @@ class ProgressEvent(_message.Message):
         device: _builtins.str = ...,
         result: Global___TrainResult | None = ...,
         error: Global___JobError | None = ...,
+        optimizer: Global___OptimizerProgress | None = ...,
+        stage: _builtins.str = ...,
+        backtest_result: Global___BacktestResult | None = ...,
+        optimize_result: Global___OptimizeResult | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_eta_seconds", b"_eta_seconds", "context", b"context", "error", b"error", "eta_seconds", b"eta_seconds", "items", b"items", "result", b"result", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_eta_seconds", b"_eta_seconds", "backtest_result", b"backtest_result", "context", b"context", "error", b"error", "eta_seconds", b"eta_seconds", "items", b"items", "optimize_result", b"optimize_result", "optimizer", b"optimizer", "result", b"result", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_eta_seconds", b"_eta_seconds", "batch", b"batch", "context", b"context", "device", b"device", "epoch", b"epoch", "error", b"error", "eta_seconds", b"eta_seconds", "items", b"items", "job_id", b"job_id", "kind", b"kind", "message", b"message", "metrics", b"metrics", "node", b"node", "percentage", b"percentage", "result", b"result", "seq", b"seq", "state", b"state", "step_index", b"step_index", "step_name", b"step_name", "step_percentage", b"step_percentage", "step_total", b"step_total", "time", b"time", "total_batches", b"total_batches", "total_epochs", b"total_epochs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_eta_seconds", b"_eta_seconds", "backtest_result", b"backtest_result", "batch", b"batch", "context", b"context", "device", b"device", "epoch", b"epoch", "error", b"error", "eta_seconds", b"eta_seconds", "items", b"items", "job_id", b"job_id", "kind", b"kind", "message", b"message", "metrics", b"metrics", "node", b"node", "optimize_result", b"optimize_result", "optimizer", b"optimizer", "percentage", b"percentage", "result", b"result", "seq", b"seq", "stage", b"stage", "state", b"state", "step_index", b"step_index", "step_name", b"step_name", "step_percentage", b"step_percentage", "step_total", b"step_total", "time", b"time", "total_batches", b"total_batches", "total_epochs", b"total_epochs"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__eta_seconds: _TypeAlias = _typing.Literal["eta_seconds"]  # noqa: Y015
     _WhichOneofArgType__eta_seconds: _TypeAlias = _typing.Literal["_eta_seconds", b"_eta_seconds"]  # noqa: Y015
@@ -637,6 +1348,19 @@ class Job(_message.Message):
     RESULT_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    BACKTEST_FIELD_NUMBER: _builtins.int
+    OPTIMIZE_FIELD_NUMBER: _builtins.int
+    BACKTEST_RESULT_FIELD_NUMBER: _builtins.int
+    OPTIMIZE_RESULT_FIELD_NUMBER: _builtins.int
+    STEP_INDEX_FIELD_NUMBER: _builtins.int
+    STEP_TOTAL_FIELD_NUMBER: _builtins.int
+    STEP_NAME_FIELD_NUMBER: _builtins.int
+    STEP_PERCENTAGE_FIELD_NUMBER: _builtins.int
+    ETA_SECONDS_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    OPTIMIZER_FIELD_NUMBER: _builtins.int
+    DEVICE_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     state: Global___JobState.ValueType
     node: _builtins.str
@@ -647,6 +1371,15 @@ class Job(_message.Message):
     last_seq: _builtins.int
     """The last event's seq; WatchJob(after_seq) resumes from here."""
     attempt: _builtins.int
+    kind: Global___JobKind.ValueType
+    step_index: _builtins.int
+    """The progress snapshot a poller needs: where the job is now."""
+    step_total: _builtins.int
+    step_name: _builtins.str
+    step_percentage: _builtins.float
+    eta_seconds: _builtins.float
+    device: _builtins.str
+    """The node's device, e.g. "cuda:0 (NVIDIA H100)"."""
     @_builtins.property
     def request(self) -> _strategy_pb2.TrainRequest:
         """The request as submitted, with defaults filled in."""
@@ -661,6 +1394,20 @@ class Job(_message.Message):
     def result(self) -> Global___TrainResult: ...
     @_builtins.property
     def error(self) -> Global___JobError: ...
+    @_builtins.property
+    def backtest(self) -> _strategy_pb2.BacktestRequest:
+        """The request as submitted, for backtest and optimization jobs (`request` is for training)."""
+
+    @_builtins.property
+    def optimize(self) -> _strategy_pb2.OptimizeRequest: ...
+    @_builtins.property
+    def backtest_result(self) -> Global___BacktestResult: ...
+    @_builtins.property
+    def optimize_result(self) -> Global___OptimizeResult: ...
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def optimizer(self) -> Global___OptimizerProgress: ...
     def __init__(
         self,
         *,
@@ -678,11 +1425,26 @@ class Job(_message.Message):
         result: Global___TrainResult | None = ...,
         error: Global___JobError | None = ...,
         attempt: _builtins.int = ...,
+        kind: Global___JobKind.ValueType = ...,
+        backtest: _strategy_pb2.BacktestRequest | None = ...,
+        optimize: _strategy_pb2.OptimizeRequest | None = ...,
+        backtest_result: Global___BacktestResult | None = ...,
+        optimize_result: Global___OptimizeResult | None = ...,
+        step_index: _builtins.int = ...,
+        step_total: _builtins.int = ...,
+        step_name: _builtins.str = ...,
+        step_percentage: _builtins.float = ...,
+        eta_seconds: _builtins.float | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+        optimizer: Global___OptimizerProgress | None = ...,
+        device: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "error", b"error", "finished_at", b"finished_at", "request", b"request", "result", b"result", "started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_eta_seconds", b"_eta_seconds", "backtest", b"backtest", "backtest_result", b"backtest_result", "created_at", b"created_at", "error", b"error", "eta_seconds", b"eta_seconds", "finished_at", b"finished_at", "optimize", b"optimize", "optimize_result", b"optimize_result", "optimizer", b"optimizer", "request", b"request", "result", b"result", "started_at", b"started_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "created_at", b"created_at", "error", b"error", "finished_at", b"finished_at", "job_id", b"job_id", "last_seq", b"last_seq", "message", b"message", "node", b"node", "percentage", b"percentage", "request", b"request", "request_id", b"request_id", "result", b"result", "started_at", b"started_at", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_eta_seconds", b"_eta_seconds", "attempt", b"attempt", "backtest", b"backtest", "backtest_result", b"backtest_result", "created_at", b"created_at", "device", b"device", "error", b"error", "eta_seconds", b"eta_seconds", "finished_at", b"finished_at", "job_id", b"job_id", "kind", b"kind", "last_seq", b"last_seq", "message", b"message", "node", b"node", "optimize", b"optimize", "optimize_result", b"optimize_result", "optimizer", b"optimizer", "percentage", b"percentage", "request", b"request", "request_id", b"request_id", "result", b"result", "started_at", b"started_at", "state", b"state", "step_index", b"step_index", "step_name", b"step_name", "step_percentage", b"step_percentage", "step_total", b"step_total", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__eta_seconds: _TypeAlias = _typing.Literal["eta_seconds"]  # noqa: Y015
+    _WhichOneofArgType__eta_seconds: _TypeAlias = _typing.Literal["_eta_seconds", b"_eta_seconds"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__eta_seconds) -> _WhichOneofReturnType__eta_seconds | None: ...
 
 Global___Job: _TypeAlias = Job  # noqa: Y015

@@ -94,6 +94,69 @@ PLACEMENT_MODE_CPU: PlacementMode.ValueType  # 2
 PLACEMENT_MODE_GPU: PlacementMode.ValueType  # 3
 Global___PlacementMode: _TypeAlias = PlacementMode  # noqa: Y015
 
+class _SizingMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SizingModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SizingMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SIZING_MODE_UNSPECIFIED: _SizingMode.ValueType  # 0
+    SIZING_MODE_FRACTION: _SizingMode.ValueType  # 1
+    SIZING_MODE_UNITS: _SizingMode.ValueType  # 2
+
+class SizingMode(_SizingMode, metaclass=_SizingModeEnumTypeWrapper): ...
+
+SIZING_MODE_UNSPECIFIED: SizingMode.ValueType  # 0
+SIZING_MODE_FRACTION: SizingMode.ValueType  # 1
+SIZING_MODE_UNITS: SizingMode.ValueType  # 2
+Global___SizingMode: _TypeAlias = SizingMode  # noqa: Y015
+
+class _ParamType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ParamTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ParamType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PARAM_TYPE_UNSPECIFIED: _ParamType.ValueType  # 0
+    PARAM_TYPE_INT: _ParamType.ValueType  # 1
+    PARAM_TYPE_FLOAT: _ParamType.ValueType  # 2
+    PARAM_TYPE_CATEGORICAL: _ParamType.ValueType  # 3
+    PARAM_TYPE_BOOL: _ParamType.ValueType  # 4
+
+class ParamType(_ParamType, metaclass=_ParamTypeEnumTypeWrapper): ...
+
+PARAM_TYPE_UNSPECIFIED: ParamType.ValueType  # 0
+PARAM_TYPE_INT: ParamType.ValueType  # 1
+PARAM_TYPE_FLOAT: ParamType.ValueType  # 2
+PARAM_TYPE_CATEGORICAL: ParamType.ValueType  # 3
+PARAM_TYPE_BOOL: ParamType.ValueType  # 4
+Global___ParamType: _TypeAlias = ParamType  # noqa: Y015
+
+class _Sampler:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SamplerEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Sampler.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SAMPLER_UNSPECIFIED: _Sampler.ValueType  # 0
+    """TPE."""
+    SAMPLER_GRID: _Sampler.ValueType  # 1
+    SAMPLER_RANDOM: _Sampler.ValueType  # 2
+    SAMPLER_TPE: _Sampler.ValueType  # 3
+    SAMPLER_GP: _Sampler.ValueType  # 4
+    SAMPLER_CMAES: _Sampler.ValueType  # 5
+
+class Sampler(_Sampler, metaclass=_SamplerEnumTypeWrapper): ...
+
+SAMPLER_UNSPECIFIED: Sampler.ValueType  # 0
+"""TPE."""
+SAMPLER_GRID: Sampler.ValueType  # 1
+SAMPLER_RANDOM: Sampler.ValueType  # 2
+SAMPLER_TPE: Sampler.ValueType  # 3
+SAMPLER_GP: Sampler.ValueType  # 4
+SAMPLER_CMAES: Sampler.ValueType  # 5
+Global___Sampler: _TypeAlias = Sampler  # noqa: Y015
+
 @_typing.final
 class IndicatorSpec(_message.Message):
     """One indicator instance. `id` names it for fuzzy sets (e.g. "rsi_14")."""
@@ -511,3 +574,391 @@ class TrainRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___TrainRequest: _TypeAlias = TrainRequest  # noqa: Y015
+
+@_typing.final
+class BacktestSettings(_message.Message):
+    """How a backtest trades: costs, position size, sides, protective exits."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INITIAL_CASH_FIELD_NUMBER: _builtins.int
+    COMMISSION_PCT_FIELD_NUMBER: _builtins.int
+    COMMISSION_FIXED_FIELD_NUMBER: _builtins.int
+    SLIPPAGE_BPS_FIELD_NUMBER: _builtins.int
+    SIZING_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    ALLOW_SHORT_FIELD_NUMBER: _builtins.int
+    STOP_LOSS_PCT_FIELD_NUMBER: _builtins.int
+    TAKE_PROFIT_PCT_FIELD_NUMBER: _builtins.int
+    initial_cash: _builtins.float
+    """Starting equity; absent = 10,000."""
+    commission_pct: _builtins.float
+    """Commission as a fraction of the traded value per fill (0.001 = 0.1 %)."""
+    commission_fixed: _builtins.float
+    """Commission in cash per fill."""
+    slippage_bps: _builtins.float
+    """Adverse price move per fill, in basis points."""
+    sizing: Global___SizingMode.ValueType
+    size: _builtins.float
+    """FRACTION: the fraction of equity per position (absent = 1.0); UNITS: units per position."""
+    allow_short: _builtins.bool
+    """Absent = true; false turns short signals into flat."""
+    stop_loss_pct: _builtins.float
+    """Exit when price moves this fraction against the entry (0.02 = 2 %); absent = none."""
+    take_profit_pct: _builtins.float
+    """Exit when price moves this fraction in favour of the entry; absent = none."""
+    def __init__(
+        self,
+        *,
+        initial_cash: _builtins.float | None = ...,
+        commission_pct: _builtins.float = ...,
+        commission_fixed: _builtins.float = ...,
+        slippage_bps: _builtins.float = ...,
+        sizing: Global___SizingMode.ValueType = ...,
+        size: _builtins.float | None = ...,
+        allow_short: _builtins.bool | None = ...,
+        stop_loss_pct: _builtins.float | None = ...,
+        take_profit_pct: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_allow_short", b"_allow_short", "_initial_cash", b"_initial_cash", "_size", b"_size", "_stop_loss_pct", b"_stop_loss_pct", "_take_profit_pct", b"_take_profit_pct", "allow_short", b"allow_short", "initial_cash", b"initial_cash", "size", b"size", "stop_loss_pct", b"stop_loss_pct", "take_profit_pct", b"take_profit_pct"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_allow_short", b"_allow_short", "_initial_cash", b"_initial_cash", "_size", b"_size", "_stop_loss_pct", b"_stop_loss_pct", "_take_profit_pct", b"_take_profit_pct", "allow_short", b"allow_short", "commission_fixed", b"commission_fixed", "commission_pct", b"commission_pct", "initial_cash", b"initial_cash", "size", b"size", "sizing", b"sizing", "slippage_bps", b"slippage_bps", "stop_loss_pct", b"stop_loss_pct", "take_profit_pct", b"take_profit_pct"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__allow_short: _TypeAlias = _typing.Literal["allow_short"]  # noqa: Y015
+    _WhichOneofArgType__allow_short: _TypeAlias = _typing.Literal["_allow_short", b"_allow_short"]  # noqa: Y015
+    _WhichOneofReturnType__initial_cash: _TypeAlias = _typing.Literal["initial_cash"]  # noqa: Y015
+    _WhichOneofArgType__initial_cash: _TypeAlias = _typing.Literal["_initial_cash", b"_initial_cash"]  # noqa: Y015
+    _WhichOneofReturnType__size: _TypeAlias = _typing.Literal["size"]  # noqa: Y015
+    _WhichOneofArgType__size: _TypeAlias = _typing.Literal["_size", b"_size"]  # noqa: Y015
+    _WhichOneofReturnType__stop_loss_pct: _TypeAlias = _typing.Literal["stop_loss_pct"]  # noqa: Y015
+    _WhichOneofArgType__stop_loss_pct: _TypeAlias = _typing.Literal["_stop_loss_pct", b"_stop_loss_pct"]  # noqa: Y015
+    _WhichOneofReturnType__take_profit_pct: _TypeAlias = _typing.Literal["take_profit_pct"]  # noqa: Y015
+    _WhichOneofArgType__take_profit_pct: _TypeAlias = _typing.Literal["_take_profit_pct", b"_take_profit_pct"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__allow_short) -> _WhichOneofReturnType__allow_short | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__initial_cash) -> _WhichOneofReturnType__initial_cash | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__size) -> _WhichOneofReturnType__size | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__stop_loss_pct) -> _WhichOneofReturnType__stop_loss_pct | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__take_profit_pct) -> _WhichOneofReturnType__take_profit_pct | None: ...
+
+Global___BacktestSettings: _TypeAlias = BacktestSettings  # noqa: Y015
+
+@_typing.final
+class BacktestRequest(_message.Message):
+    """A backtest: a rule strategy (ListStrategies) with parameters, or a stored model, over bars.
+    Signals computed on a bar's close fill at the next bar's open.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ParamsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    SYMBOLS_FIELD_NUMBER: _builtins.int
+    TIMEFRAMES_FIELD_NUMBER: _builtins.int
+    STRATEGY_FIELD_NUMBER: _builtins.int
+    PARAMS_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    SETTINGS_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    PLACEMENT_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Client-chosen id that makes the submission idempotent."""
+    strategy: _builtins.str
+    """A rule strategy's name, e.g. "sma_crossover"; empty when `model` is set."""
+    model: _builtins.str
+    """A stored model ("{strategy}/{symbols}_{timeframes}_v{N}", or without "_v{N}" for the
+    latest): its predicted classes become the signals (BUY long, SELL short, HOLD flat).
+    """
+    @_builtins.property
+    def symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """One symbol and one timeframe for a rule strategy; a model's own when `model` is set
+        and these are empty.
+        """
+
+    @_builtins.property
+    def timeframes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def params(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Parameter values as text ("10", "0.5", "ema"); missing ones take their defaults."""
+
+    @_builtins.property
+    def settings(self) -> Global___BacktestSettings: ...
+    @_builtins.property
+    def data(self) -> Global___DataSpec: ...
+    @_builtins.property
+    def placement(self) -> Global___Placement: ...
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        symbols: _abc.Iterable[_builtins.str] | None = ...,
+        timeframes: _abc.Iterable[_builtins.str] | None = ...,
+        strategy: _builtins.str = ...,
+        params: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        model: _builtins.str = ...,
+        settings: Global___BacktestSettings | None = ...,
+        data: Global___DataSpec | None = ...,
+        placement: Global___Placement | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "placement", b"placement", "settings", b"settings"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "model", b"model", "params", b"params", "placement", b"placement", "request_id", b"request_id", "settings", b"settings", "strategy", b"strategy", "symbols", b"symbols", "timeframes", b"timeframes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BacktestRequest: _TypeAlias = BacktestRequest  # noqa: Y015
+
+@_typing.final
+class ParamRange(_message.Message):
+    """One searched parameter: a numeric range (with a step or on a log scale) or a set of choices."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    LOW_FIELD_NUMBER: _builtins.int
+    HIGH_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    LOG_FIELD_NUMBER: _builtins.int
+    CHOICES_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    type: Global___ParamType.ValueType
+    low: _builtins.float
+    high: _builtins.float
+    step: _builtins.float
+    """Grid spacing for INT/FLOAT; required by the grid sampler for FLOAT."""
+    log: _builtins.bool
+    @_builtins.property
+    def choices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        type: Global___ParamType.ValueType = ...,
+        low: _builtins.float | None = ...,
+        high: _builtins.float | None = ...,
+        step: _builtins.float | None = ...,
+        log: _builtins.bool = ...,
+        choices: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_high", b"_high", "_low", b"_low", "_step", b"_step", "high", b"high", "low", b"low", "step", b"step"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_high", b"_high", "_low", b"_low", "_step", b"_step", "choices", b"choices", "high", b"high", "log", b"log", "low", b"low", "name", b"name", "step", b"step", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__high: _TypeAlias = _typing.Literal["high"]  # noqa: Y015
+    _WhichOneofArgType__high: _TypeAlias = _typing.Literal["_high", b"_high"]  # noqa: Y015
+    _WhichOneofReturnType__low: _TypeAlias = _typing.Literal["low"]  # noqa: Y015
+    _WhichOneofArgType__low: _TypeAlias = _typing.Literal["_low", b"_low"]  # noqa: Y015
+    _WhichOneofReturnType__step: _TypeAlias = _typing.Literal["step"]  # noqa: Y015
+    _WhichOneofArgType__step: _TypeAlias = _typing.Literal["_step", b"_step"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__high) -> _WhichOneofReturnType__high | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__low) -> _WhichOneofReturnType__low | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__step) -> _WhichOneofReturnType__step | None: ...
+
+Global___ParamRange: _TypeAlias = ParamRange  # noqa: Y015
+
+@_typing.final
+class Objective(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STAT_FIELD_NUMBER: _builtins.int
+    MINIMIZE_FIELD_NUMBER: _builtins.int
+    stat: _builtins.str
+    """A backtest stat, e.g. "Sharpe Ratio" (default), "Return [%]", "Calmar Ratio"."""
+    minimize: _builtins.bool
+    """Minimize instead of maximize (e.g. "Max. Drawdown [%]" is negative: maximize it)."""
+    def __init__(
+        self,
+        *,
+        stat: _builtins.str = ...,
+        minimize: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["minimize", b"minimize", "stat", b"stat"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Objective: _TypeAlias = Objective  # noqa: Y015
+
+@_typing.final
+class WalkForwardSpec(_message.Message):
+    """Walk-forward validation: optimize on each train window, score its best on the test window."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRAIN_BARS_FIELD_NUMBER: _builtins.int
+    TEST_BARS_FIELD_NUMBER: _builtins.int
+    GAP_BARS_FIELD_NUMBER: _builtins.int
+    ANCHORED_FIELD_NUMBER: _builtins.int
+    TRIALS_PER_WINDOW_FIELD_NUMBER: _builtins.int
+    train_bars: _builtins.int
+    test_bars: _builtins.int
+    gap_bars: _builtins.int
+    """Bars skipped between a train window and its test window."""
+    anchored: _builtins.bool
+    """Every train window starts at the first bar (else they roll)."""
+    trials_per_window: _builtins.int
+    """Trials per window; absent = the request's `trials`."""
+    def __init__(
+        self,
+        *,
+        train_bars: _builtins.int = ...,
+        test_bars: _builtins.int = ...,
+        gap_bars: _builtins.int = ...,
+        anchored: _builtins.bool = ...,
+        trials_per_window: _builtins.int | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_trials_per_window", b"_trials_per_window", "trials_per_window", b"trials_per_window"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_trials_per_window", b"_trials_per_window", "anchored", b"anchored", "gap_bars", b"gap_bars", "test_bars", b"test_bars", "train_bars", b"train_bars", "trials_per_window", b"trials_per_window"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__trials_per_window: _TypeAlias = _typing.Literal["trials_per_window"]  # noqa: Y015
+    _WhichOneofArgType__trials_per_window: _TypeAlias = _typing.Literal["_trials_per_window", b"_trials_per_window"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__trials_per_window) -> _WhichOneofReturnType__trials_per_window | None: ...
+
+Global___WalkForwardSpec: _TypeAlias = WalkForwardSpec  # noqa: Y015
+
+@_typing.final
+class OptimizeRequest(_message.Message):
+    """A strategy optimization: search a rule strategy's parameters, each trial a backtest."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class FixedParamsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    SYMBOLS_FIELD_NUMBER: _builtins.int
+    TIMEFRAMES_FIELD_NUMBER: _builtins.int
+    STRATEGY_FIELD_NUMBER: _builtins.int
+    SPACE_FIELD_NUMBER: _builtins.int
+    CONSTRAINTS_FIELD_NUMBER: _builtins.int
+    OBJECTIVE_FIELD_NUMBER: _builtins.int
+    SAMPLER_FIELD_NUMBER: _builtins.int
+    TRIALS_FIELD_NUMBER: _builtins.int
+    TIMEOUT_SECONDS_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    PARALLELISM_FIELD_NUMBER: _builtins.int
+    WALK_FORWARD_FIELD_NUMBER: _builtins.int
+    SETTINGS_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    PLACEMENT_FIELD_NUMBER: _builtins.int
+    FIXED_PARAMS_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    strategy: _builtins.str
+    sampler: Global___Sampler.ValueType
+    trials: _builtins.int
+    """Trial budget; absent = 50 unless `timeout_seconds` is set."""
+    timeout_seconds: _builtins.float
+    """Time budget for the search."""
+    seed: _builtins.int
+    """Same seed and request = same trials and best parameters (sequential trials)."""
+    parallelism: _builtins.int
+    """Trials run at once in worker processes; 0 or 1 = sequential."""
+    @_builtins.property
+    def symbols(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def timeframes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def space(self) -> _containers.RepeatedCompositeFieldContainer[Global___ParamRange]: ...
+    @_builtins.property
+    def constraints(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """e.g. "fast < slow": NAME OP NAME|NUMBER with OP one of < <= > >= == !=."""
+
+    @_builtins.property
+    def objective(self) -> Global___Objective: ...
+    @_builtins.property
+    def walk_forward(self) -> Global___WalkForwardSpec: ...
+    @_builtins.property
+    def settings(self) -> Global___BacktestSettings: ...
+    @_builtins.property
+    def data(self) -> Global___DataSpec: ...
+    @_builtins.property
+    def placement(self) -> Global___Placement: ...
+    @_builtins.property
+    def fixed_params(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Parameters held fixed (as text), outside the search."""
+
+    def __init__(
+        self,
+        *,
+        request_id: _builtins.str = ...,
+        symbols: _abc.Iterable[_builtins.str] | None = ...,
+        timeframes: _abc.Iterable[_builtins.str] | None = ...,
+        strategy: _builtins.str = ...,
+        space: _abc.Iterable[Global___ParamRange] | None = ...,
+        constraints: _abc.Iterable[_builtins.str] | None = ...,
+        objective: Global___Objective | None = ...,
+        sampler: Global___Sampler.ValueType = ...,
+        trials: _builtins.int | None = ...,
+        timeout_seconds: _builtins.float | None = ...,
+        seed: _builtins.int | None = ...,
+        parallelism: _builtins.int = ...,
+        walk_forward: Global___WalkForwardSpec | None = ...,
+        settings: Global___BacktestSettings | None = ...,
+        data: Global___DataSpec | None = ...,
+        placement: Global___Placement | None = ...,
+        fixed_params: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "_timeout_seconds", b"_timeout_seconds", "_trials", b"_trials", "data", b"data", "objective", b"objective", "placement", b"placement", "seed", b"seed", "settings", b"settings", "timeout_seconds", b"timeout_seconds", "trials", b"trials", "walk_forward", b"walk_forward"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_seed", b"_seed", "_timeout_seconds", b"_timeout_seconds", "_trials", b"_trials", "constraints", b"constraints", "data", b"data", "fixed_params", b"fixed_params", "objective", b"objective", "parallelism", b"parallelism", "placement", b"placement", "request_id", b"request_id", "sampler", b"sampler", "seed", b"seed", "settings", b"settings", "space", b"space", "strategy", b"strategy", "symbols", b"symbols", "timeframes", b"timeframes", "timeout_seconds", b"timeout_seconds", "trials", b"trials", "walk_forward", b"walk_forward"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__seed: _TypeAlias = _typing.Literal["seed"]  # noqa: Y015
+    _WhichOneofArgType__seed: _TypeAlias = _typing.Literal["_seed", b"_seed"]  # noqa: Y015
+    _WhichOneofReturnType__timeout_seconds: _TypeAlias = _typing.Literal["timeout_seconds"]  # noqa: Y015
+    _WhichOneofArgType__timeout_seconds: _TypeAlias = _typing.Literal["_timeout_seconds", b"_timeout_seconds"]  # noqa: Y015
+    _WhichOneofReturnType__trials: _TypeAlias = _typing.Literal["trials"]  # noqa: Y015
+    _WhichOneofArgType__trials: _TypeAlias = _typing.Literal["_trials", b"_trials"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__seed) -> _WhichOneofReturnType__seed | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__timeout_seconds) -> _WhichOneofReturnType__timeout_seconds | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__trials) -> _WhichOneofReturnType__trials | None: ...
+
+Global___OptimizeRequest: _TypeAlias = OptimizeRequest  # noqa: Y015

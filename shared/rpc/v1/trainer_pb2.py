@@ -26,7 +26,7 @@ from shared.rpc.v1 import progress_pb2 as shared_dot_rpc_dot_v1_dot_progress__pb
 from shared.rpc.v1 import strategy_pb2 as shared_dot_rpc_dot_v1_dot_strategy__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bshared/rpc/v1/trainer.proto\x12\x0ctrainwire.v1\x1a\x1cshared/rpc/v1/progress.proto\x1a\x1cshared/rpc/v1/strategy.proto\"Q\n\x12ResendModelRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x15\n\rupload_target\x18\x02 \x01(\t\x12\x14\n\x0cupload_token\x18\x03 \x01(\t\"@\n\x13ResendModelResponse\x12)\n\x06result\x18\x01 \x01(\x0b\x32\x19.trainwire.v1.TrainResult\"v\n\nTrainerJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12+\n\x07request\x18\x02 \x01(\x0b\x32\x1a.trainwire.v1.TrainRequest\x12\x15\n\rupload_target\x18\x03 \x01(\t\x12\x14\n\x0cupload_token\x18\x04 \x01(\t\"/\n\rCancelRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"7\n\x0e\x43\x61ncelResponse\x12%\n\x05state\x18\x01 \x01(\x0e\x32\x16.trainwire.v1.JobState\"2\n\rAttachRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"\x10\n\x0eGetInfoRequest\"\x90\x01\n\nDeviceInfo\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.trainwire.v1.DeviceKind\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0ctorch_device\x18\x03 \x01(\t\x12\x14\n\x0cmemory_bytes\x18\x04 \x01(\x03\x12 \n\x18supports_mixed_precision\x18\x05 \x01(\x08\"\x8a\x02\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12(\n\x06\x64\x65vice\x18\x03 \x01(\x0b\x32\x18.trainwire.v1.DeviceInfo\x12\r\n\x05slots\x18\x04 \x01(\x05\x12\x12\n\nslots_used\x18\x05 \x01(\x05\x12\x14\n\x0crunning_jobs\x18\x06 \x03(\t\x12\x36\n\x08versions\x18\x07 \x03(\x0b\x32$.trainwire.v1.NodeInfo.VersionsEntry\x12\x10\n\x08\x64raining\x18\x08 \x01(\x08\x1a/\n\rVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*i\n\nDeviceKind\x12\x1b\n\x17\x44\x45VICE_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44\x45VICE_KIND_CPU\x10\x01\x12\x14\n\x10\x44\x45VICE_KIND_CUDA\x10\x02\x12\x13\n\x0f\x44\x45VICE_KIND_MPS\x10\x03\x32\xeb\x02\n\x07Trainer\x12@\n\x05Train\x12\x18.trainwire.v1.TrainerJob\x1a\x1b.trainwire.v1.ProgressEvent0\x01\x12\x43\n\x06\x43\x61ncel\x12\x1b.trainwire.v1.CancelRequest\x1a\x1c.trainwire.v1.CancelResponse\x12\x44\n\x06\x41ttach\x12\x1b.trainwire.v1.AttachRequest\x1a\x1b.trainwire.v1.ProgressEvent0\x01\x12?\n\x07GetInfo\x12\x1c.trainwire.v1.GetInfoRequest\x1a\x16.trainwire.v1.NodeInfo\x12R\n\x0bResendModel\x12 .trainwire.v1.ResendModelRequest\x1a!.trainwire.v1.ResendModelResponseB\x02P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bshared/rpc/v1/trainer.proto\x12\x0ctrainwire.v1\x1a\x1cshared/rpc/v1/progress.proto\x1a\x1cshared/rpc/v1/strategy.proto\"Q\n\x12ResendModelRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x15\n\rupload_target\x18\x02 \x01(\t\x12\x14\n\x0cupload_token\x18\x03 \x01(\t\"@\n\x13ResendModelResponse\x12)\n\x06result\x18\x01 \x01(\x0b\x32\x19.trainwire.v1.TrainResult\"\xd8\x01\n\nTrainerJob\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12+\n\x07request\x18\x02 \x01(\x0b\x32\x1a.trainwire.v1.TrainRequest\x12\x15\n\rupload_target\x18\x03 \x01(\t\x12\x14\n\x0cupload_token\x18\x04 \x01(\t\x12/\n\x08\x62\x61\x63ktest\x18\x05 \x01(\x0b\x32\x1d.trainwire.v1.BacktestRequest\x12/\n\x08optimize\x18\x06 \x01(\x0b\x32\x1d.trainwire.v1.OptimizeRequest\"/\n\rCancelRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"7\n\x0e\x43\x61ncelResponse\x12%\n\x05state\x18\x01 \x01(\x0e\x32\x16.trainwire.v1.JobState\"2\n\rAttachRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"\x10\n\x0eGetInfoRequest\"\x90\x01\n\nDeviceInfo\x12&\n\x04kind\x18\x01 \x01(\x0e\x32\x18.trainwire.v1.DeviceKind\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0ctorch_device\x18\x03 \x01(\t\x12\x14\n\x0cmemory_bytes\x18\x04 \x01(\x03\x12 \n\x18supports_mixed_precision\x18\x05 \x01(\x08\"\x8a\x02\n\x08NodeInfo\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12(\n\x06\x64\x65vice\x18\x03 \x01(\x0b\x32\x18.trainwire.v1.DeviceInfo\x12\r\n\x05slots\x18\x04 \x01(\x05\x12\x12\n\nslots_used\x18\x05 \x01(\x05\x12\x14\n\x0crunning_jobs\x18\x06 \x03(\t\x12\x36\n\x08versions\x18\x07 \x03(\x0b\x32$.trainwire.v1.NodeInfo.VersionsEntry\x12\x10\n\x08\x64raining\x18\x08 \x01(\x08\x1a/\n\rVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*i\n\nDeviceKind\x12\x1b\n\x17\x44\x45VICE_KIND_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44\x45VICE_KIND_CPU\x10\x01\x12\x14\n\x10\x44\x45VICE_KIND_CUDA\x10\x02\x12\x13\n\x0f\x44\x45VICE_KIND_MPS\x10\x03\x32\xeb\x02\n\x07Trainer\x12@\n\x05Train\x12\x18.trainwire.v1.TrainerJob\x1a\x1b.trainwire.v1.ProgressEvent0\x01\x12\x43\n\x06\x43\x61ncel\x12\x1b.trainwire.v1.CancelRequest\x1a\x1c.trainwire.v1.CancelResponse\x12\x44\n\x06\x41ttach\x12\x1b.trainwire.v1.AttachRequest\x1a\x1b.trainwire.v1.ProgressEvent0\x01\x12?\n\x07GetInfo\x12\x1c.trainwire.v1.GetInfoRequest\x1a\x16.trainwire.v1.NodeInfo\x12R\n\x0bResendModel\x12 .trainwire.v1.ResendModelRequest\x1a!.trainwire.v1.ResendModelResponseB\x02P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,28 +36,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'P\001'
   _globals['_NODEINFO_VERSIONSENTRY']._loaded_options = None
   _globals['_NODEINFO_VERSIONSENTRY']._serialized_options = b'8\001'
-  _globals['_DEVICEKIND']._serialized_start=966
-  _globals['_DEVICEKIND']._serialized_end=1071
+  _globals['_DEVICEKIND']._serialized_start=1065
+  _globals['_DEVICEKIND']._serialized_end=1170
   _globals['_RESENDMODELREQUEST']._serialized_start=105
   _globals['_RESENDMODELREQUEST']._serialized_end=186
   _globals['_RESENDMODELRESPONSE']._serialized_start=188
   _globals['_RESENDMODELRESPONSE']._serialized_end=252
-  _globals['_TRAINERJOB']._serialized_start=254
-  _globals['_TRAINERJOB']._serialized_end=372
-  _globals['_CANCELREQUEST']._serialized_start=374
-  _globals['_CANCELREQUEST']._serialized_end=421
-  _globals['_CANCELRESPONSE']._serialized_start=423
-  _globals['_CANCELRESPONSE']._serialized_end=478
-  _globals['_ATTACHREQUEST']._serialized_start=480
-  _globals['_ATTACHREQUEST']._serialized_end=530
-  _globals['_GETINFOREQUEST']._serialized_start=532
-  _globals['_GETINFOREQUEST']._serialized_end=548
-  _globals['_DEVICEINFO']._serialized_start=551
-  _globals['_DEVICEINFO']._serialized_end=695
-  _globals['_NODEINFO']._serialized_start=698
-  _globals['_NODEINFO']._serialized_end=964
-  _globals['_NODEINFO_VERSIONSENTRY']._serialized_start=917
-  _globals['_NODEINFO_VERSIONSENTRY']._serialized_end=964
-  _globals['_TRAINER']._serialized_start=1074
-  _globals['_TRAINER']._serialized_end=1437
+  _globals['_TRAINERJOB']._serialized_start=255
+  _globals['_TRAINERJOB']._serialized_end=471
+  _globals['_CANCELREQUEST']._serialized_start=473
+  _globals['_CANCELREQUEST']._serialized_end=520
+  _globals['_CANCELRESPONSE']._serialized_start=522
+  _globals['_CANCELRESPONSE']._serialized_end=577
+  _globals['_ATTACHREQUEST']._serialized_start=579
+  _globals['_ATTACHREQUEST']._serialized_end=629
+  _globals['_GETINFOREQUEST']._serialized_start=631
+  _globals['_GETINFOREQUEST']._serialized_end=647
+  _globals['_DEVICEINFO']._serialized_start=650
+  _globals['_DEVICEINFO']._serialized_end=794
+  _globals['_NODEINFO']._serialized_start=797
+  _globals['_NODEINFO']._serialized_end=1063
+  _globals['_NODEINFO_VERSIONSENTRY']._serialized_start=1016
+  _globals['_NODEINFO_VERSIONSENTRY']._serialized_end=1063
+  _globals['_TRAINER']._serialized_start=1173
+  _globals['_TRAINER']._serialized_end=1536
 # @@protoc_insertion_point(module_scope)

@@ -90,12 +90,16 @@ Global___ResendModelResponse: _TypeAlias = ResendModelResponse  # noqa: Y015
 
 @_typing.final
 class TrainerJob(_message.Message):
+    """One job for a trainer: exactly one of `request` (training), `backtest`, `optimize` is set."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     JOB_ID_FIELD_NUMBER: _builtins.int
     REQUEST_FIELD_NUMBER: _builtins.int
     UPLOAD_TARGET_FIELD_NUMBER: _builtins.int
     UPLOAD_TOKEN_FIELD_NUMBER: _builtins.int
+    BACKTEST_FIELD_NUMBER: _builtins.int
+    OPTIMIZE_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     upload_target: _builtins.str
     """host:port of the ModelUpload service the trainer sends the model to."""
@@ -103,6 +107,10 @@ class TrainerJob(_message.Message):
     """Per-job token that authorises the upload."""
     @_builtins.property
     def request(self) -> _strategy_pb2.TrainRequest: ...
+    @_builtins.property
+    def backtest(self) -> _strategy_pb2.BacktestRequest: ...
+    @_builtins.property
+    def optimize(self) -> _strategy_pb2.OptimizeRequest: ...
     def __init__(
         self,
         *,
@@ -110,10 +118,12 @@ class TrainerJob(_message.Message):
         request: _strategy_pb2.TrainRequest | None = ...,
         upload_target: _builtins.str = ...,
         upload_token: _builtins.str = ...,
+        backtest: _strategy_pb2.BacktestRequest | None = ...,
+        optimize: _strategy_pb2.OptimizeRequest | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["backtest", b"backtest", "optimize", b"optimize", "request", b"request"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "request", b"request", "upload_target", b"upload_target", "upload_token", b"upload_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backtest", b"backtest", "job_id", b"job_id", "optimize", b"optimize", "request", b"request", "upload_target", b"upload_target", "upload_token", b"upload_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -66,7 +66,8 @@ class TrainerServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Train(self, request, context):
-        """Runs one job and streams its events until the terminal one. The job outlives the stream:
+        """Runs one job (training, backtest or optimization: the TrainerJob field set) and streams
+        its events until the terminal one. The job outlives the stream:
         if the caller goes away the job keeps running and Attach resumes the stream.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -33,7 +33,8 @@ class TrainerStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> TrainerAsyncStub: ...
     Train: _grpc.UnaryStreamMultiCallable[_trainer_pb2.TrainerJob, _progress_pb2.ProgressEvent]
-    """Runs one job and streams its events until the terminal one. The job outlives the stream:
+    """Runs one job (training, backtest or optimization: the TrainerJob field set) and streams
+    its events until the terminal one. The job outlives the stream:
     if the caller goes away the job keeps running and Attach resumes the stream.
     """
     Cancel: _grpc.UnaryUnaryMultiCallable[_trainer_pb2.CancelRequest, _trainer_pb2.CancelResponse]
@@ -50,7 +51,8 @@ class TrainerStub:
 class TrainerAsyncStub(TrainerStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Train: _aio.UnaryStreamMultiCallable[_trainer_pb2.TrainerJob, _progress_pb2.ProgressEvent]  # type: ignore[assignment]
-    """Runs one job and streams its events until the terminal one. The job outlives the stream:
+    """Runs one job (training, backtest or optimization: the TrainerJob field set) and streams
+    its events until the terminal one. The job outlives the stream:
     if the caller goes away the job keeps running and Attach resumes the stream.
     """
     Cancel: _aio.UnaryUnaryMultiCallable[_trainer_pb2.CancelRequest, _trainer_pb2.CancelResponse]  # type: ignore[assignment]
@@ -70,7 +72,8 @@ class TrainerServicer(metaclass=_abc_1.ABCMeta):
         request: _trainer_pb2.TrainerJob,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_progress_pb2.ProgressEvent], _abc.AsyncIterator[_progress_pb2.ProgressEvent]]:
-        """Runs one job and streams its events until the terminal one. The job outlives the stream:
+        """Runs one job (training, backtest or optimization: the TrainerJob field set) and streams
+        its events until the terminal one. The job outlives the stream:
         if the caller goes away the job keeps running and Attach resumes the stream.
         """
 
