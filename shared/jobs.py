@@ -11,6 +11,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from shared.progress.update import ItemCounter, PreprocessContext, ProgressUpdate, UpdateKind
+from shared.provenance import DataProvenance as DataProvenance
+from shared.provenance import SeriesProvenance as SeriesProvenance
+from shared.results import BacktestSummary, OptimizationSummary, OptimizerProgress
+
+
+class JobKind(enum.Enum):
+    """What a job runs: each kind has its request, trainer-side runner and result."""
+
+    TRAIN = "train"
+    BACKTEST = "backtest"
+    OPTIMIZE = "optimize"
 
 
 class JobState(enum.Enum):
@@ -43,47 +54,6 @@ _KIND_OF_UPDATE = {
     UpdateKind.BATCH: EventKind.BATCH,
     UpdateKind.WARNING: EventKind.WARNING,
 }
-
-
-@dataclass(frozen=True, kw_only=True)
-class SeriesProvenance:
-    """One series a job trained on: where it was read from, its range and size."""
-
-    symbol: str
-    timeframe: str
-    file: str = ""
-    """Relative to its data directory or dataset; empty for the synthetic market."""
-    start: float = 0.0
-    """Open time of the first bar, seconds since the epoch (UTC)."""
-    end: float = 0.0
-    """Open time of the last bar."""
-    rows: int = 0
-    resampled_from: str = ""
-    """The finer timeframe it was resampled from, when it was."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class DataProvenance:
-    """Where a job's bars came from: every result names its data."""
-
-    source: str
-    """``synthetic``, ``directory`` or ``dataset``."""
-    location: str = ""
-    """The directory, ``name@sha256-prefix`` of a dataset, or ``seed N`` (synthetic)."""
-    series: tuple[SeriesProvenance, ...] = ()
-    timezone: str = "UTC"
-
-    @property
-    def rows(self) -> int:
-        return sum(s.rows for s in self.series)
-
-    @property
-    def start(self) -> float:
-        return min((s.start for s in self.series), default=0.0)
-
-    @property
-    def end(self) -> float:
-        return max((s.end for s in self.series), default=0.0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -127,6 +97,8 @@ class TrainResult:
     device: str = ""
     data: DataProvenance | None = None
     assessment: ModelAssessment | None = None
+    backtest: BacktestSummary | None = None
+    """The model's signals backtested on the test split, beside buy-and-hold."""
 
 
 class ErrorCode(enum.Enum):
@@ -173,6 +145,11 @@ class JobEvent:
     device: str = ""
     result: TrainResult | None = None
     error: JobError | None = None
+    optimizer: OptimizerProgress | None = None
+    stage: str = ""
+    """Inside a backtest: ``signals`` or ``trades``, while ``items`` counts candles."""
+    backtest_result: BacktestSummary | None = None
+    optimize_result: OptimizationSummary | None = None
 
     @property
     def terminal(self) -> bool:
@@ -213,4 +190,6 @@ def event_from_update(
         eta_seconds=update.eta_seconds,
         node=node,
         device=device,
+        optimizer=update.optimizer,
+        stage=update.stage,
     )

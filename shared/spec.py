@@ -18,9 +18,11 @@ import zoneinfo
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import ClassVar, Protocol
 
 from shared.errors import InvalidArgumentError
 from shared.ids import check_node_id
+from shared.jobs import JobKind
 
 
 class SpecError(ValueError):
@@ -205,6 +207,7 @@ class TrainingRequest:
     data: DataSpec = field(default_factory=DataSpec)
     placement: PlacementSpec = field(default_factory=PlacementSpec)
     request_id: str = ""
+    kind: ClassVar[JobKind] = JobKind.TRAIN
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,6 +369,21 @@ def _integer(path: str, value: object, low: int, high: int, hint: str = "") -> i
     return value
 
 
+class MarketRequest(Protocol):
+    """What every job kind names: the market it runs on and where it runs."""
+
+    @property
+    def request_id(self) -> str: ...
+    @property
+    def symbols(self) -> tuple[str, ...]: ...
+    @property
+    def timeframes(self) -> tuple[str, ...]: ...
+    @property
+    def data(self) -> DataSpec: ...
+    @property
+    def placement(self) -> PlacementSpec: ...
+
+
 def validate(request: TrainingRequest, known_indicators: Mapping[str, tuple[str, ...]]) -> None:
     """Raise ``SpecError`` for the first problem found.
 
@@ -373,6 +391,21 @@ def validate(request: TrainingRequest, known_indicators: Mapping[str, tuple[str,
     output an indicator id alone refers to); the pipeline owns that catalogue. Job size is
     ``check_limits``'s (``shared.pipeline.validate_request`` applies both).
     """
+    _validate_names(request)
+    _validate_strategy(request.strategy, known_indicators)
+    _validate_nn_inputs(request.strategy, request.timeframes)
+    _validate_data(request.data, request.symbols)
+    _validate_placement(request.placement)
+
+
+def validate_market(request: MarketRequest) -> None:
+    """The rules every job kind shares: request id, symbols, timeframes, data, placement."""
+    _validate_names(request)
+    _validate_data(request.data, request.symbols)
+    _validate_placement(request.placement)
+
+
+def _validate_names(request: MarketRequest) -> None:
     if request.request_id and not _matches(_REQUEST_ID_RE, request.request_id):
         raise SpecError(
             "request_id",
@@ -404,10 +437,6 @@ def validate(request: TrainingRequest, known_indicators: Mapping[str, tuple[str,
             )
     if len(set(request.timeframes)) != len(request.timeframes):
         raise SpecError("timeframes", "timeframes must not repeat")
-    _validate_strategy(request.strategy, known_indicators)
-    _validate_nn_inputs(request.strategy, request.timeframes)
-    _validate_data(request.data, request.symbols)
-    _validate_placement(request.placement)
 
 
 def _check_name(path: str, value: object, what: str) -> None:

@@ -10,6 +10,8 @@ import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from shared.results import OptimizerProgress
+
 
 class UpdateKind(enum.Enum):
     STEP = "step"
@@ -69,6 +71,10 @@ class ProgressUpdate:
     context: PreprocessContext | None = None
     metrics: Mapping[str, float] = field(default_factory=dict)
     eta_seconds: float | None = None
+    optimizer: OptimizerProgress | None = None
+    """Optimization jobs: the trial that just finished and the best so far."""
+    stage: str = ""
+    """Inside a backtest: ``signals`` or ``trades``."""
 
 
 ProgressSink = Callable[[ProgressUpdate], None]
