@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save
 
-from services.orchestrator import upload
+from services.orchestrator import upload_session
 from shared import errors
 from shared.jobs import EventKind, JobEvent, JobState
 from shared.rpc import plumbing
@@ -162,13 +162,13 @@ async def test_a_job_that_ends_during_its_upload_takes_no_model(
     packed = gzip.compress(raw)
     loop = asyncio.get_running_loop()
     half_staged, ended = asyncio.Event(), asyncio.Event()
-    accept = upload._Session.accept
+    accept = upload_session.Session.accept
 
-    def staging_accept(session: upload._Session, data: bytes) -> None:
+    def staging_accept(session: upload_session.Session, data: bytes) -> None:
         accept(session, data)
         loop.call_soon_threadsafe(half_staged.set)
 
-    monkeypatch.setattr(upload._Session, "accept", staging_accept)
+    monkeypatch.setattr(upload_session.Session, "accept", staging_accept)
 
     async def messages() -> AsyncIterator[upload_pb2.ModelChunk]:
         yield upload_pb2.ModelChunk(header=_header(job_id, token, raw))
