@@ -17,10 +17,12 @@ from shared.spec import (
     DEFAULT_LIMITS,
     DataSource,
     JobLimits,
+    MarketRequest,
     SpecError,
     TrainingRequest,
     check_limits,
     validate,
+    validate_market,
 )
 
 _LAST_TIME = pd.Timestamp.max.floor("D")
@@ -40,6 +42,19 @@ def validate_request(
             resolve_params(indicator.type, indicator.params)
         except ParamError as exc:
             raise SpecError(f"strategy.indicators[{i}].params.{exc.key}", exc.message) from exc
+    _check_range(request)
+    if limits is not None:
+        check_limits(request, limits)
+
+
+def validate_market_request(request: MarketRequest) -> None:
+    """The market rules of every job kind (``shared.spec.validate_market``) plus the date
+    bounds and the synthetic market's calendar, as ``validate_request`` applies them."""
+    validate_market(request)
+    _check_range(request)
+
+
+def _check_range(request: MarketRequest) -> None:
     bounds = []
     for name, is_end in (("start", False), ("end", True)):
         text = getattr(request.data, name)
@@ -56,12 +71,10 @@ def validate_request(
         raise SpecError("data.end", "must not be before data.start")
     if request.data.source is DataSource.SYNTHETIC:
         _check_synthetic(request, start, end)
-    if limits is not None:
-        check_limits(request, limits)
 
 
 def _check_synthetic(
-    request: TrainingRequest, start: pd.Timestamp | None, end: pd.Timestamp | None
+    request: MarketRequest, start: pd.Timestamp | None, end: pd.Timestamp | None
 ) -> None:
     """The synthetic market is ``data.bars`` bars of the finest timeframe from
     ``SYNTHETIC_START``: every other timeframe must be a whole multiple of it, the series must

@@ -10,23 +10,29 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from google.protobuf.timestamp_pb2 import Timestamp
-
 from shared import spec
 from shared.datasets import DatasetFile, DatasetInfo
 from shared.jobs import (
-    DataProvenance,
     EventKind,
     JobError,
     JobEvent,
     JobState,
     ModelAssessment,
     ModelRef,
-    SeriesProvenance,
     TrainResult,
 )
 from shared.nodes import DeviceKind, NodeDevice, NodeHealth, NodeInfo, NodeStatus
 from shared.progress.update import ItemCounter, PreprocessContext
+from shared.rpc.serde_results import backtest_from_proto as backtest_from_proto
+from shared.rpc.serde_results import backtest_to_proto as backtest_to_proto
+from shared.rpc.serde_results import optimization_from_proto as optimization_from_proto
+from shared.rpc.serde_results import optimization_to_proto as optimization_to_proto
+from shared.rpc.serde_results import optimizer_from_proto as optimizer_from_proto
+from shared.rpc.serde_results import optimizer_to_proto as optimizer_to_proto
+from shared.rpc.serde_results import provenance_from_proto as provenance_from_proto
+from shared.rpc.serde_results import provenance_to_proto as provenance_to_proto
+from shared.rpc.serde_results import ts_from_proto as ts_from_proto
+from shared.rpc.serde_results import ts_to_proto as ts_to_proto
 from shared.rpc.v1 import datasets_pb2 as dpb
 from shared.rpc.v1 import orchestrator_pb2 as opb
 from shared.rpc.v1 import progress_pb2 as ppb
@@ -35,17 +41,6 @@ from shared.rpc.v1 import trainer_pb2 as tpb
 from shared.strategy_yaml import parse_strategy_yaml
 
 # --- timestamps ---------------------------------------------------------------------------------
-
-
-def ts_to_proto(seconds: float) -> Timestamp:
-    ts = Timestamp()
-    if seconds:
-        ts.FromNanoseconds(int(seconds * 1e9))
-    return ts
-
-
-def ts_from_proto(ts: Timestamp) -> float:
-    return float(ts.ToNanoseconds()) / 1e9
 
 
 # --- enums --------------------------------------------------------------------------------------
@@ -311,28 +306,36 @@ def request_to_proto(req: spec.TrainingRequest) -> spb.TrainRequest:
                 seed=s.training.seed,
             ),
         ),
-        data=spb.DataSpec(
-            source=_SOURCE_TO_PB[req.data.source],
-            seed=req.data.seed,
-            bars=req.data.bars,
-            path=req.data.path,
-            start=req.data.start,
-            end=req.data.end,
-            dataset=req.data.dataset,
-            dataset_sha256=req.data.dataset_sha256,
-            timezone=req.data.timezone,
-        ),
-        placement=spb.Placement(
-            mode={
-                spec.PlacementMode.AUTO: spb.PLACEMENT_MODE_AUTO,
-                spec.PlacementMode.CPU: spb.PLACEMENT_MODE_CPU,
-                spec.PlacementMode.GPU: spb.PLACEMENT_MODE_GPU,
-            }[req.placement.mode],
-            require_gpu=req.placement.require_gpu,
-            node=req.placement.node,
-            allow_fallback=req.placement.allow_fallback,
-            device=req.placement.device,
-        ),
+        data=data_to_proto(req.data),
+        placement=placement_to_proto(req.placement),
+    )
+
+
+def data_to_proto(d: spec.DataSpec) -> spb.DataSpec:
+    return spb.DataSpec(
+        source=_SOURCE_TO_PB[d.source],
+        seed=d.seed,
+        bars=d.bars,
+        path=d.path,
+        start=d.start,
+        end=d.end,
+        dataset=d.dataset,
+        dataset_sha256=d.dataset_sha256,
+        timezone=d.timezone,
+    )
+
+
+def placement_to_proto(p: spec.PlacementSpec) -> spb.Placement:
+    return spb.Placement(
+        mode={
+            spec.PlacementMode.AUTO: spb.PLACEMENT_MODE_AUTO,
+            spec.PlacementMode.CPU: spb.PLACEMENT_MODE_CPU,
+            spec.PlacementMode.GPU: spb.PLACEMENT_MODE_GPU,
+        }[p.mode],
+        require_gpu=p.require_gpu,
+        node=p.node,
+        allow_fallback=p.allow_fallback,
+        device=p.device,
     )
 
 
@@ -368,46 +371,6 @@ def model_ref_from_proto(msg: ppb.ModelRef) -> ModelRef:
         job_id=msg.job_id,
         data=provenance_from_proto(msg.data) if msg.HasField("data") else None,
         assessment=assessment_from_proto(msg.assessment) if msg.HasField("assessment") else None,
-    )
-
-
-def provenance_to_proto(data: DataProvenance) -> ppb.DataProvenance:
-    return ppb.DataProvenance(
-        source=data.source,
-        location=data.location,
-        timezone=data.timezone,
-        series=[
-            ppb.SeriesProvenance(
-                symbol=s.symbol,
-                timeframe=s.timeframe,
-                file=s.file,
-                start=ts_to_proto(s.start),
-                end=ts_to_proto(s.end),
-                rows=s.rows,
-                resampled_from=s.resampled_from,
-            )
-            for s in data.series
-        ],
-    )
-
-
-def provenance_from_proto(msg: ppb.DataProvenance) -> DataProvenance:
-    return DataProvenance(
-        source=msg.source,
-        location=msg.location,
-        timezone=msg.timezone,
-        series=tuple(
-            SeriesProvenance(
-                symbol=s.symbol,
-                timeframe=s.timeframe,
-                file=s.file,
-                start=ts_from_proto(s.start),
-                end=ts_from_proto(s.end),
-                rows=s.rows,
-                resampled_from=s.resampled_from,
-            )
-            for s in msg.series
-        ),
     )
 
 
@@ -450,6 +413,8 @@ def result_to_proto(result: TrainResult) -> ppb.TrainResult:
         msg.data.CopyFrom(provenance_to_proto(result.data))
     if result.assessment is not None:
         msg.assessment.CopyFrom(assessment_to_proto(result.assessment))
+    if result.backtest is not None:
+        msg.backtest.CopyFrom(backtest_to_proto(result.backtest))
     return msg
 
 
@@ -462,6 +427,7 @@ def result_from_proto(msg: ppb.TrainResult) -> TrainResult:
         device=msg.device,
         data=provenance_from_proto(msg.data) if msg.HasField("data") else None,
         assessment=assessment_from_proto(msg.assessment) if msg.HasField("assessment") else None,
+        backtest=backtest_from_proto(msg.backtest) if msg.HasField("backtest") else None,
     )
 
 
@@ -536,6 +502,7 @@ def event_to_proto(ev: JobEvent) -> ppb.ProgressEvent:
         metrics=dict(ev.metrics),
         node=ev.node,
         device=ev.device,
+        stage=ev.stage,
     )
     if ev.items is not None:
         msg.items.CopyFrom(
@@ -562,6 +529,12 @@ def event_to_proto(ev: JobEvent) -> ppb.ProgressEvent:
         msg.result.CopyFrom(result_to_proto(ev.result))
     if ev.error is not None:
         msg.error.CopyFrom(error_to_proto(ev.error))
+    if ev.optimizer is not None:
+        msg.optimizer.CopyFrom(optimizer_to_proto(ev.optimizer))
+    if ev.backtest_result is not None:
+        msg.backtest_result.CopyFrom(backtest_to_proto(ev.backtest_result))
+    if ev.optimize_result is not None:
+        msg.optimize_result.CopyFrom(optimization_to_proto(ev.optimize_result))
     return msg
 
 
@@ -609,6 +582,16 @@ def event_from_proto(msg: ppb.ProgressEvent) -> JobEvent:
         device=msg.device,
         result=result_from_proto(msg.result) if msg.HasField("result") else None,
         error=error_from_proto(msg.error) if msg.HasField("error") else None,
+        optimizer=optimizer_from_proto(msg.optimizer) if msg.HasField("optimizer") else None,
+        stage=msg.stage,
+        backtest_result=(
+            backtest_from_proto(msg.backtest_result) if msg.HasField("backtest_result") else None
+        ),
+        optimize_result=(
+            optimization_from_proto(msg.optimize_result)
+            if msg.HasField("optimize_result")
+            else None
+        ),
     )
 
 
