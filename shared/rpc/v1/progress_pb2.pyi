@@ -65,6 +65,8 @@ class _EventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventKind.V
     """Something the user should know that does not stop the job, e.g. gaps or duplicate rows in
     the data, with counts.
     """
+    EVENT_KIND_TRIAL: _EventKind.ValueType  # 8
+    """An optimization trial finished; `optimizer` says where the search is."""
 
 class EventKind(_EventKind, metaclass=_EventKindEnumTypeWrapper): ...
 
@@ -83,6 +85,8 @@ EVENT_KIND_WARNING: EventKind.ValueType  # 7
 """Something the user should know that does not stop the job, e.g. gaps or duplicate rows in
 the data, with counts.
 """
+EVENT_KIND_TRIAL: EventKind.ValueType  # 8
+"""An optimization trial finished; `optimizer` says where the search is."""
 Global___EventKind: _TypeAlias = EventKind  # noqa: Y015
 
 class _JobKind:
