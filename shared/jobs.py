@@ -45,6 +45,8 @@ class EventKind(enum.Enum):
     UPLOAD = "upload"
     WARNING = "warning"
     """Something the user should know that does not stop the job (data gaps, duplicates)."""
+    TRIAL = "trial"
+    """An optimization trial finished (``JobEvent.optimizer`` says where the search is)."""
 
 
 _KIND_OF_UPDATE = {
@@ -53,6 +55,7 @@ _KIND_OF_UPDATE = {
     UpdateKind.EPOCH: EventKind.EPOCH,
     UpdateKind.BATCH: EventKind.BATCH,
     UpdateKind.WARNING: EventKind.WARNING,
+    UpdateKind.TRIAL: EventKind.TRIAL,
 }
 
 

@@ -48,6 +48,7 @@ from shared.progress.update import (
     ProgressUpdate,
     UpdateKind,
 )
+from shared.results import OptimizerProgress
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -201,8 +202,11 @@ class ProgressTracker:
         context: PreprocessContext | None = None,
         items: ItemCounter | None = None,
         message: str = "",
+        stage: str = "",
     ) -> None:
-        """Progress inside a pre-training step; coalesced to one per ``detail_interval``."""
+        """Progress inside a step (pre-training symbols and indicators, a backtest's candles:
+        ``items`` counts them, ``stage`` names the backtest stage); coalesced to one per
+        ``detail_interval``."""
         self._require_step()
         self._fraction = max(self._fraction, min(1.0, max(0.0, fraction)))
         now = self._clock()
@@ -215,7 +219,15 @@ class ProgressTracker:
             text or self._steps[self._index - 1].name,
             context=context,
             items=items,
+            stage=stage,
         )
+
+    def trial(self, fraction: float, optimizer: OptimizerProgress, message: str) -> None:
+        """An optimization trial finished: a TRIAL update (never dropped) with where the search
+        is, ``fraction`` being the current step's progress."""
+        self._require_step()
+        self._fraction = max(self._fraction, min(1.0, max(0.0, fraction)))
+        self._emit(UpdateKind.TRIAL, message, optimizer=optimizer)
 
     def warning(self, message: str, *, counts: Mapping[str, float] | None = None) -> None:
         """Emit a WARNING update (never dropped), e.g. ``12 gaps in EURUSD 1h``; ``counts``
@@ -321,6 +333,8 @@ class ProgressTracker:
         total_batches: int = 0,
         metrics: Mapping[str, float] | None = None,
         now: float | None = None,
+        stage: str = "",
+        optimizer: OptimizerProgress | None = None,
     ) -> None:
         now = self._clock() if now is None else now
         i = self._index - 1
@@ -345,5 +359,7 @@ class ProgressTracker:
                 context=context,
                 metrics=dict(metrics or {}),
                 eta_seconds=self._eta(now),
+                stage=stage,
+                optimizer=optimizer,
             )
         )

@@ -24,6 +24,8 @@ class UpdateKind(enum.Enum):
     """A batch finished: throttled toward ~300 ms apart."""
     WARNING = "warning"
     """Something the user should know that does not stop the job: never dropped."""
+    TRIAL = "trial"
+    """An optimization trial finished, with the search's progress: never dropped."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -62,6 +62,7 @@ _KIND_TO_PB = {
     EventKind.BATCH: ppb.EVENT_KIND_BATCH,
     EventKind.UPLOAD: ppb.EVENT_KIND_UPLOAD,
     EventKind.WARNING: ppb.EVENT_KIND_WARNING,
+    EventKind.TRIAL: ppb.EVENT_KIND_TRIAL,
 }
 _KIND_FROM_PB = {v: k for k, v in _KIND_TO_PB.items()}
 
