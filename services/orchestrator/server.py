@@ -1,4 +1,5 @@
-"""Wire the orchestrator: registry, job book, dispatcher, repository, servicers, health."""
+"""Wire the orchestrator: registry, job book, dispatcher, repository, servicers, health, and the
+optional HTTP API and dashboard (``--http-listen``) in the same event loop."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from shared.rpc.v1 import orchestrator_pb2, orchestrator_pb2_grpc, upload_pb2, u
 from .config import OrchestratorConfig
 from .datasets import DatasetStore
 from .dispatch import Dispatcher
+from .http_api import HttpApi, HttpServer, start_http
 from .jobs import JobBook, JobRecord
 from .metrics import OrchestratorMetrics
 from .registry import NodeRegistry
@@ -50,6 +52,8 @@ class OrchestratorServer:
     metrics: OrchestratorMetrics
     uploads: ModelUploadServicer
     metrics_server: MetricsServer | None = None
+    http: HttpServer | None = None
+    """The HTTP API and dashboard, when ``http_listen`` is set."""
     cleanups: set[asyncio.Task[None]] = field(default_factory=set)
     """Discards of staged uploads in flight (jobs that ended without a model)."""
 
@@ -66,13 +70,17 @@ class OrchestratorServer:
     async def stop(self, grace_s: float = 5.0) -> None:
         """Stop serving. Running jobs stay RUNNING in the store: a restart re-attaches to them.
 
-        Watch streams (Train, WatchJob) end at once with UNAVAILABLE saying where to resume:
-        they never end on their own, so waiting for them would only hold the exit for the whole
-        grace. Calls that do work (uploads, downloads, unary calls) get ``grace_s`` to finish."""
+        Watch streams (Train, WatchJob, and the HTTP API's event streams) end at once with
+        UNAVAILABLE saying where to resume: they never end on their own, so waiting for them
+        would only hold the exit for the whole grace. Calls that do work (uploads, downloads,
+        unary calls) get ``grace_s`` to finish."""
         await plumbing.set_serving(self.health, SERVICES, serving=False)
         await self.dispatcher.stop()
         self.book.close()
-        await self.server.stop(grace_s)
+        if self.http is not None:
+            await asyncio.gather(self.server.stop(grace_s), self.http.stop())
+        else:
+            await self.server.stop(grace_s)
         if self.cleanups:
             await asyncio.gather(*self.cleanups, return_exceptions=True)
         await self.registry.close()
@@ -124,17 +132,15 @@ async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
         queue_timeout_s=config.queue_timeout_s,
     )
 
-    orchestrator_pb2_grpc.add_OrchestratorServicer_to_server(
-        OrchestratorServicer(
-            book=book,
-            dispatcher=dispatcher,
-            registry=registry,
-            repository=repository,
-            datasets=datasets,
-            validate=functools.partial(validate_request, limits=config.limits),
-        ),
-        server,
+    servicer = OrchestratorServicer(
+        book=book,
+        dispatcher=dispatcher,
+        registry=registry,
+        repository=repository,
+        datasets=datasets,
+        validate=functools.partial(validate_request, limits=config.limits),
     )
+    orchestrator_pb2_grpc.add_OrchestratorServicer_to_server(servicer, server)
     uploads = ModelUploadServicer(
         book,
         repository,
@@ -145,6 +151,15 @@ async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
     metrics = OrchestratorMetrics(book, registry, dispatcher)
     uploads.on_stored = metrics.upload_stored
     health = await plumbing.add_health_and_reflection(server, SERVICES)
+    http = None
+    if config.http_listen:
+        api = HttpApi(book=book, servicer=servicer)
+        try:
+            http = await start_http(config.http_listen, api, config.security)
+        except BaseException:
+            await registry.close()
+            store.close()
+            raise
     await server.start()
     orchestrator = OrchestratorServer(
         server=server,
@@ -160,16 +175,18 @@ async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
         metrics=metrics,
         uploads=uploads,
         metrics_server=serve_metrics(config.metrics_listen, metrics.registry),
+        http=http,
     )
     book.on_finished = orchestrator.job_finished
     dispatcher.recover()
     dispatcher.start()
     _LOGGER.info(
-        "orchestrator serving on %s (uploads via %s), job store %s, nodes: %s",
+        "orchestrator serving on %s (uploads via %s), job store %s, nodes: %s%s",
         config.listen,
         address,
         parse_store_url(config.store, config.state_dir).redacted,
         ", ".join(config.nodes) or "none yet",
+        f"; dashboard {http.url}" if http is not None else "",
     )
     return orchestrator
 

@@ -1,0 +1,383 @@
+"""The orchestrator's HTTP API (``/api/v1/``) and dashboard (``/``), beside the gRPC port.
+
+aiohttp, because it runs inside the orchestrator's own asyncio loop (``web.AppRunner`` and
+``web.TCPSite``): no second server process and no thread, so handlers read the very ``JobBook``
+the gRPC servicer reads; and its ``StreamResponse`` is a mature way to hold thousands of
+Server-Sent Event streams open. Starlette would need uvicorn, a server of its own.
+
+Every read and control route calls the gRPC servicer's own method (the undecorated body, with
+a request message built from the path and query), so the two APIs cannot drift: the same
+validation, the same field-precise errors, the same page tokens; replies are the same messages
+in the proto JSON mapping (camelCase names, enum names, int64 as strings), the form grpcurl
+prints. A method the servicer does not implement yet answers 501 ``UNIMPLEMENTED``.
+
+Routes (JSON unless said; errors as in ``http_errors``):
+
+- ``GET /api/v1/jobs?state=RUNNING&state=QUEUED&page_size=50&page_token=T`` (ListJobs)
+- ``GET /api/v1/jobs/{id}`` (GetJob: the progress snapshot)
+- ``GET /api/v1/jobs/{id}/events`` (``text/event-stream``; ``http_sse``)
+- ``POST /api/v1/jobs/{id}/cancel`` with an optional body ``{"reason": "..."}`` (CancelJob)
+- ``GET /api/v1/nodes`` (ListNodes), ``GET /api/v1/strategies`` (ListStrategies)
+- ``GET /api/v1/models?strategy=S``, ``GET /api/v1/models/{name}`` and
+  ``GET /api/v1/models/{name}/download`` (model.safetensors); the same three for
+  ``configurations`` (configuration.json). Names contain '/'.
+- ``GET /healthz`` (open, no token): 200 while serving, 503 while stopping.
+- ``GET /`` the dashboard, with ``/app.js`` and ``/app.css`` (shipped in ``web/``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from google.protobuf import json_format
+from google.protobuf.message import Message
+from multidict import MultiMapping
+
+from shared import errors
+from shared.rpc.plumbing import Security
+from shared.rpc.v1 import orchestrator_pb2 as opb
+from shared.rpc.v1 import orchestrator_pb2_grpc
+from shared.rpc.v1 import progress_pb2 as ppb
+
+from .http_auth import server_ssl_context, token_middleware
+from .http_errors import error_middleware, json_dumps
+from .http_sse import EventFrames, stream_events
+from .jobs import JobBook
+
+_LOGGER = logging.getLogger(__name__)
+API = "/api/v1"
+INT32_MAX = 2**31 - 1
+REQUEST_BODY_MAX = 64 * 1024
+"""Largest request body (a cancel reason is at most 1024 characters)."""
+ASSETS = {"index.html": "text/html", "app.js": "text/javascript", "app.css": "text/css"}
+_STATE_NAMES = {
+    name.removeprefix("JOB_STATE_"): value
+    for name, value in ppb.JobState.items()
+    if value != ppb.JOB_STATE_UNSPECIFIED
+}
+_BASE = orchestrator_pb2_grpc.OrchestratorServicer
+
+
+def to_json(message: Message) -> dict[str, Any]:
+    """A message in the proto JSON mapping, as grpcurl prints it (defaults left out)."""
+    document: dict[str, Any] = json_format.MessageToDict(message)
+    return document
+
+
+def _reply(message: Message) -> web.Response:
+    return web.Response(text=json_dumps(to_json(message)), content_type="application/json")
+
+
+def _query(request: web.Request, allowed: Sequence[str]) -> MultiMapping[str]:
+    """The query, refusing parameters the route does not take (a typo is not ignored)."""
+    for name in request.query:
+        if name not in allowed:
+            listed = ", ".join(allowed) if allowed else "none"
+            raise errors.InvalidArgumentError(
+                f"unknown query parameter; this route takes: {listed}", field=name[:80]
+            )
+    return request.query
+
+
+def _int32(query: Mapping[str, str], name: str) -> int:
+    text = query.get(name, "")
+    if not text:
+        return 0
+    if not (text.isascii() and text.lstrip("-").isdigit()) or abs(int(text)) > INT32_MAX:
+        raise errors.InvalidArgumentError(
+            f"{text[:40]!r} is not a whole number; give e.g. {name}=50, or leave it out for the "
+            "default",
+            field=name,
+        )
+    return int(text)
+
+
+def parse_states(values: Sequence[str]) -> list[ppb.JobState.ValueType]:
+    """``RUNNING``, ``running`` or ``JOB_STATE_RUNNING``; repeated or comma-separated."""
+    out: list[ppb.JobState.ValueType] = []
+    for value in values:
+        for part in value.split(","):
+            name = part.strip().upper().removeprefix("JOB_STATE_")
+            if name not in _STATE_NAMES:
+                raise errors.InvalidArgumentError(
+                    f"{part[:40]!r} is not a job state; use one of "
+                    f"{', '.join(_STATE_NAMES)} (repeat state= for several)",
+                    field="state",
+                )
+            out.append(_STATE_NAMES[name])
+    return out
+
+
+@dataclass(frozen=True)
+class _Download:
+    """How one download route names and types its file."""
+
+    rpc: str
+    request: Callable[[str], Message]
+    suffix: str
+    content_type: str
+
+
+class HttpApi:
+    """The routes, over the servicer and job book the gRPC port uses."""
+
+    def __init__(self, *, book: JobBook, servicer: _BASE) -> None:
+        self._book = book
+        self._servicer = servicer
+        self._frames = EventFrames()
+
+    # -- calling the servicer ------------------------------------------------------------------
+
+    def _method(self, name: str) -> Callable[..., Any]:
+        method = getattr(type(self._servicer), name, None)
+        if method is None or method is getattr(_BASE, name, None):
+            raise errors.UnimplementedError(
+                f"this orchestrator does not serve {name} yet; upgrade it", reason="UNIMPLEMENTED"
+            )
+        unwrapped: Callable[..., Any] = inspect.unwrap(method)
+        return unwrapped
+
+    async def _unary(self, name: str, request: Message) -> Message:
+        call: Callable[[Any, Message, None], Awaitable[Message]] = self._method(name)
+        return await call(self._servicer, request, None)
+
+    def _stream(self, name: str, request: Message) -> AsyncIterator[Any]:
+        call: Callable[[Any, Message, None], AsyncIterator[Any]] = self._method(name)
+        return call(self._servicer, request, None)
+
+    # -- routes --------------------------------------------------------------------------------
+
+    def routes(self) -> list[web.RouteDef]:
+        models = _Download(
+            "DownloadModel", _model_request, ".safetensors", "application/octet-stream"
+        )
+        configurations = _Download(
+            "DownloadConfiguration", _configuration_request, ".json", "application/json"
+        )
+        return [
+            web.get("/healthz", self.health),
+            web.get("/", self.asset),
+            web.get("/{asset:app\\.js|app\\.css}", self.asset),
+            web.get(f"{API}/jobs", self.list_jobs),
+            web.get(f"{API}/jobs/{{job_id}}", self.get_job),
+            web.get(f"{API}/jobs/{{job_id}}/events", self.job_events),
+            web.post(f"{API}/jobs/{{job_id}}/cancel", self.cancel_job),
+            web.get(f"{API}/nodes", self.list_nodes),
+            web.get(f"{API}/strategies", self.list_strategies),
+            web.get(f"{API}/models", self.list_models),
+            web.get(f"{API}/models/{{name:.+}}/download", self._download(models)),
+            web.get(f"{API}/models/{{name:.+}}", self.get_model),
+            web.get(f"{API}/configurations", self.list_configurations),
+            web.get(f"{API}/configurations/{{name:.+}}/download", self._download(configurations)),
+            web.get(f"{API}/configurations/{{name:.+}}", self.get_configuration),
+        ]
+
+    async def health(self, request: web.Request) -> web.Response:
+        _query(request, ())
+        serving = not self._book.closing
+        return web.json_response(
+            {"status": "SERVING" if serving else "NOT_SERVING"}, status=200 if serving else 503
+        )
+
+    async def asset(self, request: web.Request) -> web.Response:
+        name = request.match_info.get("asset", "index.html")
+        body = (resources.files(__package__) / "web" / name).read_bytes()
+        return web.Response(
+            body=body,
+            content_type=ASSETS[name],
+            charset="utf-8",
+            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
+        )
+
+    async def list_jobs(self, request: web.Request) -> web.Response:
+        query = _query(request, ("state", "states", "page_size", "page_token"))
+        states = parse_states([*query.getall("state", []), *query.getall("states", [])])
+        message = opb.ListJobsRequest(
+            states=states,
+            page_size=_int32(query, "page_size"),
+            page_token=query.get("page_token", ""),
+        )
+        return _reply(await self._unary("ListJobs", message))
+
+    async def get_job(self, request: web.Request) -> web.Response:
+        _query(request, ())
+        message = opb.GetJobRequest(job_id=request.match_info["job_id"])
+        return _reply(await self._unary("GetJob", message))
+
+    async def job_events(self, request: web.Request) -> web.StreamResponse:
+        _query(request, ("after_seq",))
+        return await stream_events(request, self._book, self._frames, request.match_info["job_id"])
+
+    async def cancel_job(self, request: web.Request) -> web.Response:
+        _query(request, ())
+        reason = await _cancel_reason(request)
+        message = opb.CancelJobRequest(job_id=request.match_info["job_id"], reason=reason)
+        return _reply(await self._unary("CancelJob", message))
+
+    async def list_nodes(self, request: web.Request) -> web.Response:
+        _query(request, ())
+        return _reply(await self._unary("ListNodes", opb.ListNodesRequest()))
+
+    async def list_strategies(self, request: web.Request) -> web.Response:
+        _query(request, ())
+        return _reply(await self._unary("ListStrategies", opb.ListStrategiesRequest()))
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        query = _query(request, ("strategy", "page_size", "page_token"))
+        message = opb.ListModelsRequest(
+            strategy=query.get("strategy", ""),
+            page_size=_int32(query, "page_size"),
+            page_token=query.get("page_token", ""),
+        )
+        return _reply(await self._unary("ListModels", message))
+
+    async def get_model(self, request: web.Request) -> web.Response:
+        _query(request, ())
+        return _reply(await self._unary("GetModel", _model_request(request.match_info["name"])))
+
+    async def list_configurations(self, request: web.Request) -> web.Response:
+        query = _query(request, ("strategy", "page_size", "page_token"))
+        message = opb.ListConfigurationsRequest(
+            strategy=query.get("strategy", ""),
+            page_size=_int32(query, "page_size"),
+            page_token=query.get("page_token", ""),
+        )
+        return _reply(await self._unary("ListConfigurations", message))
+
+    async def get_configuration(self, request: web.Request) -> web.Response:
+        _query(request, ())
+        message = _configuration_request(request.match_info["name"])
+        return _reply(await self._unary("GetConfiguration", message))
+
+    def _download(self, kind: _Download) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def download(request: web.Request) -> web.StreamResponse:
+            _query(request, ())
+            chunks = aiter(self._stream(kind.rpc, kind.request(request.match_info["name"])))
+            header = (await anext(chunks)).header  # NOT_FOUND etc. before any byte is sent
+            leaf = header.name.rsplit("/", 1)[-1]
+            response = web.StreamResponse(
+                headers={
+                    "Content-Type": kind.content_type,
+                    "Content-Disposition": f'attachment; filename="{leaf}{kind.suffix}"',
+                    "ETag": f'"{header.sha256}"',
+                    "X-Trainwire-Name": header.name,
+                    "X-Trainwire-Sha256": header.sha256,
+                    "X-Trainwire-Version": str(header.version),
+                }
+            )
+            await response.prepare(request)
+            try:
+                async for chunk in chunks:
+                    await response.write(chunk.data)
+            except ConnectionError:
+                return response  # the client went away
+            except Exception:
+                # Half a file must not look like a whole one: cut the connection, so the
+                # client sees a broken transfer rather than a short body.
+                _LOGGER.exception("HTTP download of %s failed", header.name)
+                if request.transport is not None:
+                    request.transport.abort()
+                return response
+            await response.write_eof()
+            return response
+
+        return download
+
+
+def _model_request(name: str) -> opb.GetModelRequest:
+    return opb.GetModelRequest(name=name)
+
+
+def _configuration_request(name: str) -> opb.GetConfigurationRequest:
+    return opb.GetConfigurationRequest(name=name)
+
+
+async def _cancel_reason(request: web.Request) -> str:
+    """``reason`` from an optional JSON body ``{"reason": "..."}``."""
+    raw = await request.read()
+    if not raw.strip():
+        return ""
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        raise errors.InvalidArgumentError(
+            'not JSON; send {"reason": "why"} or no body', field="body"
+        ) from None
+    if not isinstance(document, dict):
+        raise errors.InvalidArgumentError(
+            'a JSON object is expected: {"reason": "why"}', field="body"
+        )
+    unknown = [str(k) for k in document if k != "reason"]
+    if unknown:
+        raise errors.InvalidArgumentError(
+            f"unknown key {unknown[0][:40]!r}; the body takes only reason", field="body"
+        )
+    reason = document.get("reason", "")
+    if not isinstance(reason, str):
+        raise errors.InvalidArgumentError("must be a string", field="reason")
+    return reason
+
+
+def create_app(api: HttpApi, security: Security) -> web.Application:
+    middlewares: list[Middleware] = [error_middleware]
+    if security.token:
+        middlewares.append(token_middleware(security.token))
+    app = web.Application(middlewares=middlewares, client_max_size=REQUEST_BODY_MAX)
+    app.add_routes(api.routes())
+    return app
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:8080`` for IPv6; port 0 = any free port)."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"--http-listen {listen!r}: give HOST:PORT, e.g. 127.0.0.1:8080")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+@dataclass
+class HttpServer:
+    runner: web.AppRunner
+    port: int
+    url: str
+    """Where the dashboard is, e.g. ``http://127.0.0.1:8080/``."""
+
+    async def stop(self) -> None:
+        """Stop accepting and close every connection; SSE streams must already be ending
+        (``JobBook.close``), so this returns in well under the grace."""
+        await self.runner.cleanup()
+
+
+async def start_http(
+    listen: str, api: HttpApi, security: Security, grace_s: float = 5.0
+) -> HttpServer:
+    host, port = split_listen(listen)
+    runner = web.AppRunner(
+        create_app(api, security), access_log=None, shutdown_timeout=grace_s, handle_signals=False
+    )
+    await runner.setup()
+    tls = server_ssl_context(security)
+    site = web.TCPSite(runner, host, port, ssl_context=tls, reuse_port=False)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise OSError(f"cannot listen on {listen} (--http-listen): {exc.strerror}") from exc
+    bound = runner.addresses[0][1] if runner.addresses else port
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    if ":" in shown:
+        shown = f"[{shown}]"
+    url = f"{'https' if tls else 'http'}://{shown}:{bound}/"
+    _LOGGER.info("HTTP API and dashboard on %s", url)
+    return HttpServer(runner=runner, port=int(bound), url=url)
+
+
+__all__ = ["HttpApi", "HttpServer", "create_app", "parse_states", "start_http", "to_json"]
