@@ -14,7 +14,7 @@ import numpy.typing as npt
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 from shared.backtest import simulate
-from shared.backtest.progress import ThrottledReporter
+from shared.backtest.progress import ThrottledReporter, throttled
 from shared.backtest.stats import TradeColumns, compute_stats
 from shared.backtest.types import (
     EXIT_REASONS,
@@ -166,10 +166,11 @@ def run_backtest(
     ``bars``: columns open, high, low, close (volume unused) indexed by bar open time (tz-aware,
     or naive read as UTC). ``signals``: one per bar, the position wanted after that bar's close
     (+1 long, -1 short, 0 flat), filled at the next bar's open. Progress goes to ``reporter``
-    (stage ``"trades"``, throttled: at most ~100 reports, >= 200 ms apart, the last always);
+    (stage ``"trades"``, throttled: at most ~100 reports, >= 200 ms apart, the last always;
+    pass a ``ThrottledReporter`` to choose the throttle);
     ``cancel`` is checked every ~1 % of the candles and raises ``CancelledError``. Bad input
     raises ``InvalidArgumentError`` naming the field. The first call in a process compiles the
     loop unless ``warm_up()`` ran.
     """
-    throttled = ThrottledReporter(reporter) if reporter is not None else None
-    return simulate_bars(bars, signals, settings or BacktestSettings(), throttled, cancel)
+    gate = throttled(reporter)
+    return simulate_bars(bars, signals, settings or BacktestSettings(), gate, cancel)

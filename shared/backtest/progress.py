@@ -58,6 +58,14 @@ class ReportThrottle:
         return True
 
 
+def throttled(reporter: BacktestReporter | None) -> ThrottledReporter | None:
+    """``reporter`` behind a fresh throttle; one that is already a ``ThrottledReporter`` (a
+    caller's own throttle, e.g. with another clock) is used as it is."""
+    if reporter is None or isinstance(reporter, ThrottledReporter):
+        return reporter
+    return ThrottledReporter(reporter)
+
+
 class ThrottledReporter:
     """A ``BacktestReporter`` in front of another, passing on what the throttle lets through."""
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 from shared.backtest.engine import simulate_bars
-from shared.backtest.progress import ThrottledReporter
+from shared.backtest.progress import throttled
 from shared.backtest.types import BacktestReporter, BacktestResult, BacktestSettings
 from shared.cancellation import CancellationToken
 from shared.strategies import RuleStrategy, get_strategy, resolve_params
@@ -32,13 +32,13 @@ def run_strategy(
     """
     chosen = get_strategy(strategy) if isinstance(strategy, str) else strategy
     resolved = resolve_params(chosen, params)
-    throttled = ThrottledReporter(reporter) if reporter is not None else None
+    gate = throttled(reporter)
     total = len(bars)
     if cancel is not None:
         cancel.raise_if_cancelled()
-    if throttled is not None:
-        throttled.force("signals", 0, total)
+    if gate is not None:
+        gate.force("signals", 0, total)
     signals = chosen.signals(bars, resolved)
-    if throttled is not None:
-        throttled.candles("signals", total, total)
-    return simulate_bars(bars, signals, settings or BacktestSettings(), throttled, cancel)
+    if gate is not None:
+        gate.candles("signals", total, total)
+    return simulate_bars(bars, signals, settings or BacktestSettings(), gate, cancel)
