@@ -3,7 +3,7 @@
 The model: a safetensors file of ``--mb`` (default 200) MB of float32 normal(0, 0.05) noise with
 trainwire metadata, written in 4 MiB pieces so building it never holds the model in memory.
 Noise is what trained float32 weights look like to deflate (the low mantissa bits are random):
-it compresses ~1.08x, as trained weights do; it is not a real model.
+it compresses about as little as they do (``compression_ratio``); it is not a real model.
 
 Cases, interleaved: each round runs every case once, the order rotating from round to round.
 
