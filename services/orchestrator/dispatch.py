@@ -19,15 +19,10 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterable
 from dataclasses import replace
-
-import grpc
 
 from shared import errors
 from shared.jobs import ErrorCode, EventKind, JobError, JobEvent, JobState, TrainResult
-from shared.rpc import serde
-from shared.rpc.v1 import progress_pb2, trainer_pb2, trainer_pb2_grpc
 from shared.spec import DataSource, PlacementSpec
 
 from .datasets import DatasetStore
@@ -35,11 +30,16 @@ from .jobs import JobBook, JobRecord
 from .placement import Choice, Wait, choose
 from .registry import RECOVERED, NodeRegistry
 from .repository import ModelRepository
+from .trainer_client import (
+    JobUnknown,
+    NoSlot,
+    RelayedEvent,
+    TrainerCallError,
+    TrainerClient,
+    Unreachable,
+)
 
 _LOGGER = logging.getLogger(__name__)
-CANCEL_TIMEOUT_S = 5.0
-RESEND_TIMEOUT_S = 600.0
-"""Deadline of a ``Trainer.ResendModel`` call (it uploads the whole model)."""
 REATTACH_WINDOW_S = 15.0
 """How long a broken stream (or a restarted orchestrator) keeps re-attaching to a running
 job's node before the node counts as lost."""
@@ -86,7 +86,7 @@ class Dispatcher:
             self._registry.add(record.node, source=RECOVERED)
             self._registry.claim(record.node, record.job_id)
             self._relays[record.job_id] = asyncio.create_task(
-                self._relay(record, reattach=True), name=f"reattach-{record.job_id}"
+                self._relay(record.job_id, reattach=True), name=f"reattach-{record.job_id}"
             )
         if jobs:
             _LOGGER.info("recovered %d unfinished job(s)", len(jobs))
@@ -157,7 +157,7 @@ class Dispatcher:
                 continue
             waits[placement] = outcome
             if self._queue_timeout_s:
-                waited = now - _queued_since(record)
+                waited = now - self._book.queued_since(job_id)
                 if waited >= self._queue_timeout_s:
                     self._timed_out(record, waited, outcome.reason)
                     continue
@@ -168,16 +168,12 @@ class Dispatcher:
         return max(wake_in, 0.0)
 
     def _start(self, record: JobRecord, choice: Choice) -> None:
-        record.node = choice.address
-        record.attempt += 1
-        record.node_seq = 0
-        self._book.save_placement(record)
-        self._registry.claim(choice.address, record.job_id)
+        job_id = record.job_id
+        self._book.place(job_id, choice.address)
+        self._registry.claim(choice.address, job_id)
         if choice.note:
-            self._lifecycle(record, JobState.QUEUED, f"Placement: {choice.note}")
-        self._relays[record.job_id] = asyncio.create_task(
-            self._relay(record), name=f"relay-{record.job_id}"
-        )
+            self._lifecycle(job_id, JobState.QUEUED, f"Placement: {choice.note}")
+        self._relays[job_id] = asyncio.create_task(self._relay(job_id), name=f"relay-{job_id}")
 
     def _dataset_gone(self, record: JobRecord) -> bool:
         """Fail a job whose pinned dataset version was deleted while it waited (a stat of
@@ -188,7 +184,7 @@ class Dispatcher:
         if self._datasets.has_version(data.dataset, data.dataset_sha256):
             return False
         self._fail(
-            record,
+            record.job_id,
             ErrorCode.DATA_ERROR,
             f"dataset {data.dataset}@{data.dataset_sha256[:12]} was deleted after this job was "
             "submitted; upload it again and resubmit",
@@ -200,20 +196,20 @@ class Dispatcher:
         """One QUEUED event per reason: a new one only when the reason changes."""
         message = f"Waiting: {reason}"
         if record.message != message:
-            self._lifecycle(record, JobState.QUEUED, message)
+            self._lifecycle(record.job_id, JobState.QUEUED, message)
 
     def _timed_out(self, record: JobRecord, waited: float, reason: str) -> None:
         took = f"{waited:.0f}s" if waited >= 10 else f"{waited:.1f}s"
         limit = f"waited {took} in the queue (queue timeout {self._queue_timeout_s:g}s)"
         if record.lost_node_reason:  # a retry after a lost node that found no other node
             why = f"{record.lost_node_reason}; no other node to retry on: {limit}: {reason}"
-            self._fail(record, ErrorCode.NODE_LOST, why, "placement")
+            self._fail(record.job_id, ErrorCode.NODE_LOST, why, "placement")
         else:
-            self._fail(record, ErrorCode.NODE_UNAVAILABLE, f"{limit}: {reason}", "placement")
+            self._fail(record.job_id, ErrorCode.NODE_UNAVAILABLE, f"{limit}: {reason}", "placement")
 
     # -- the relay ---------------------------------------------------------------------------
 
-    async def _relay(self, record: JobRecord, *, reattach: bool = False) -> None:
+    async def _relay(self, job_id: str, *, reattach: bool = False) -> None:
         """Relay the job's events from its node until the terminal one.
 
         A broken stream is not a lost node: the trainer keeps the job and its events, so the
@@ -223,153 +219,140 @@ class Dispatcher:
         window, or no longer knows the job, is the node lost: the job is retried elsewhere when
         the placement allows, else FAILED naming the node.
         """
-        node = record.node
+        node = self._book.get(job_id).node
         lost_since = time.monotonic() if reattach else 0.0
         delay = 0.2
         try:
-            stub = trainer_pb2_grpc.TrainerStub(self._registry.channel(node))
+            client = self._registry.client(node)
+            if not reattach:
+                await self._book.flushed()  # the placement is committed before the node runs it
             while True:
                 try:
-                    await self._stream(stub, record, attach=reattach)
-                    if not record.state.terminal:
-                        self._node_lost(record, f"node {node} ended the stream without a result")
+                    await self._stream(client, job_id, attach=reattach)
+                    if not self._book.get(job_id).state.terminal:
+                        self._node_lost(job_id, f"node {node} ended the stream without a result")
                     return
-                except grpc.aio.AioRpcError as exc:
-                    code = exc.code()
+                except TrainerCallError as exc:
+                    record = self._book.get(job_id)
                     refused = not (reattach or record.node_seq)
-                    if code is grpc.StatusCode.RESOURCE_EXHAUSTED and refused:
-                        await self._no_slot(record, exc.details() or "no free slot")
+                    if isinstance(exc, NoSlot) and refused:
+                        await self._no_slot(job_id, exc.detail or "no free slot")
                         return
-                    if code is grpc.StatusCode.NOT_FOUND and reattach:
+                    if isinstance(exc, JobUnknown) and reattach:
                         self._node_lost(
-                            record, f"node {node} no longer knows this job (it restarted)"
+                            job_id, f"node {node} no longer knows this job (it restarted)"
                         )
                         return
-                    if code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED):
+                    if not isinstance(exc, Unreachable):
                         raise
                     if record.cancel_requested:
-                        self._cancelled(record, f"{record.cancel_requested} (node {node} lost)")
+                        self._cancelled(job_id, f"{record.cancel_requested} (node {node} lost)")
                         return
                     now = time.monotonic()
                     lost_since = lost_since or now
                     if now - lost_since >= self._reattach_window_s:
-                        self._registry.mark_unreachable(node, f"stream lost: {exc.details()}")
+                        self._registry.mark_unreachable(node, f"stream lost: {exc.detail}")
                         self._node_lost(
-                            record,
-                            f"lost node {node} mid-job ({exc.details()}; unreachable for "
+                            job_id,
+                            f"lost node {node} mid-job ({exc.detail}; unreachable for "
                             f"{now - lost_since:.0f}s)",
                         )
                         return
                     if not reattach:
                         _LOGGER.warning(
                             "job %s: stream from %s broke (%s); re-attaching",
-                            record.job_id,
+                            job_id,
                             node,
-                            exc.details(),
+                            exc.detail,
                         )
                     reattach = True
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 2.0)
-        except grpc.RpcError as exc:
-            status = exc.code() if isinstance(exc, grpc.aio.AioRpcError) else None
-            detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
-            name = status.name if status else "ERROR"
+        except TrainerCallError as exc:
             self._fail(
-                record,
-                ErrorCode.INVALID_REQUEST
-                if status is grpc.StatusCode.INVALID_ARGUMENT
-                else ErrorCode.INTERNAL,
-                f"node {node} refused the job: {name}: {detail}",
+                job_id,
+                ErrorCode.INVALID_REQUEST if exc.invalid_request else ErrorCode.INTERNAL,
+                f"node {node} refused the job: {exc.code}: {exc.detail}",
                 "trainer",
             )
         except Exception as exc:
-            _LOGGER.exception("relay for job %s failed", record.job_id)
-            self._fail(record, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}", "relay")
+            _LOGGER.exception("relay for job %s failed", job_id)
+            self._fail(job_id, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}", "relay")
         finally:
-            self._registry.release(node, record.job_id)
-            self._relays.pop(record.job_id, None)
+            self._registry.release(node, job_id)
+            self._relays.pop(job_id, None)
 
-    async def _stream(
-        self, stub: trainer_pb2_grpc.TrainerAsyncStub, record: JobRecord, *, attach: bool
-    ) -> None:
+    async def _stream(self, client: TrainerClient, job_id: str, *, attach: bool) -> None:
         """One Train (or Attach) call: append each new event; return after the terminal one."""
-        messages: AsyncIterable[progress_pb2.ProgressEvent]
-        if attach:
-            messages = stub.Attach(
-                trainer_pb2.AttachRequest(job_id=record.job_id, after_seq=record.node_seq)
+        record = self._book.get(job_id)
+        relayed_through = record.node_seq
+        events = (
+            client.attach(job_id, relayed_through)
+            if attach
+            else client.train(
+                job_id,
+                record.request,
+                upload_target=self.upload_target,
+                upload_token=record.upload_token,
             )
-        else:
-            messages = stub.Train(
-                trainer_pb2.TrainerJob(
-                    job_id=record.job_id,
-                    request=serde.request_to_proto(record.request),
-                    upload_target=self.upload_target,
-                    upload_token=record.upload_token,
-                )
-            )
-        async for message in messages:
-            if message.seq <= record.node_seq:
+        )
+        relayed: RelayedEvent
+        async for relayed in events:
+            if relayed.node_seq <= relayed_through:
                 continue  # already relayed (before a re-attach or a restart)
-            event = serde.event_from_proto(message)
-            if _upload_failed(event) and await self._resend(stub, record, event):
+            event = relayed.event
+            if _upload_failed(event) and await self._resend(client, job_id, event):
                 return
             if event.state is JobState.SUCCEEDED:
-                self._succeed(record, event)
+                self._succeed(job_id, event)
             else:
-                self._book.append(record.job_id, event, node_seq=message.seq)
+                self._book.append(job_id, event, node_seq=relayed.node_seq)
+                relayed_through = relayed.node_seq
             if event.terminal:
                 return
 
-    async def _resend(
-        self, stub: trainer_pb2_grpc.TrainerAsyncStub, record: JobRecord, failed: JobEvent
-    ) -> bool:
+    async def _resend(self, client: TrainerClient, job_id: str, failed: JobEvent) -> bool:
         """The node trained the model but could not deliver it (e.g. this orchestrator was down
         past the node's upload window): ask it to send the spooled model again, now."""
+        record = self._book.get(job_id)
         reason = failed.error.message if failed.error else "upload failed"
         self._lifecycle(
-            record, JobState.RUNNING, f"Upload from {record.node} failed ({reason}); re-sending"
+            job_id, JobState.RUNNING, f"Upload from {record.node} failed ({reason}); re-sending"
         )
         try:
-            reply = await stub.ResendModel(
-                trainer_pb2.ResendModelRequest(
-                    job_id=record.job_id,
-                    upload_target=self.upload_target,
-                    upload_token=record.upload_token,
-                ),
-                timeout=RESEND_TIMEOUT_S,
+            result = await client.resend_model(
+                job_id, upload_target=self.upload_target, upload_token=record.upload_token
             )
-        except grpc.aio.AioRpcError as exc:
-            _LOGGER.warning("job %s: re-send from %s failed: %s", record.job_id, record.node, exc)
+        except TrainerCallError as exc:
+            _LOGGER.warning("job %s: re-send from %s failed: %s", job_id, record.node, exc)
             return False
-        result = serde.result_from_proto(reply.result)
-        self._succeed(record, replace(failed, state=JobState.SUCCEEDED, result=result, error=None))
+        self._succeed(job_id, replace(failed, state=JobState.SUCCEEDED, result=result, error=None))
         return True
 
-    async def _no_slot(self, record: JobRecord, detail: str) -> None:
+    async def _no_slot(self, job_id: str, detail: str) -> None:
         """The node refused the job for want of a slot (jobs this orchestrator did not place
         there, say): back to the head of the queue, no attempt used, the node's slots read
         again."""
-        node = record.node
-        self._registry.release(node, record.job_id)
+        node = self._book.get(job_id).node
+        self._registry.release(node, job_id)
         await self._registry.refused_for_slots(node, detail)
+        record = self._book.get(job_id)
         if record.cancel_requested:
-            self._cancelled(record, record.cancel_requested)
+            self._cancelled(job_id, record.cancel_requested)
             return
-        record.node = ""
-        record.attempt -= 1
-        record.node_seq = 0
-        self._book.save_placement(record)
+        self._book.return_to_queue(job_id)
         self._lifecycle(
-            record, JobState.QUEUED, f"Waiting: node {node} has no free slot ({detail})"
+            job_id, JobState.QUEUED, f"Waiting: node {node} has no free slot ({detail})"
         )
-        self._queue.appendleft(record.job_id)
+        self._queue.appendleft(job_id)
         self._queued.set()
 
-    def _node_lost(self, record: JobRecord, why: str) -> None:
+    def _node_lost(self, job_id: str, why: str) -> None:
+        record = self._book.get(job_id)
         if self._may_retry(record):
             self._retry(record, why)
         else:
-            self._fail(record, ErrorCode.NODE_LOST, why, "relay")
+            self._fail(job_id, ErrorCode.NODE_LOST, why, "relay")
 
     def _may_retry(self, record: JobRecord) -> bool:
         placement = record.request.placement
@@ -379,21 +362,18 @@ class Dispatcher:
 
     def _retry(self, record: JobRecord, why: str) -> None:
         attempts = f"attempt {record.attempt + 1}/{self._max_attempts}"
-        self._lifecycle(record, JobState.QUEUED, f"Retrying ({attempts}): {why}")
-        record.lost_node_reason = why
-        record.node = ""
-        record.node_seq = 0
-        self._book.save_placement(record)
+        self._lifecycle(record.job_id, JobState.QUEUED, f"Retrying ({attempts}): {why}")
+        self._book.retry(record.job_id, why)
         self._queue.appendleft(record.job_id)
         self._queued.set()
 
-    def _succeed(self, record: JobRecord, event: JobEvent) -> None:
-        ref = self._repository.by_job(record.job_id)
+    def _succeed(self, job_id: str, event: JobEvent) -> None:
+        ref = self._repository.by_job(job_id)
         if ref is None:
             self._fail(
-                record,
+                job_id,
                 ErrorCode.UPLOAD_FAILED,
-                f"node {record.node} reported success but no model was stored",
+                f"node {self._book.get(job_id).node} reported success but no model was stored",
                 "upload",
             )
             return
@@ -406,7 +386,7 @@ class Dispatcher:
             data=result.data or ref.data,
             assessment=result.assessment or ref.assessment,
         )
-        if ref.job_id == record.job_id:
+        if ref.job_id == job_id:
             stored = f"model {ref.name} stored (sha256 {ref.sha256[:12]}…)"
         else:  # the repository kept the newest version, byte for byte the same model
             stored = (
@@ -414,7 +394,7 @@ class Dispatcher:
                 "not stored again"
             )
         self._lifecycle(
-            record,
+            job_id,
             JobState.SUCCEEDED,
             f"Succeeded: {stored}",
             percentage=100.0,
@@ -425,35 +405,29 @@ class Dispatcher:
     # -- cancellation ------------------------------------------------------------------------
 
     async def cancel(self, job_id: str, reason: str) -> JobRecord:
-        record = self._book.get(job_id)
+        record = await self._book.fetch(job_id)
         reason = reason or "cancelled by request"
         if record.state.terminal:
             return record
-        record.cancel_requested_at = time.monotonic()
+        record = self._book.request_cancel(job_id, reason)
         if record.state is JobState.QUEUED and not record.node:
-            self._cancelled(record, reason)
-            return record
-        record.cancel_requested = reason
-        self._book.save_placement(record)
-        stub = trainer_pb2_grpc.TrainerStub(self._registry.channel(record.node))
+            self._cancelled(job_id, reason)
+            return self._book.get(job_id)
         try:
-            await stub.Cancel(
-                trainer_pb2.CancelRequest(job_id=job_id, reason=reason),
-                timeout=CANCEL_TIMEOUT_S,
-            )
-        except grpc.RpcError as exc:
+            await self._registry.client(record.node).cancel(job_id, reason)
+        except TrainerCallError as exc:
             _LOGGER.warning("cancel of job %s on %s failed: %s", job_id, record.node, exc)
             relay = self._relays.get(job_id)
             if relay is not None:
                 relay.cancel()
-            self._cancelled(record, f"{reason} (node {record.node} unreachable)")
-        return record
+            self._cancelled(job_id, f"{reason} (node {record.node} unreachable)")
+        return self._book.get(job_id)
 
     # -- terminal helpers --------------------------------------------------------------------
 
     def _lifecycle(
         self,
-        record: JobRecord,
+        job_id: str,
         state: JobState,
         message: str,
         error: JobError | None = None,
@@ -462,50 +436,39 @@ class Dispatcher:
         device: str = "",
         result: TrainResult | None = None,
     ) -> None:
+        """Append an orchestrator-side event (its node is the job's current node)."""
         self._book.append(
-            record.job_id,
+            job_id,
             JobEvent(
-                job_id=record.job_id,
+                job_id=job_id,
                 seq=0,
                 time=time.time(),
                 state=state,
                 kind=EventKind.LIFECYCLE,
                 percentage=percentage,
                 message=message,
-                node=record.node,
                 device=device,
                 result=result,
                 error=error,
             ),
         )
 
-    def _fail(self, record: JobRecord, code: ErrorCode, message: str, where: str) -> None:
-        _LOGGER.warning("job %s failed: %s", record.job_id, message)
+    def _fail(self, job_id: str, code: ErrorCode, message: str, where: str) -> None:
+        _LOGGER.warning("job %s failed: %s", job_id, message)
         self._lifecycle(
-            record,
+            job_id,
             JobState.FAILED,
             f"Failed: {message}",
             JobError(code=code.value, message=message, where=where),
         )
 
-    def _cancelled(self, record: JobRecord, reason: str) -> None:
+    def _cancelled(self, job_id: str, reason: str) -> None:
         self._lifecycle(
-            record,
+            job_id,
             JobState.CANCELLED,
             f"Cancelled: {reason}",
             JobError(code=ErrorCode.CANCELLED.value, message=reason, where="orchestrator"),
         )
-
-
-def _queued_since(record: JobRecord) -> float:
-    """When the job last entered QUEUED (submitted, or re-queued for a retry): the start of its
-    trailing run of QUEUED events. Event times are persisted, so a restart keeps the count."""
-    since = record.created_at
-    for event in reversed(record.events):
-        if event.state is not JobState.QUEUED:
-            break
-        since = event.time
-    return since
 
 
 def _upload_failed(event: JobEvent) -> bool:

@@ -1,10 +1,24 @@
-"""Jobs and their event logs, and the fan-out of events to any number of watchers.
+"""Jobs and their event logs: the one owner of job state, and the fan-out of events to watchers.
 
-Every event a job produces is appended here with the next seq; a watcher reads the log from any
-seq and then waits for more, so watchers never slow the job or each other (each one holds only
-an index into the shared log), and a watcher that reconnects with its last seq gets every later
-event exactly once, in order. Every change is written through to a ``JobStore`` (SQLite in
-``--state-dir``) before anyone sees it, and a new ``JobBook`` starts from what the store holds.
+Every change to a job goes through ``JobBook``: ``create``, ``place``, ``retry``,
+``return_to_queue``, ``request_cancel`` and ``append`` change the job in memory and hand the
+change to the store writer (``store_writer.py``), which commits it off the event loop, grouping
+what queued up into one transaction. Records handed out are frozen snapshots.
+
+The durability promise. A watcher is given an event only once the store has committed it, so
+whatever a watcher has seen survives an orchestrator crash, and a watcher that resumes with its
+last seq never finds it missing or different. A new job is committed before ``create`` returns
+(before SubmitJob or Train answers), and a placement is committed before the dispatcher calls
+the trainer (``flushed``). What is not yet committed is at most the writer's current batch:
+``GetJob``/``ListJobs`` may show it (the book's state runs that far ahead of the store), and a
+crash loses it; a trainer's events in it are sent again when the restarted orchestrator
+re-attaches (``Trainer.Attach`` after the last committed trainer seq), and the orchestrator's
+own notes (a waiting reason) are written again when they still hold.
+
+Memory. Unfinished jobs are held with their whole log; a finished job stays in memory only
+among the ``recent`` most recently finished (so a watcher of a job that just ended reads from
+memory), and is read back from the store on demand otherwise (``get``, ``watch``, ``listing``).
+Start-up reads the unfinished jobs only.
 """
 
 from __future__ import annotations
@@ -13,57 +27,49 @@ import asyncio
 import secrets
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import replace
 
 from shared import errors
 from shared.ids import check_job_id
-from shared.jobs import EventKind, JobError, JobEvent, JobState, TrainResult
+from shared.jobs import EventKind, JobEvent, JobState
 from shared.spec import TrainingRequest
 
-from .store import JobStore, MemoryJobStore, StoredJob
+from .job_record import JobRecord, LiveJob, job_key, record_from_row
+from .store import (
+    AppendEvent,
+    InsertJob,
+    JobKey,
+    JobStore,
+    MemoryJobStore,
+    SetPlacement,
+    StoredJob,
+    Write,
+)
+from .store_writer import StoreWriter
 
+__all__ = ["RECENT_FINISHED", "JobBook", "JobRecord", "job_key"]
 
-@dataclass
-class JobRecord:
-    job_id: str
-    request: TrainingRequest
-    upload_token: str
-    created_at: float
-    state: JobState = JobState.QUEUED
-    node: str = ""
-    started_at: float = 0.0
-    finished_at: float = 0.0
-    percentage: float = 0.0
-    message: str = ""
-    attempt: int = 0
-    result: TrainResult | None = None
-    error: JobError | None = None
-    events: list[JobEvent] = field(default_factory=list)
-    cancel_requested: str = ""
-    node_seq: int = 0
-    """The last trainer-side seq relayed (``Trainer.Attach`` resumes after it)."""
-    lost_node_reason: str = ""
-    """Why the job's last node was lost, when it is being retried (not persisted)."""
-    cancel_requested_at: float = 0.0
-    """monotonic() of the CancelJob call, for the cancel-latency metric (not persisted)."""
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def last_seq(self) -> int:
-        return len(self.events)
-
-
-def job_key(record: JobRecord) -> tuple[float, str]:
-    """The order of ListJobs (newest first) and the key of its page tokens."""
-    return (record.created_at, record.job_id)
+RECENT_FINISHED = 256
+"""Finished jobs kept in memory (most recently finished first out last)."""
+STORE_PAGE = 500
+"""Events or jobs read from the store at a time."""
 
 
 class JobBook:
-    def __init__(self, store: JobStore | None = None) -> None:
+    def __init__(self, store: JobStore | None = None, *, recent: int = RECENT_FINISHED) -> None:
         self._store: JobStore = store if store is not None else MemoryJobStore()
-        self._jobs: dict[str, JobRecord] = {}
+        self._recent = recent
+        self._jobs: dict[str, LiveJob] = {}
+        """Unfinished jobs, and the ``recent`` last finished (``_finished``)."""
+        self._finished: OrderedDict[str, None] = OrderedDict()
         self._by_request_id: dict[str, str] = {}
+        """request_id -> job_id of the jobs in memory (the store answers for the others)."""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: deque[tuple[int, LiveJob | None]] = deque()
+        """Tickets not yet published: the job whose next event the ticket commits, if any."""
+        self._published = 0
         self.closing = False
         """Set by ``close``: the orchestrator is stopping and serves no watch."""
         self.events_appended = 0
@@ -72,168 +78,379 @@ class JobBook:
         """Called with the seconds from CancelJob to the CANCELLED event."""
         self.on_finished: Callable[[JobRecord], None] | None = None
         """Called with each job that reaches a terminal state, once it is stored."""
-        for stored in self._store.load():
-            record = JobRecord(
+        self._counts = self._store.count_states()
+        for stored in self._store.load_unfinished():
+            job = LiveJob(
                 job_id=stored.job_id,
                 request=stored.request,
                 upload_token=stored.upload_token,
                 created_at=stored.created_at,
+                kind=stored.kind,
                 node=stored.node,
                 attempt=stored.attempt,
-                cancel_requested=stored.cancel_requested,
                 node_seq=stored.node_seq,
+                cancel_requested=stored.cancel_requested,
             )
-            self._jobs[record.job_id] = record
-            if stored.request_id:
-                self._by_request_id[stored.request_id] = record.job_id
             for event in stored.events:
-                self._fold(record, event)
+                job.add(event)
+            job.published = len(job.events)
+            self._remember(job)
+        self._writer = StoreWriter(self._store, self._committed)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> JobRecord:
+        check_job_id(job_id)
+        job = self._jobs.get(job_id)
+        if job is not None:
+            return job.record()
+        row = self._store.get_job(job_id)
+        if row is None:
+            raise errors.NotFoundError(
+                f"no job {job_id!r}; list jobs with ListJobs", field="job_id"
+            )
+        return record_from_row(row)
+
+    async def fetch(self, job_id: str) -> JobRecord:
+        """``get`` without blocking the event loop on a store read."""
+        check_job_id(job_id)
+        job = self._jobs.get(job_id)
+        if job is not None:
+            return job.record()
+        return await asyncio.to_thread(self.get, job_id)
+
+    def events(self, job_id: str, after_seq: int = 0) -> list[JobEvent]:
+        """The job's events after ``after_seq`` (its committed and pending ones)."""
+        job = self._jobs.get(job_id)
+        if job is not None:
+            return job.events[after_seq:]
+        out: list[JobEvent] = []
+        while page := self._store.events(job_id, after_seq, STORE_PAGE):
+            out.extend(page)
+            after_seq = page[-1].seq
+        return out
 
     def by_request_id(self, request_id: str) -> JobRecord | None:
         """The job a ``request_id`` was first submitted with, if any."""
-        job_id = self._by_request_id.get(request_id) if request_id else None
-        return self._jobs.get(job_id) if job_id else None
+        if not request_id:
+            return None
+        job_id = self._by_request_id.get(request_id)
+        if job_id is not None and job_id in self._jobs:
+            return self._jobs[job_id].record()
+        row = self._store.find_request(request_id)
+        return record_from_row(row) if row is not None else None
 
     def unfinished(self) -> list[JobRecord]:
-        """Jobs that were not terminal when the store was loaded, oldest first."""
-        return sorted(
-            (r for r in self._jobs.values() if not r.state.terminal), key=lambda r: r.created_at
-        )
+        """Jobs not in a terminal state, oldest first."""
+        jobs = (j for j in self._jobs.values() if not j.state.terminal)
+        return [j.record() for j in sorted(jobs, key=lambda j: j.created_at)]
 
-    def save_placement(self, record: JobRecord) -> None:
-        """Persist where the job runs (node, attempt, relayed seq) and any pending cancel."""
-        self._store.update_placement(
-            record.job_id,
-            node=record.node,
-            attempt=record.attempt,
-            node_seq=record.node_seq,
-            cancel_requested=record.cancel_requested,
+    def queued_since(self, job_id: str) -> float:
+        """When the job last entered QUEUED (submitted, or re-queued for a retry): the start of
+        its trailing run of QUEUED events. Event times are persisted, so a restart keeps it."""
+        job = self._jobs[job_id]
+        since = job.created_at
+        for event in reversed(job.events):
+            if event.state is not JobState.QUEUED:
+                break
+            since = event.time
+        return since
+
+    def listing(self, states: Sequence[JobState]) -> list[JobRecord]:
+        """Every job in ``states`` (all when empty), newest first by (created_at, job_id), the
+        key ListJobs pages by. Reads every such job: page with ``list_jobs`` instead."""
+        return list(self.iter_jobs(states))
+
+    def iter_jobs(
+        self, states: Sequence[JobState], *, after: JobKey | None = None
+    ) -> Iterator[JobRecord]:
+        """Jobs in ``states`` (all when empty), newest first by (created_at, job_id), strictly
+        after ``after``. Lazy: the jobs in memory as they are now, merged with the finished
+        jobs read from the store a page at a time."""
+        hot = sorted(
+            (
+                j.record()
+                for j in list(self._jobs.values())
+                if (not states or j.state in states)
+                and (after is None or (j.created_at, j.job_id) < after)
+            ),
+            key=job_key,
+            reverse=True,
         )
+        return self._merge(hot, states, after)
+
+    def _merge(
+        self, hot: list[JobRecord], states: Sequence[JobState], after: JobKey | None
+    ) -> Iterator[JobRecord]:
+        index = 0
+        cursor = after
+        while True:
+            rows = self._store.list_jobs(states, cursor, STORE_PAGE)
+            for row in rows:
+                key = (row.created_at, row.job_id)
+                while index < len(hot) and job_key(hot[index]) > key:
+                    yield hot[index]
+                    index += 1
+                if row.job_id not in self._jobs:  # memory answers for the jobs it holds
+                    yield record_from_row(row)
+            if len(rows) < STORE_PAGE:
+                break
+            cursor = (rows[-1].created_at, rows[-1].job_id)
+        yield from hot[index:]
+
+    async def list_jobs(
+        self, states: Sequence[JobState], *, after: JobKey | None, limit: int
+    ) -> list[JobRecord]:
+        """The first ``limit`` of ``iter_jobs(states, after=after)``, read off the event loop
+        (a ListJobs page: ``after`` is the page token's key)."""
+
+        def take() -> list[JobRecord]:
+            out = []
+            for record in self.iter_jobs(states, after=after):
+                out.append(record)
+                if len(out) >= limit:
+                    break
+            return out
+
+        return await asyncio.to_thread(take)
+
+    def counts(self) -> dict[JobState, int]:
+        """Jobs per state."""
+        return dict(self._counts)
+
+    # -- changing a job ----------------------------------------------------------------------
 
     def create(self, request: TrainingRequest) -> tuple[JobRecord, bool]:
-        """A new QUEUED job, or the existing one for a repeated ``request_id`` (created=False)."""
+        """A new QUEUED job, committed, or the existing one for a repeated ``request_id``
+        (created=False). Blocks the caller until the commit; ``create_job`` awaits it."""
+        record, created, ticket = self._create(request, self.by_request_id(request.request_id))
+        if created:
+            try:
+                self._writer.wait(ticket)
+            except Exception:
+                self._forget(record.job_id)
+                raise
+            self._publish(ticket)
+        return record, created
+
+    async def create_job(self, request: TrainingRequest) -> tuple[JobRecord, bool]:
+        """``create`` without blocking the event loop (the request_id look-up in the store and
+        the commit run off it)."""
+        existing = None
         if request.request_id:
-            existing = self._by_request_id.get(request.request_id)
-            if existing is not None:
-                record = self._jobs[existing]
-                if record.request != request:
-                    raise errors.AlreadyExistsError(
-                        f"request_id {request.request_id!r} was already used for job "
-                        f"{existing} with a different request; use a new request_id",
-                        field="request_id",
-                    )
-                return record, False
-        job_id = uuid.uuid4().hex[:16]
-        record = JobRecord(
-            job_id=job_id,
+            job_id = self._by_request_id.get(request.request_id)
+            if job_id is not None and job_id in self._jobs:
+                existing = self._jobs[job_id].record()
+            else:
+                row = await asyncio.to_thread(self._store.find_request, request.request_id)
+                existing = record_from_row(row) if row is not None else None
+        record, created, ticket = self._create(request, existing)
+        if created:
+            try:
+                await self._writer.flushed(ticket)
+            except Exception:
+                self._forget(record.job_id)
+                raise
+            self._publish(ticket)
+        return record, created
+
+    def _forget(self, job_id: str) -> None:
+        """Drop a job whose insert the store refused."""
+        job = self._jobs.pop(job_id, None)
+        if job is not None:
+            self._counts[job.state] -= 1
+            if job.request_id:
+                self._by_request_id.pop(job.request_id, None)
+
+    def _create(
+        self, request: TrainingRequest, existing: JobRecord | None
+    ) -> tuple[JobRecord, bool, int]:
+        if existing is not None:
+            if existing.request != request:
+                raise errors.AlreadyExistsError(
+                    f"request_id {request.request_id!r} was already used for job "
+                    f"{existing.job_id} with a different request; use a new request_id",
+                    field="request_id",
+                )
+            return existing, False, 0
+        job = LiveJob(
+            job_id=uuid.uuid4().hex[:16],
             request=request,
             upload_token=secrets.token_urlsafe(32),
             created_at=time.time(),
         )
         queued = JobEvent(
-            job_id=job_id,
+            job_id=job.job_id,
             seq=1,
-            time=record.created_at,
+            time=job.created_at,
             state=JobState.QUEUED,
             kind=EventKind.LIFECYCLE,
             message="Queued",
         )
-        self._store.insert_job(
-            StoredJob(
-                job_id=job_id,
-                request_id=request.request_id,
-                request=request,
-                upload_token=record.upload_token,
-                created_at=record.created_at,
-                node="",
-                attempt=0,
-                node_seq=0,
-                cancel_requested="",
-                events=(queued,),
-            )
+        job.add(queued)
+        stored = StoredJob(
+            job_id=job.job_id,
+            request_id=request.request_id,
+            request=request,
+            upload_token=job.upload_token,
+            created_at=job.created_at,
+            node="",
+            attempt=0,
+            node_seq=0,
+            cancel_requested="",
+            events=(queued,),
+            kind=job.kind,
         )
-        self._jobs[job_id] = record
-        if request.request_id:
-            self._by_request_id[request.request_id] = job_id
-        self._fold(record, queued)
-        return record, True
-
-    def get(self, job_id: str) -> JobRecord:
-        check_job_id(job_id)
-        record = self._jobs.get(job_id)
-        if record is None:
-            raise errors.NotFoundError(
-                f"no job {job_id!r}; list jobs with ListJobs", field="job_id"
-            )
-        return record
-
-    def listing(self, states: Sequence[JobState]) -> list[JobRecord]:
-        """Jobs in ``states`` (all when empty), newest first: by (created_at, job_id) descending,
-        the key ListJobs pages by."""
-        jobs = sorted(self._jobs.values(), key=job_key, reverse=True)
-        return [j for j in jobs if j.state in states] if states else jobs
+        self._remember(job)
+        self._counts[JobState.QUEUED] += 1
+        ticket = self._submit(InsertJob(stored), job)
+        return job.record(), True, ticket
 
     def append(self, job_id: str, event: JobEvent, *, node_seq: int | None = None) -> JobEvent:
-        """Add an event with the next seq (persisted first), fold it into the job's summary.
+        """Add an event with the next seq, fold it into the job's summary, and queue it for the
+        store; watchers get it once it is committed. A terminal job takes no more events.
 
         ``node_seq`` is the trainer-side seq of a relayed event, kept for ``Trainer.Attach``.
         """
-        record = self._jobs[job_id]
-        if record.state.terminal:
-            return record.events[-1]
-        percentage = max(record.percentage, event.percentage)
+        job = self._jobs[job_id]
+        if job.events and job.events[-1].state.terminal:
+            return job.events[-1]
+        before = job.state
         event = replace(
             event,
             job_id=job_id,
-            seq=record.last_seq + 1,
-            percentage=percentage,
-            node=event.node or record.node,
+            seq=len(job.events) + 1,
+            percentage=max(job.percentage, event.percentage),
+            node=event.node or job.node,
         )
-        self._store.append_event(job_id, event, node_seq)
+        job.add(event)
         if node_seq is not None:
-            record.node_seq = node_seq
-        self._fold(record, event)
+            job.node_seq = node_seq
+        if event.state is not before:
+            self._counts[before] -= 1
+            self._counts[event.state] += 1
         self.events_appended += 1
-        if (
-            event.state is JobState.CANCELLED
-            and record.cancel_requested_at
-            and self.on_cancelled is not None
-        ):
-            self.on_cancelled(time.monotonic() - record.cancel_requested_at)
-        if event.terminal and self.on_finished is not None:
-            self.on_finished(record)
+        self._submit(AppendEvent(job_id, event, node_seq), job)
         return event
 
-    def counts(self) -> dict[JobState, int]:
-        """Jobs per state."""
-        out = dict.fromkeys(JobState, 0)
-        for record in self._jobs.values():
-            out[record.state] += 1
-        return out
+    def place(self, job_id: str, node: str) -> JobRecord:
+        """The job starts an attempt on ``node`` (its trainer seq starts over)."""
+        job = self._jobs[job_id]
+        job.node, job.attempt, job.node_seq = node, job.attempt + 1, 0
+        self._save_placement(job)
+        return job.record()
 
-    def _fold(self, record: JobRecord, event: JobEvent) -> None:
-        percentage = max(record.percentage, event.percentage)
-        record.events.append(event)
-        record.state = event.state
-        record.percentage = percentage
-        record.message = event.message
-        if event.state is JobState.RUNNING and not record.started_at:
-            record.started_at = event.time
-        if event.state.terminal:
-            record.finished_at = event.time
-            record.result = event.result
-            record.error = event.error
-        changed, record.changed = record.changed, asyncio.Event()
-        changed.set()
+    def retry(self, job_id: str, why: str) -> JobRecord:
+        """The job's node was lost (``why``): it leaves the node to be placed again."""
+        job = self._jobs[job_id]
+        job.lost_node_reason = why
+        job.node, job.node_seq = "", 0
+        self._save_placement(job)
+        return job.record()
+
+    def return_to_queue(self, job_id: str) -> JobRecord:
+        """The node refused the job for want of a slot: it leaves the node, and the attempt
+        does not count."""
+        job = self._jobs[job_id]
+        job.node, job.attempt, job.node_seq = "", job.attempt - 1, 0
+        self._save_placement(job)
+        return job.record()
+
+    def request_cancel(self, job_id: str, reason: str) -> JobRecord:
+        """Note a CancelJob (its time for the cancel-latency metric); a job on a node keeps the
+        reason (persisted) until its node confirms."""
+        job = self._jobs[job_id]
+        job.cancel_requested_at = time.monotonic()
+        if job.node:
+            job.cancel_requested = reason
+            self._save_placement(job)
+        else:
+            job.touched()
+        return job.record()
+
+    def save_placement(self, record: JobRecord) -> None:
+        """Set the job's node, attempt, trainer seq and pending cancel to ``record``'s and
+        commit them (blocking; for tests and tools: the dispatcher uses ``place``/``retry``)."""
+        job = self._jobs[record.job_id]
+        job.node, job.attempt, job.node_seq = record.node, record.attempt, record.node_seq
+        job.cancel_requested = record.cancel_requested
+        self._writer.wait(self._save_placement(job))
+
+    def _save_placement(self, job: LiveJob) -> int:
+        job.touched()
+        return self._submit(
+            SetPlacement(job.job_id, job.node, job.attempt, job.node_seq, job.cancel_requested),
+            None,
+        )
+
+    async def flushed(self) -> None:
+        """Wait until every change made so far is committed (without blocking the loop)."""
+        await self._writer.flushed()
+
+    # -- the store writer and publishing -----------------------------------------------------
+
+    def _submit(self, write: Write, job: LiveJob | None) -> int:
+        if self._loop is None:
+            try:
+                self._loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._loop = None
+        ticket = self._writer.submit(write)
+        self._pending.append((ticket, job if isinstance(write, AppendEvent | InsertJob) else None))
+        if self._loop is None:  # no event loop (a script): commit now
+            self._writer.wait(ticket)
+            self._publish(ticket)
+        return ticket
+
+    def _committed(self, ticket: int) -> None:
+        """On the writer's thread: hand the publishing to the event loop."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._publish, ticket)
+
+    def _publish(self, ticket: int) -> None:
+        """Give watchers every event committed up to ``ticket``, in order."""
+        woken: dict[str, LiveJob] = {}
+        while self._pending and self._pending[0][0] <= ticket:
+            _, job = self._pending.popleft()
+            if job is None:
+                continue
+            job.published += 1
+            woken[job.job_id] = job
+        for job in woken.values():
+            job.wake()
+            event = job.events[job.published - 1]
+            if event.state.terminal and job.published == len(job.events):
+                self._finish(job, event)
+
+    def _finish(self, job: LiveJob, event: JobEvent) -> None:
+        if event.state is JobState.CANCELLED and job.cancel_requested_at and self.on_cancelled:
+            self.on_cancelled(time.monotonic() - job.cancel_requested_at)
+        self._finished[job.job_id] = None
+        while len(self._finished) > self._recent:
+            old, _ = self._finished.popitem(last=False)
+            evicted = self._jobs.pop(old, None)
+            if evicted is not None and evicted.request_id:
+                self._by_request_id.pop(evicted.request_id, None)
+        if self.on_finished is not None:
+            self.on_finished(job.record())
+
+    def _remember(self, job: LiveJob) -> None:
+        self._jobs[job.job_id] = job
+        if job.request_id:
+            self._by_request_id[job.request_id] = job.job_id
+
+    # -- watching ----------------------------------------------------------------------------
 
     def close(self) -> None:
-        """End every watch now, and refuse new ones: a stopping orchestrator holds no stream
-        open (a watcher is not work to drain; its job goes on, and it resumes after the last
-        seq it got once the orchestrator is back)."""
+        """Commit what is queued, then end every watch now, and refuse new ones: a stopping
+        orchestrator holds no stream open (a watcher is not work to drain; its job goes on,
+        and it resumes after the last seq it got once the orchestrator is back)."""
         self.closing = True
-        for record in self._jobs.values():
-            changed, record.changed = record.changed, asyncio.Event()
-            changed.set()
+        self._writer.close()
+        self._publish(self._writer.committed)
+        for job in self._jobs.values():
+            job.wake()
 
     def _closed(self, job_id: str, after_seq: int) -> errors.UnavailableError:
         return errors.UnavailableError(
@@ -243,7 +460,7 @@ class JobBook:
         )
 
     async def watch(self, job_id: str, after_seq: int) -> AsyncIterator[JobEvent]:
-        record = self.get(job_id)
+        record = await self.fetch(job_id)
         if after_seq < 0:
             raise errors.InvalidArgumentError("must be >= 0", field="after_seq")
         if after_seq > record.last_seq:
@@ -251,14 +468,22 @@ class JobBook:
                 f"job {job_id} has {record.last_seq} events; after_seq {after_seq} is beyond them",
                 field="after_seq",
             )
+        job = self._jobs.get(job_id)
+        if job is None:  # finished and evicted: its whole log is in the store
+            index = after_seq
+            while page := await asyncio.to_thread(self._store.events, job_id, index, STORE_PAGE):
+                for event in page:
+                    yield event
+                index = page[-1].seq
+            return
         index = after_seq
         while True:
-            changed = record.changed
-            while index < len(record.events):
-                event = record.events[index]
+            changed = job.changed
+            while index < job.published:
+                event = job.events[index]
                 index += 1
                 yield event
-            if record.state.terminal:
+            if index and job.events[index - 1].state.terminal:
                 return
             if self.closing:
                 raise self._closed(job_id, index)

@@ -26,11 +26,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-import grpc
-
 from shared.nodes import NodeHealth, NodeInfo, NodeStatus
-from shared.rpc import plumbing, serde
-from shared.rpc.v1 import trainer_pb2, trainer_pb2_grpc
+from shared.rpc import plumbing
+
+from . import trainer_client
+from .trainer_client import TrainerClient
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ RECOVERED = "recovered"
 class _Node:
     address: str
     source: str
-    channel: grpc.aio.Channel
+    client: TrainerClient
     health: NodeHealth = NodeHealth.UNKNOWN
     info: NodeInfo | None = None
     last_check: float = 0.0
@@ -85,8 +85,9 @@ class NodeRegistry:
         heartbeat_interval_s: float = 5.0,
         node_ttl_s: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
+        connect: Callable[[str], TrainerClient] | None = None,
     ) -> None:
-        self._security = security
+        self._connect = connect or (lambda address: trainer_client.connect(address, security))
         self.heartbeat_interval_s = heartbeat_interval_s
         self._probe_timeout_s = probe_timeout_s
         self._probe_interval_s = probe_interval_s
@@ -104,7 +105,7 @@ class NodeRegistry:
             self._nodes[address] = _Node(
                 address=address,
                 source=source,
-                channel=plumbing.create_channel(address, self._security),
+                client=self._connect(address),
                 out_since=self.clock(),
             )
             _LOGGER.info("node %s added (%s)", address, source)
@@ -127,14 +128,15 @@ class NodeRegistry:
             return False
         return now - node.last_heartbeat > MISSED_HEARTBEATS * self.heartbeat_interval_s
 
-    def channel(self, address: str) -> grpc.aio.Channel:
-        return self._nodes[address].channel
+    def client(self, address: str) -> TrainerClient:
+        """The client of the node at ``address`` (one per node, shared by every job there)."""
+        return self._nodes[address].client
 
     async def close(self) -> None:
         for node in self._nodes.values():
             if node.probing is not None:
                 node.probing.cancel()
-            await node.channel.close(None)
+            await node.client.close()
 
     async def _forget_expired(self, now: float) -> None:
         """Drop registered nodes out of the pool, and silent, for longer than the TTL."""
@@ -156,7 +158,7 @@ class NodeRegistry:
                 self._node_ttl_s,
                 node.detail,
             )
-            await node.channel.close(None)
+            await node.client.close()
         if expired:
             self._notify()
 
@@ -214,33 +216,18 @@ class NodeRegistry:
             node.last_check = self.clock()
             self._changed(node, before)
             return
-        stub = trainer_pb2_grpc.TrainerStub(node.channel)
-        serving = await plumbing.probe_health(node.channel, self._probe_timeout_s)
-        if not serving:
+        probe = await node.client.probe(self._probe_timeout_s)
+        if probe.info is None:
+            self._set_health(node, NodeHealth.UNREACHABLE, probe.detail)
+        else:
+            node.info = probe.info
+            node.full = False
+            node.placed &= node.running | set(probe.info.running_jobs)
             self._set_health(
                 node,
-                NodeHealth.UNREACHABLE,
-                f"no SERVING health answer within {self._probe_timeout_s:.1f}s",
+                NodeHealth.NOT_SERVING if probe.info.draining else NodeHealth.SERVING,
+                "draining" if probe.info.draining else "",
             )
-        else:
-            try:
-                info = await stub.GetInfo(
-                    trainer_pb2.GetInfoRequest(), timeout=self._probe_timeout_s
-                )
-                node.info = serde.node_info_from_proto(info)
-                node.full = False
-                node.placed &= node.running | set(node.info.running_jobs)
-                self._set_health(
-                    node,
-                    NodeHealth.NOT_SERVING if info.draining else NodeHealth.SERVING,
-                    "draining" if info.draining else "",
-                )
-            except grpc.aio.AioRpcError as exc:
-                self._set_health(
-                    node,
-                    NodeHealth.UNREACHABLE,
-                    f"GetInfo failed: {exc.code().name}: {exc.details()}",
-                )
         node.last_check = self.clock()
         node.latency_ms = (node.last_check - started) * 1000.0
         self._changed(node, before)

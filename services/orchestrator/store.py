@@ -1,27 +1,28 @@
 """Where jobs and their events live across restarts: the store interface and its versions.
 
-``JobBook`` keeps the working set in memory for fan-out and writes every change through to a
-``JobStore`` in one transaction per change, so a killed orchestrator restarts with every job and
-every event it had acknowledged. Three stores implement the same five methods, and one contract
-test suite (``tests/integration/test_store_contract.py``) runs against each: ``MemoryJobStore``
-(this process only), ``SqliteJobStore`` (the embedded default, a file under ``--state-dir``) and
-``PostgresJobStore`` (``store_postgres.py``: job history on a database server). ``--store URL``
-picks one (``parse_store_url``).
+Three stores implement one interface, and one contract test suite
+(``tests/integration/test_store_contract.py``) runs against each: ``MemoryJobStore`` (this
+process only), ``SqliteJobStore`` (``store_sqlite.py``: the embedded default, a file under
+``--state-dir``) and ``PostgresJobStore`` (``store_postgres.py``: job history on a database
+server). ``--store URL`` picks one (``parse_store_url``).
 
-SQLite runs in WAL mode with ``synchronous=NORMAL``: a commit survives a process crash (kill -9)
-— what a restart needs; a power cut may lose the last few milliseconds of commits, which the
-trainer's own event log (``Trainer.Attach``) makes good. Requests and events are stored as their
-protobuf encodings, so the store never drifts from the wire contract.
+Writes are ``Write`` values applied by ``write(writes)`` in one transaction: all or none.
+``JobBook`` sends them through one writer thread that commits whatever has queued up at once
+(``store_writer.py``). Reads serve what is not in memory: the unfinished jobs at start
+(``load_unfinished``), and a finished job, its events or a page of jobs on demand (``get_job``,
+``events``, ``list_jobs``, ``find_request``). Requests and events are stored as their protobuf
+encodings, so the store never drifts from the wire contract; each job also carries its ``kind``
+(what it runs: ``"train"``) and a summary (state, last seq, start time) for listing without
+reading its events.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import sqlite3
 import stat
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, Protocol
@@ -32,10 +33,10 @@ from shared.rpc import serde
 from shared.rpc.v1 import progress_pb2, strategy_pb2
 from shared.spec import TrainingRequest
 
-SCHEMA_VERSION = 1
 STATE_DIR_MODE = 0o700
 STATE_FILE_MODE = 0o600
 """The job store holds every job's upload token: only the orchestrator's user may read it."""
+TERMINAL_STATES = tuple(s for s in JobState if s.terminal)
 
 
 def secure_state_dir(path: Path) -> None:
@@ -45,7 +46,7 @@ def secure_state_dir(path: Path) -> None:
         path.chmod(STATE_DIR_MODE)
 
 
-def _secure_file(path: Path) -> None:
+def secure_file(path: Path) -> None:
     """Create ``path`` as mode 0600 (before SQLite opens it: SQLite gives its -wal and -shm
     files the database file's mode), or make an existing one 0600."""
     os.close(os.open(path, os.O_RDWR | os.O_CREAT, STATE_FILE_MODE))
@@ -68,14 +69,67 @@ class StoredJob:
     """The last trainer-side seq relayed: where ``Trainer.Attach`` resumes after a restart."""
     cancel_requested: str
     events: tuple[JobEvent, ...]
+    kind: str = "train"
+    """What the job runs; the request is stored as that kind's encoding."""
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """A job read back without its events: its fields, and the summary its events give."""
+
+    job_id: str
+    request_id: str
+    kind: str
+    request: TrainingRequest
+    upload_token: str
+    created_at: float
+    node: str
+    attempt: int
+    node_seq: int
+    cancel_requested: str
+    state: JobState
+    last_seq: int
+    started_at: float
+    """The time of its first RUNNING event (0 if it never ran)."""
+    last_event: JobEvent | None
+
+
+@dataclass(frozen=True)
+class InsertJob:
+    job: StoredJob
+
+
+@dataclass(frozen=True)
+class AppendEvent:
+    """Add ``event`` (its seq is the next one) and, when given, the relayed trainer seq."""
+
+    job_id: str
+    event: JobEvent
+    node_seq: int | None = None
+
+
+@dataclass(frozen=True)
+class SetPlacement:
+    job_id: str
+    node: str
+    attempt: int
+    node_seq: int
+    cancel_requested: str
+
+
+Write = InsertJob | AppendEvent | SetPlacement
+JobKey = tuple[float, str]
+"""(created_at, job_id): the order of ``list_jobs`` (newest first) and of ListJobs pages."""
 
 
 class JobStore(Protocol):
+    def write(self, writes: Sequence[Write]) -> None:
+        """Apply ``writes`` in order, in one transaction: all of them, or (raising) none."""
+        ...
+
     def insert_job(self, job: StoredJob) -> None: ...
 
-    def append_event(self, job_id: str, event: JobEvent, node_seq: int | None) -> None:
-        """Add ``event`` (its seq is the next one) and, when given, the relayed trainer seq."""
-        ...
+    def append_event(self, job_id: str, event: JobEvent, node_seq: int | None) -> None: ...
 
     def update_placement(
         self, job_id: str, *, node: str, attempt: int, node_seq: int, cancel_requested: str
@@ -83,6 +137,31 @@ class JobStore(Protocol):
 
     def load(self) -> Iterable[StoredJob]:
         """Every job, oldest first, with its events."""
+        ...
+
+    def load_unfinished(self) -> list[StoredJob]:
+        """The jobs not in a terminal state, oldest first, with their events."""
+        ...
+
+    def get_job(self, job_id: str) -> JobRow | None: ...
+
+    def find_request(self, request_id: str) -> JobRow | None:
+        """The job first submitted with ``request_id`` (non-empty), if any."""
+        ...
+
+    def events(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[JobEvent]:
+        """Up to ``limit`` of the job's events after ``after_seq``, in seq order."""
+        ...
+
+    def list_jobs(
+        self, states: Sequence[JobState], after: JobKey | None, limit: int
+    ) -> list[JobRow]:
+        """Up to ``limit`` jobs in ``states`` (all when empty), newest first by
+        (created_at, job_id), strictly after ``after`` in that order."""
+        ...
+
+    def count_states(self) -> dict[JobState, int]:
+        """Jobs per state (every state present)."""
         ...
 
     def close(self) -> None: ...
@@ -94,6 +173,32 @@ class StoreIntegrityError(ValueError):
     for a job the store does not hold."""
 
 
+def encode_request(request: TrainingRequest) -> tuple[str, bytes]:
+    """(kind, bytes) of a request as the SQL stores keep it."""
+    return "train", serde.request_to_proto(request).SerializeToString()
+
+
+def decode_request(kind: str, payload: bytes) -> TrainingRequest:
+    if kind != "train":
+        raise ValueError(f"a stored job of kind {kind!r}: this trainwire runs only 'train' jobs")
+    return serde.request_from_proto(strategy_pb2.TrainRequest.FromString(payload))
+
+
+def encode_event(event: JobEvent) -> bytes:
+    return serde.event_to_proto(event).SerializeToString()
+
+
+def decode_event(payload: bytes) -> JobEvent:
+    return serde.event_from_proto(progress_pb2.ProgressEvent.FromString(payload))
+
+
+def summary(events: Sequence[JobEvent]) -> tuple[JobState, int, float, JobEvent | None]:
+    """(state, last seq, started_at, last event) of a job's events."""
+    started = next((e.time for e in events if e.state is JobState.RUNNING), 0.0)
+    last = events[-1] if events else None
+    return (last.state if last else JobState.QUEUED), len(events), started, last
+
+
 class MemoryJobStore:
     """Keeps jobs and events in this process only: the orchestrator forgets them when it stops
     (tests, ``--store memory:``, embedding without a state directory)."""
@@ -101,47 +206,70 @@ class MemoryJobStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._jobs: dict[str, StoredJob] = {}
-        """Insertion order is load order (created_at breaks no ties here: jobs are inserted in
-        creation order)."""
+        """Insertion order is load order (jobs are inserted in creation order)."""
         self._events: dict[str, list[JobEvent]] = {}
-        self._request_ids: set[str] = set()
+        self._request_ids: dict[str, str] = {}
+
+    def write(self, writes: Sequence[Write]) -> None:
+        with self._lock:
+            self._check(writes)
+            for write in writes:
+                if isinstance(write, InsertJob):
+                    job = write.job
+                    self._jobs[job.job_id] = replace(job, events=())
+                    self._events[job.job_id] = list(job.events)
+                    if job.request_id:
+                        self._request_ids[job.request_id] = job.job_id
+                elif isinstance(write, AppendEvent):
+                    self._events[write.job_id].append(write.event)
+                    if write.node_seq is not None:
+                        job = self._jobs[write.job_id]
+                        self._jobs[write.job_id] = replace(job, node_seq=write.node_seq)
+                else:
+                    self._jobs[write.job_id] = replace(
+                        self._jobs[write.job_id],
+                        node=write.node,
+                        attempt=write.attempt,
+                        node_seq=write.node_seq,
+                        cancel_requested=write.cancel_requested,
+                    )
+
+    def _check(self, writes: Sequence[Write]) -> None:
+        """Refuse the whole batch before changing anything (all or none)."""
+        last: dict[str, int] = {}
+        request_ids: set[str] = set()
+        for write in writes:
+            if isinstance(write, InsertJob):
+                job = write.job
+                if job.job_id in self._jobs or job.job_id in last:
+                    raise StoreIntegrityError(f"job {job.job_id} is already stored")
+                if job.request_id and (
+                    job.request_id in self._request_ids or job.request_id in request_ids
+                ):
+                    raise StoreIntegrityError(f"request_id {job.request_id!r} is already stored")
+                check_seqs(job.job_id, 0, job.events)
+                last[job.job_id] = job.events[-1].seq if job.events else 0
+                request_ids.add(job.request_id)
+                continue
+            if write.job_id not in last:
+                if write.job_id not in self._jobs:
+                    raise StoreIntegrityError(f"no job {write.job_id} in the store")
+                events = self._events[write.job_id]
+                last[write.job_id] = events[-1].seq if events else 0
+            if isinstance(write, AppendEvent):
+                check_seqs(write.job_id, last[write.job_id], (write.event,))
+                last[write.job_id] = write.event.seq
 
     def insert_job(self, job: StoredJob) -> None:
-        with self._lock:
-            if job.job_id in self._jobs:
-                raise StoreIntegrityError(f"job {job.job_id} is already stored")
-            if job.request_id and job.request_id in self._request_ids:
-                raise StoreIntegrityError(f"request_id {job.request_id!r} is already stored")
-            _check_seqs(job.job_id, 0, job.events)
-            self._jobs[job.job_id] = replace(job, events=())
-            self._events[job.job_id] = list(job.events)
-            if job.request_id:
-                self._request_ids.add(job.request_id)
+        self.write([InsertJob(job)])
 
     def append_event(self, job_id: str, event: JobEvent, node_seq: int | None) -> None:
-        with self._lock:
-            events = self._events.get(job_id)
-            if events is None:
-                raise StoreIntegrityError(f"no job {job_id} in the store")
-            _check_seqs(job_id, len(events), (event,))
-            events.append(event)
-            if node_seq is not None:
-                self._jobs[job_id] = replace(self._jobs[job_id], node_seq=node_seq)
+        self.write([AppendEvent(job_id, event, node_seq)])
 
     def update_placement(
         self, job_id: str, *, node: str, attempt: int, node_seq: int, cancel_requested: str
     ) -> None:
-        with self._lock:
-            job = self._jobs.get(job_id)
-            if job is None:
-                raise StoreIntegrityError(f"no job {job_id} in the store")
-            self._jobs[job_id] = replace(
-                job,
-                node=node,
-                attempt=attempt,
-                node_seq=node_seq,
-                cancel_requested=cancel_requested,
-            )
+        self.write([SetPlacement(job_id, node, attempt, node_seq, cancel_requested)])
 
     def load(self) -> list[StoredJob]:
         with self._lock:
@@ -149,187 +277,71 @@ class MemoryJobStore:
             jobs = sorted(self._jobs.values(), key=lambda j: j.created_at)
             return [replace(j, events=tuple(self._events[j.job_id])) for j in jobs]
 
+    def load_unfinished(self) -> list[StoredJob]:
+        return [j for j in self.load() if not (j.events and j.events[-1].state.terminal)]
+
+    def _row(self, job: StoredJob) -> JobRow:
+        state, last_seq, started, last = summary(self._events[job.job_id])
+        return JobRow(
+            job_id=job.job_id,
+            request_id=job.request_id,
+            kind=job.kind,
+            request=job.request,
+            upload_token=job.upload_token,
+            created_at=job.created_at,
+            node=job.node,
+            attempt=job.attempt,
+            node_seq=job.node_seq,
+            cancel_requested=job.cancel_requested,
+            state=state,
+            last_seq=last_seq,
+            started_at=started,
+            last_event=last,
+        )
+
+    def get_job(self, job_id: str) -> JobRow | None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            return self._row(job) if job is not None else None
+
+    def find_request(self, request_id: str) -> JobRow | None:
+        with self._lock:
+            job_id = self._request_ids.get(request_id) if request_id else None
+            return self._row(self._jobs[job_id]) if job_id else None
+
+    def events(self, job_id: str, after_seq: int = 0, limit: int = 1000) -> list[JobEvent]:
+        with self._lock:
+            return [e for e in self._events.get(job_id, ()) if e.seq > after_seq][:limit]
+
+    def list_jobs(
+        self, states: Sequence[JobState], after: JobKey | None, limit: int
+    ) -> list[JobRow]:
+        with self._lock:
+            rows = [self._row(j) for j in self._jobs.values()]
+        rows.sort(key=lambda r: (r.created_at, r.job_id), reverse=True)
+        return [
+            r
+            for r in rows
+            if (not states or r.state in states)
+            and (after is None or (r.created_at, r.job_id) < after)
+        ][:limit]
+
+    def count_states(self) -> dict[JobState, int]:
+        out = dict.fromkeys(JobState, 0)
+        with self._lock:
+            for events in self._events.values():
+                out[events[-1].state if events else JobState.QUEUED] += 1
+        return out
+
     def close(self) -> None:
         pass
 
 
-def _check_seqs(job_id: str, last: int, events: Iterable[JobEvent]) -> None:
+def check_seqs(job_id: str, last: int, events: Iterable[JobEvent]) -> None:
     for event in events:
         if event.seq <= last:
             raise StoreIntegrityError(f"job {job_id} already has an event with seq {event.seq}")
         last = event.seq
-
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS jobs (
-    job_id TEXT PRIMARY KEY,
-    request_id TEXT,
-    request BLOB NOT NULL,
-    upload_token TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    state TEXT NOT NULL,
-    node TEXT NOT NULL DEFAULT '',
-    attempt INTEGER NOT NULL DEFAULT 0,
-    node_seq INTEGER NOT NULL DEFAULT 0,
-    cancel_requested TEXT NOT NULL DEFAULT ''
-);
-CREATE UNIQUE INDEX IF NOT EXISTS jobs_request_id ON jobs(request_id) WHERE request_id != '';
-CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);
-CREATE TABLE IF NOT EXISTS events (
-    job_id TEXT NOT NULL REFERENCES jobs(job_id),
-    seq INTEGER NOT NULL,
-    event BLOB NOT NULL,
-    PRIMARY KEY (job_id, seq)
-) WITHOUT ROWID;
-"""
-
-
-class SqliteJobStore:
-    """Jobs and events in one SQLite file; every method is one transaction."""
-
-    def __init__(self, path: Path) -> None:
-        secure_state_dir(path.parent)
-        _secure_file(path)
-        for suffix in ("-wal", "-shm"):  # left by an earlier run with other modes
-            side = path.with_name(path.name + suffix)
-            if side.exists():
-                side.chmod(STATE_FILE_MODE)
-        self.path = path
-        self._lock = threading.Lock()
-        self._states: dict[str, JobState] = {}
-        """Last state written per job (the jobs.state column is a query aid; load() derives
-        states from the events)."""
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)  # idempotent DDL; executescript manages its own commit
-        with self._transaction():
-            row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-            if row is None:
-                self._db.execute(
-                    "INSERT INTO meta(key, value) VALUES('schema', ?)", (str(SCHEMA_VERSION),)
-                )
-            elif int(row[0]) > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{path} was written by a newer trainwire (schema {row[0]}); upgrade"
-                )
-
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db, self._lock)
-
-    def insert_job(self, job: StoredJob) -> None:
-        request = serde.request_to_proto(job.request).SerializeToString()
-        try:
-            self._insert_job(job, request)
-        except sqlite3.IntegrityError as exc:
-            self._states.pop(job.job_id, None)
-            raise StoreIntegrityError(f"job {job.job_id}: {exc}") from exc
-
-    def _insert_job(self, job: StoredJob, request: bytes) -> None:
-        with self._transaction():
-            self._db.execute(
-                "INSERT INTO jobs(job_id, request_id, request, upload_token, created_at, state,"
-                " node, attempt, node_seq, cancel_requested) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (
-                    job.job_id,
-                    job.request_id,
-                    request,
-                    job.upload_token,
-                    job.created_at,
-                    JobState.QUEUED.value,
-                    job.node,
-                    job.attempt,
-                    job.node_seq,
-                    job.cancel_requested,
-                ),
-            )
-            for event in job.events:
-                self._insert_event(job.job_id, event)
-
-    def _insert_event(self, job_id: str, event: JobEvent) -> None:
-        self._db.execute(
-            "INSERT INTO events(job_id, seq, event) VALUES (?,?,?)",
-            (job_id, event.seq, serde.event_to_proto(event).SerializeToString()),
-        )
-        if self._states.get(job_id) is not event.state:  # most events keep the state
-            self._db.execute("UPDATE jobs SET state=? WHERE job_id=?", (event.state.value, job_id))
-            self._states[job_id] = event.state
-
-    def append_event(self, job_id: str, event: JobEvent, node_seq: int | None) -> None:
-        try:
-            with self._transaction():
-                self._insert_event(job_id, event)
-                if node_seq is not None:
-                    self._db.execute(
-                        "UPDATE jobs SET node_seq=? WHERE job_id=?", (node_seq, job_id)
-                    )
-        except sqlite3.IntegrityError as exc:
-            self._states.pop(job_id, None)  # the rolled-back state write may have been cached
-            raise StoreIntegrityError(f"job {job_id}, event {event.seq}: {exc}") from exc
-
-    def update_placement(
-        self, job_id: str, *, node: str, attempt: int, node_seq: int, cancel_requested: str
-    ) -> None:
-        with self._transaction():
-            updated = self._db.execute(
-                "UPDATE jobs SET node=?, attempt=?, node_seq=?, cancel_requested=? WHERE job_id=?",
-                (node, attempt, node_seq, cancel_requested, job_id),
-            ).rowcount
-        if not updated:
-            raise StoreIntegrityError(f"no job {job_id} in the store")
-
-    def load(self) -> list[StoredJob]:
-        with self._lock:
-            jobs = self._db.execute(
-                "SELECT job_id, request_id, request, upload_token, created_at, node, attempt,"
-                " node_seq, cancel_requested FROM jobs ORDER BY created_at, rowid"
-            ).fetchall()
-            events: dict[str, list[JobEvent]] = {}
-            for job_id, blob in self._db.execute(
-                "SELECT job_id, event FROM events ORDER BY job_id, seq"
-            ):
-                message = progress_pb2.ProgressEvent.FromString(blob)
-                events.setdefault(job_id, []).append(serde.event_from_proto(message))
-        out = []
-        for job_id, request_id, request, token, created, node, attempt, node_seq, cancel in jobs:
-            out.append(
-                StoredJob(
-                    job_id=job_id,
-                    request_id=request_id or "",
-                    request=serde.request_from_proto(strategy_pb2.TrainRequest.FromString(request)),
-                    upload_token=token,
-                    created_at=created,
-                    node=node,
-                    attempt=attempt,
-                    node_seq=node_seq,
-                    cancel_requested=cancel,
-                    events=tuple(events.get(job_id, ())),
-                )
-            )
-        return out
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection, lock: threading.Lock) -> None:
-        self._db = db
-        self._lock = lock
-
-    def __enter__(self) -> None:
-        self._lock.acquire()
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        try:
-            self._db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
-        finally:
-            self._lock.release()
 
 
 # --- choosing a store ----------------------------------------------------------------------------
@@ -426,4 +438,6 @@ def open_store(url: str, state_dir: Path) -> JobStore:
 
         return PostgresJobStore(parsed.conninfo)
     assert parsed.path is not None
+    from .store_sqlite import SqliteJobStore
+
     return SqliteJobStore(parsed.path)

@@ -111,8 +111,8 @@ async def test_a_job_whose_node_forgot_it_is_failed_not_left_running(
     request = TrainingRequest(symbols=("SYNTH",), timeframes=("1h",), strategy=default_strategy())
     record, _ = book.create(request)
     trainer = await create_trainer(TrainerConfig(listen="127.0.0.1:0", work_dir=tmp_path / "w"))
-    record.node, record.attempt = trainer.address, 1
-    book.save_placement(record)
+    book.place(record.job_id, trainer.address)
+    book.close()  # commits what is queued
     jobs.close()
 
     orchestrator = await _start("127.0.0.1:0", trainer.address, state, store, max_attempts=1)
@@ -137,13 +137,15 @@ async def test_the_store_round_trips_jobs_and_events(tmp_path: Path, store: str)
     )
     record, created = book.create(request)
     assert created
-    record.node, record.attempt, record.cancel_requested = "n:1", 1, ""
-    book.save_placement(record)
-    first = record.events[0]
+    book.place(record.job_id, "n:1")
+    (first,) = book.events(record.job_id)
     book.append(record.job_id, replace(first, state=JobState.RUNNING, message="go"), node_seq=7)
-    loaded = JobBook(open_store(store, tmp_path)).get(record.job_id)
+    await book.flushed()
+    reopened = JobBook(open_store(store, tmp_path))
+    loaded = reopened.get(record.job_id)
     assert loaded.request == request
-    assert loaded.events == record.events
+    assert reopened.events(record.job_id) == book.events(record.job_id)
+    assert [e.message for e in reopened.events(record.job_id)] == ["Queued", "go"]
     assert (loaded.state, loaded.node, loaded.attempt, loaded.node_seq) == (
         JobState.RUNNING,
         "n:1",

@@ -25,7 +25,6 @@ from services.orchestrator.server import create_server
 from services.orchestrator.store import (
     JobStore,
     MemoryJobStore,
-    SqliteJobStore,
     StoredJob,
     StoreIntegrityError,
     open_store,
@@ -38,6 +37,7 @@ from services.orchestrator.store_postgres import (
     StoreUnreachableError,
     migrations,
 )
+from services.orchestrator.store_sqlite import SqliteJobStore
 from shared.jobs import EventKind, JobEvent, JobState
 from shared.spec import DataSpec, TrainingRequest, default_strategy
 
