@@ -58,9 +58,15 @@ class RuleStrategy(Protocol):
     only at bars up to each row (no look-ahead); warm-up rows are 0.
     """
 
-    name: str
-    description: str
-    params: tuple[ParamSpec, ...]
+    @property
+    def name(self) -> str: ...
+    @property
+    def description(self) -> str:
+        """One paragraph: what it trades and when."""
+        ...
+
+    @property
+    def params(self) -> tuple[ParamSpec, ...]: ...
 
     def signals(self, bars: pd.DataFrame, params: Mapping[str, object]) -> Signals: ...
 
