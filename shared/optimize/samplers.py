@@ -13,7 +13,7 @@ from shared.errors import FailedPreconditionError, InvalidArgumentError
 from shared.optimize.settings import SAMPLERS
 from shared.optimize.space import SearchSpace, grid
 
-SAMPLER_PACKAGES: dict[str, str] = {"gp": "torch", "cmaes": "cmaes"}
+SAMPLER_PACKAGES: dict[str, tuple[str, ...]] = {"gp": ("torch", "scipy"), "cmaes": ("cmaes",)}
 """Samplers that need a package beyond Optuna itself."""
 
 
@@ -34,13 +34,13 @@ def require_sampler(name: str) -> None:
         raise InvalidArgumentError(
             f"sampler {name!r} is not one of {', '.join(SAMPLERS)}", field="sampler"
         )
-    package = SAMPLER_PACKAGES.get(name)
-    if package is not None and importlib.util.find_spec(package) is None:
-        raise FailedPreconditionError(
-            f"sampler {name!r} needs the Python package {package!r}, which this trainer does not "
-            f"have; install it there or choose another sampler",
-            field="sampler",
-        )
+    for package in SAMPLER_PACKAGES.get(name, ()):
+        if importlib.util.find_spec(package) is None:
+            raise FailedPreconditionError(
+                f"sampler {name!r} needs the Python package {package!r}, which this trainer "
+                "does not have; install it there or choose another sampler",
+                field="sampler",
+            )
 
 
 def make_sampler(name: str, space: SearchSpace, seed: int | None) -> BaseSampler:
