@@ -10,17 +10,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from shared.cancellation import CancellationToken
 from shared.progress.tracker import ProgressTracker
 from shared.progress.update import ItemCounter, PreprocessContext
-from shared.spec import TrainingRequest
+from shared.spec import MarketRequest, TrainingRequest
 
 
 class ItemProgress:
     """Counts the items of one pre-training step (indicators, fuzzy sets, series...)."""
 
-    def __init__(self, job: JobContext, name: str, total: int) -> None:
+    def __init__(self, job: JobContext[Any], name: str, total: int) -> None:
         self._job, self._name, self._total = job, name, total
         self._done = 0
 
@@ -35,9 +36,14 @@ class ItemProgress:
         self._done += 1
 
 
+R = TypeVar("R", bound=MarketRequest)
+
+
 @dataclass(frozen=True)
-class JobContext:
-    request: TrainingRequest
+class JobContext(Generic[R]):
+    request: R
+    """The job's request: a ``TrainingRequest`` in the training pipeline; the steps that only
+    load data read no more than the market it names."""
     tracker: ProgressTracker
     cancel: CancellationToken
 
@@ -73,3 +79,7 @@ class JobContext:
             detail_index=detail_index,
             detail_total=detail_total,
         )
+
+
+TrainingJob = JobContext[TrainingRequest]
+"""The training pipeline's context."""

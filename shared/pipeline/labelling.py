@@ -30,7 +30,7 @@ import numpy.typing as npt
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
 from shared.pipeline.features import Dataset, Segment, SymbolFrame, split_rows
-from shared.pipeline.job import JobContext
+from shared.pipeline.job import TrainingJob
 from shared.pipeline.labels import (
     AUTO_MOVE_SHARE,
     LabelReport,
@@ -52,7 +52,7 @@ class Labelled:
 
 
 def training_positions(
-    job: JobContext, features: Mapping[str, pd.DataFrame]
+    job: TrainingJob, features: Mapping[str, pd.DataFrame]
 ) -> dict[str, npt.NDArray[np.int64]]:
     """Per symbol, the positions (in its base-timeframe bars) of the rows step 7 trains on.
 
@@ -89,7 +89,7 @@ def training_positions(
 
 
 def label_symbols(
-    job: JobContext,
+    job: TrainingJob,
     bars: Mapping[tuple[str, str], pd.DataFrame],
     features: Mapping[str, pd.DataFrame],
 ) -> Labelled:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
 
@@ -24,7 +25,7 @@ from shared.pipeline.features import (
 )
 from shared.pipeline.fuzzy import fuzzify
 from shared.pipeline.indicators import compute_indicator, indicator_label
-from shared.pipeline.job import JobContext
+from shared.pipeline.job import JobContext, TrainingJob
 from shared.pipeline.labelling import label_symbols
 from shared.pipeline.market import DataError, finest_timeframe, load_series, open_folder
 from shared.progress.update import ItemCounter
@@ -34,18 +35,18 @@ Series = tuple[str, str]
 """(symbol, timeframe)"""
 
 
-def _positions(job: JobContext) -> list[tuple[int, int]]:
+def _positions(job: JobContext[Any]) -> list[tuple[int, int]]:
     """(symbol index, timeframe index) of every series, symbol-major."""
     request = job.request
     return [(s, t) for s in range(len(request.symbols)) for t in range(len(request.timeframes))]
 
 
-def _key(job: JobContext, si: int, ti: int) -> Series:
+def _key(job: JobContext[Any], si: int, ti: int) -> Series:
     return job.request.symbols[si], job.request.timeframes[ti]
 
 
 def load_data(
-    job: JobContext,
+    job: JobContext[Any],
     data_dir: Path | None,
     *,
     dataset_dir: Path | None = None,
@@ -167,7 +168,7 @@ def _loaded_message(provenance: DataProvenance, naive: bool) -> str:
 
 
 def compute_indicators(
-    job: JobContext, bars: dict[Series, pd.DataFrame]
+    job: TrainingJob, bars: dict[Series, pd.DataFrame]
 ) -> dict[Series, dict[str, pd.DataFrame]]:
     """Step 2: every indicator of the strategy on every series."""
     indicators = job.request.strategy.indicators
@@ -184,7 +185,7 @@ def compute_indicators(
 
 
 def compute_memberships(
-    job: JobContext, indicators: dict[Series, dict[str, pd.DataFrame]]
+    job: TrainingJob, indicators: dict[Series, dict[str, pd.DataFrame]]
 ) -> dict[Series, pd.DataFrame]:
     """Step 3: the memberships each timeframe feeds the model, one feature column each."""
     request = job.request
@@ -211,7 +212,7 @@ def compute_memberships(
 
 
 def build_features(
-    job: JobContext, memberships: dict[Series, pd.DataFrame]
+    job: TrainingJob, memberships: dict[Series, pd.DataFrame]
 ) -> dict[str, pd.DataFrame]:
     """Step 4: per symbol, every timeframe aligned to the base timeframe without look-ahead."""
     timeframes = job.request.timeframes
@@ -227,7 +228,7 @@ def build_features(
 
 
 def prepare_dataset(
-    job: JobContext,
+    job: TrainingJob,
     data_dir: Path | None,
     *,
     dataset_dir: Path | None = None,
