@@ -39,6 +39,7 @@ from typing import Any
 from shared import errors
 from shared.cancellation import CancellationToken, CancelledError
 from shared.ids import check_job_id
+from shared.job_requests import JobRequest
 from shared.jobs import (
     ErrorCode,
     EventKind,
@@ -52,10 +53,13 @@ from shared.jobs import (
 from shared.pipeline.market import DataError
 from shared.pipeline.run import TrainingOutcome
 from shared.progress.update import ProgressUpdate
+from shared.results import BacktestSummary, OptimizationSummary
 from shared.rpc.plumbing import INSECURE, Security
-from shared.spec import DataSource, SpecError, TrainingRequest
+from shared.runs.optimize import OptimizationJobCancelled
+from shared.spec import DEFAULT_LIMITS, DataSource, JobLimits, SpecError
 
 from .datasets import DatasetCache
+from .kinds import KindOutcome, PipelineFn, RunContext, run_kind, success_message
 from .paths import OutsideWorkDirError as OutsideWorkDirError
 from .paths import resolve_inside as resolve_inside
 from .uploader import GzipOptions, Uploader, UploadError, UploadTask
@@ -138,12 +142,23 @@ def _private_dir(path: Path) -> None:
 @dataclass(frozen=True, kw_only=True)
 class JobSpec:
     job_id: str
-    request: TrainingRequest
+    request: JobRequest
     upload_target: str
     upload_token: str
 
 
-PipelineFn = Callable[..., TrainingOutcome]
+def train_result(outcome: TrainingOutcome, model: ModelRef | None, device: str) -> TrainResult:
+    """A training job's result: the one place it is built from the pipeline's outcome."""
+    return TrainResult(
+        model=model,
+        training_metrics=dict(outcome.train_metrics),
+        test_metrics=dict(outcome.test_metrics),
+        feature_importance=dict(outcome.feature_importance),
+        device=device,
+        data=outcome.data,
+        assessment=outcome.assessment,
+        backtest=outcome.backtest,
+    )
 
 
 class JobRun:
@@ -196,6 +211,8 @@ class JobRun:
         percentage: float | None = None,
         result: TrainResult | None = None,
         error: JobError | None = None,
+        backtest_result: BacktestSummary | None = None,
+        optimize_result: OptimizationSummary | None = None,
     ) -> JobEvent:
         return self.emit(
             JobEvent(
@@ -208,6 +225,8 @@ class JobRun:
                 message=message,
                 result=result,
                 error=error,
+                backtest_result=backtest_result,
+                optimize_result=optimize_result,
             )
         )
 
@@ -272,8 +291,10 @@ class JobRunner:
         keep_failed_spools: int = KEEP_FAILED_SPOOLS,
         spool_ttl_s: float = SPOOL_TTL_S,
         security: Security = INSECURE,
+        limits: JobLimits = DEFAULT_LIMITS,
     ) -> None:
         self._security = security
+        self._limits = limits
         self._work_dir = work_dir
         if not work_dir.is_dir():
             _private_dir(work_dir)
@@ -373,19 +394,30 @@ class JobRunner:
         try:
             dataset_dir = await self._fetch_dataset(run, job_dir)
             outcome = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._call_pipeline, run, job_dir, dataset_dir
+                self._executor, self._call_runner, run, job_dir, dataset_dir
             )
-            run.device = outcome.device
-            unsent = outcome
-            await self._upload(run, outcome)
-            unsent = None
+            if isinstance(outcome, TrainingOutcome):
+                run.device = outcome.device
+                unsent = outcome
+                await self._upload(run, outcome)
+                unsent = None
+            else:
+                run.lifecycle(
+                    JobState.SUCCEEDED,
+                    success_message(outcome),
+                    percentage=100.0,
+                    backtest_result=outcome if isinstance(outcome, BacktestSummary) else None,
+                    optimize_result=outcome if isinstance(outcome, OptimizationSummary) else None,
+                )
         except CancelledError as exc:
+            partial = exc.summary if isinstance(exc, OptimizationJobCancelled) else None
             run.lifecycle(
                 JobState.CANCELLED,
                 f"Cancelled: {exc.reason}",
                 error=JobError(
                     code=ErrorCode.CANCELLED.value, message=exc.reason, where=self._where(run)
                 ),
+                optimize_result=partial,
             )
             if run.cancel_requested_at and self.on_cancelled is not None:
                 self.on_cancelled(time.monotonic() - run.cancel_requested_at)
@@ -395,6 +427,15 @@ class JobRunner:
                 f"Invalid request: {exc}",
                 error=JobError(
                     code=ErrorCode.INVALID_REQUEST.value, message=str(exc), where="validate"
+                ),
+            )
+        except errors.InvalidArgumentError as exc:
+            text = f"{exc.field}: {exc.message}" if exc.field else exc.message
+            run.lifecycle(
+                JobState.FAILED,
+                f"Invalid request: {text}",
+                error=JobError(
+                    code=ErrorCode.INVALID_REQUEST.value, message=text, where="validate"
                 ),
             )
         except UploadError as exc:
@@ -517,20 +558,21 @@ class JobRunner:
             cancel=run.token,
         )
 
-    def _call_pipeline(
+    def _call_runner(
         self, run: JobRun, job_dir: Path, dataset_dir: Path | None = None
-    ) -> TrainingOutcome:
+    ) -> KindOutcome:
+        """The job's kind runner, on a worker thread (``services.trainer.kinds``)."""
         job_dir.mkdir(mode=0o700, exist_ok=True)
-        device = run.spec.request.placement.device or self._device
-        return self._pipeline(
-            run.spec.request,
+        context = RunContext(
             work_dir=job_dir,
             progress=run.progress_sink,
             cancel=run.token,
             data_dir=self._data_dir,
             dataset_dir=dataset_dir,
-            device=device,
+            device=run.spec.request.placement.device or self._device,
+            limits=self._limits,
         )
+        return run_kind(run.spec.request, context, self._pipeline)
 
     async def resend(self, job_id: str, target: str, token: str) -> TrainResult:
         """Upload again the spooled model of a job whose upload failed; delete the spool once
@@ -551,7 +593,7 @@ class JobRunner:
         _LOGGER.info("job %s: re-sending the spooled model to %s", job_id, target)
         ref = await self._send(job_id, target, token, note.artifact, note.sha256, note.size_bytes)
         await asyncio.to_thread(shutil.rmtree, job_dir, True)
-        return TrainResult(
+        return TrainResult(  # a re-send knows what its note kept, no more
             model=ref,
             training_metrics=note.training_metrics,
             test_metrics=note.test_metrics,
@@ -606,15 +648,7 @@ class JobRunner:
             size,
             cancel=run.token,
         )
-        result = TrainResult(
-            model=ref,
-            training_metrics=dict(outcome.train_metrics),
-            test_metrics=dict(outcome.test_metrics),
-            feature_importance=dict(outcome.feature_importance),
-            device=run.device,
-            data=outcome.data,
-            assessment=outcome.assessment,
-        )
+        result = train_result(outcome, ref, run.device)
         run.lifecycle(
             JobState.SUCCEEDED,
             f"Model stored as {ref.name} (sha256 {ref.sha256[:12]}…)",

@@ -11,11 +11,12 @@ from typing import Any
 import grpc
 
 from shared import errors
-from shared.rpc import serde
+from shared.rpc import serde, serde_requests
 from shared.rpc.errors import rpc_method
 from shared.rpc.v1 import progress_pb2, trainer_pb2, trainer_pb2_grpc
 
 from .jobs import JobRunner, JobSpec
+from .kinds import validate_kind
 from .uploader import UploadError
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -42,12 +43,12 @@ class TrainerServicer(trainer_pb2_grpc.TrainerServicer):
             raise errors.InvalidArgumentError(
                 "the orchestrator's upload address is required", field="upload_target"
             )
-        train_request = serde.request_from_proto(request.request)
-        self._validate(train_request)
+        job_request = serde_requests.job_request_from_trainer_job(request)
+        validate_kind(job_request, self._validate)
         run = self._runner.start(
             JobSpec(
                 job_id=request.job_id,
-                request=train_request,
+                request=job_request,
                 # A node started with --orchestrator uploads to the address it was given: the one
                 # the orchestrator advertises may not resolve from this node's network.
                 upload_target=self._upload_override or request.upload_target,

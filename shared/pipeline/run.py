@@ -32,7 +32,7 @@ from shared.pipeline.evaluate import (
     iter_permutation_importance,
 )
 from shared.pipeline.features import Dataset, Splits, split_dataset
-from shared.pipeline.job import JobContext
+from shared.pipeline.job import JobContext, TrainingJob
 from shared.pipeline.labels import CLASSES, LabelReport, label_balance_problem
 from shared.pipeline.market import DataError
 from shared.pipeline.model import architecture, build_model
@@ -42,6 +42,7 @@ from shared.pipeline.training import TrainingData, TrainingResult, train_model
 from shared.pipeline.validation import validate_request
 from shared.progress.tracker import ProgressTracker
 from shared.progress.update import ItemCounter, ProgressSink
+from shared.results import BacktestSummary
 from shared.spec import DEFAULT_LIMITS, JobLimits, SpecError, TrainingRequest
 
 __all__ = ["TrainingOutcome", "run_training", "validate_request"]
@@ -70,6 +71,8 @@ class TrainingOutcome:
     """Where the bars came from."""
     assessment: ModelAssessment | None = None
     """Test-split quality beside the majority-class baseline."""
+    backtest: BacktestSummary | None = None
+    """The model's signals on the test split, backtested, beside buy-and-hold."""
 
 
 def _choose_device(request: TrainingRequest, override: str) -> DeviceInfo:
@@ -87,7 +90,7 @@ def _choose_device(request: TrainingRequest, override: str) -> DeviceInfo:
         raise
 
 
-def _create_model(job: JobContext, dataset: Dataset, device: DeviceInfo) -> nn.Sequential:
+def _create_model(job: TrainingJob, dataset: Dataset, device: DeviceInfo) -> nn.Sequential:
     """Step 8."""
     strategy = job.request.strategy
     n_features = len(dataset.feature_names)
@@ -150,7 +153,7 @@ def _assessment_message(assessment: ModelAssessment) -> str:
 
 
 def _feature_importance(
-    job: JobContext, model: nn.Module, x: torch.Tensor, y: torch.Tensor, names: tuple[str, ...]
+    job: TrainingJob, model: nn.Module, x: torch.Tensor, y: torch.Tensor, names: tuple[str, ...]
 ) -> dict[str, float]:
     """Step 11."""
     importance: dict[str, float] = {}
@@ -168,7 +171,7 @@ def _feature_importance(
 
 
 def _package(
-    job: JobContext,
+    job: TrainingJob,
     work_dir: Path,
     model: nn.Module,
     parts: tuple[Dataset, Splits, TrainingResult, Evaluation, dict[str, float]],
