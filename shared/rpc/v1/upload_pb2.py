@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from shared.rpc.v1 import progress_pb2 as shared_dot_rpc_dot_v1_dot_progress__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ashared/rpc/v1/upload.proto\x12\x0ctrainwire.v1\x1a\x1cshared/rpc/v1/progress.proto\"\xc8\x01\n\x0cUploadHeader\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x14\n\x0cupload_token\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\x13\n\x0b\x63ompression\x18\x05 \x01(\t\x12\x1d\n\x15\x63ompressed_size_bytes\x18\x06 \x01(\x03\x12\x10\n\x08\x66ilename\x18\x07 \x01(\t\x12\x15\n\rresume_offset\x18\x08 \x01(\x03\x12\x11\n\tstream_id\x18\t \x01(\t\"R\n\nModelChunk\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.trainwire.v1.UploadHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04kind\"\x88\x01\n\rUploadReceipt\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12%\n\x05model\x18\x02 \x01(\x0b\x32\x16.trainwire.v1.ModelRef\x12\x16\n\x0ereceived_bytes\x18\x03 \x01(\x03\x12\x11\n\tduplicate\x18\x04 \x01(\x08\x12\x15\n\rresume_offset\x18\x05 \x01(\x03\";\n\x13UploadStatusRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x14\n\x0cupload_token\x18\x02 \x01(\t\"\x80\x01\n\x0cUploadStatus\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x16\n\x0ereceived_bytes\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x11\n\tstream_id\x18\x04 \x01(\t\x12%\n\x05model\x18\x05 \x01(\x0b\x32\x16.trainwire.v1.ModelRef2\xa7\x01\n\x0bModelUpload\x12\x46\n\x0bUploadModel\x12\x18.trainwire.v1.ModelChunk\x1a\x1b.trainwire.v1.UploadReceipt(\x01\x12P\n\x0fGetUploadStatus\x12!.trainwire.v1.UploadStatusRequest\x1a\x1a.trainwire.v1.UploadStatusB\x02P\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ashared/rpc/v1/upload.proto\x12\x0ctrainwire.v1\x1a\x1cshared/rpc/v1/progress.proto\"`\n\x13\x43onfigurationUpload\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12\x1a\n\x12\x63onfiguration_json\x18\x03 \x01(\t\x12\x0e\n\x06sha256\x18\x04 \x01(\t\"\xc8\x01\n\x0cUploadHeader\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x14\n\x0cupload_token\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\x13\n\x0b\x63ompression\x18\x05 \x01(\t\x12\x1d\n\x15\x63ompressed_size_bytes\x18\x06 \x01(\x03\x12\x10\n\x08\x66ilename\x18\x07 \x01(\t\x12\x15\n\rresume_offset\x18\x08 \x01(\x03\x12\x11\n\tstream_id\x18\t \x01(\t\"R\n\nModelChunk\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.trainwire.v1.UploadHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04kind\"\x88\x01\n\rUploadReceipt\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12%\n\x05model\x18\x02 \x01(\x0b\x32\x16.trainwire.v1.ModelRef\x12\x16\n\x0ereceived_bytes\x18\x03 \x01(\x03\x12\x11\n\tduplicate\x18\x04 \x01(\x08\x12\x15\n\rresume_offset\x18\x05 \x01(\x03\";\n\x13UploadStatusRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x14\n\x0cupload_token\x18\x02 \x01(\t\"\x80\x01\n\x0cUploadStatus\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x16\n\x0ereceived_bytes\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x11\n\tstream_id\x18\x04 \x01(\t\x12%\n\x05model\x18\x05 \x01(\x0b\x32\x16.trainwire.v1.ModelRef2\x81\x02\n\x0bModelUpload\x12\x46\n\x0bUploadModel\x12\x18.trainwire.v1.ModelChunk\x1a\x1b.trainwire.v1.UploadReceipt(\x01\x12P\n\x0fGetUploadStatus\x12!.trainwire.v1.UploadStatusRequest\x1a\x1a.trainwire.v1.UploadStatus\x12X\n\x13UploadConfiguration\x12!.trainwire.v1.ConfigurationUpload\x1a\x1e.trainwire.v1.ConfigurationRefB\x02P\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,16 +33,18 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shared.rpc.v1.upload_pb2', 
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'P\001'
-  _globals['_UPLOADHEADER']._serialized_start=75
-  _globals['_UPLOADHEADER']._serialized_end=275
-  _globals['_MODELCHUNK']._serialized_start=277
-  _globals['_MODELCHUNK']._serialized_end=359
-  _globals['_UPLOADRECEIPT']._serialized_start=362
-  _globals['_UPLOADRECEIPT']._serialized_end=498
-  _globals['_UPLOADSTATUSREQUEST']._serialized_start=500
-  _globals['_UPLOADSTATUSREQUEST']._serialized_end=559
-  _globals['_UPLOADSTATUS']._serialized_start=562
-  _globals['_UPLOADSTATUS']._serialized_end=690
-  _globals['_MODELUPLOAD']._serialized_start=693
-  _globals['_MODELUPLOAD']._serialized_end=860
+  _globals['_CONFIGURATIONUPLOAD']._serialized_start=74
+  _globals['_CONFIGURATIONUPLOAD']._serialized_end=170
+  _globals['_UPLOADHEADER']._serialized_start=173
+  _globals['_UPLOADHEADER']._serialized_end=373
+  _globals['_MODELCHUNK']._serialized_start=375
+  _globals['_MODELCHUNK']._serialized_end=457
+  _globals['_UPLOADRECEIPT']._serialized_start=460
+  _globals['_UPLOADRECEIPT']._serialized_end=596
+  _globals['_UPLOADSTATUSREQUEST']._serialized_start=598
+  _globals['_UPLOADSTATUSREQUEST']._serialized_end=657
+  _globals['_UPLOADSTATUS']._serialized_start=660
+  _globals['_UPLOADSTATUS']._serialized_end=788
+  _globals['_MODELUPLOAD']._serialized_start=791
+  _globals['_MODELUPLOAD']._serialized_end=1048
 # @@protoc_insertion_point(module_scope)

@@ -18,6 +18,39 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class ConfigurationUpload(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    CONFIGURATION_JSON_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    token: _builtins.str
+    """The job's upload token (the same one a model upload presents)."""
+    configuration_json: _builtins.str
+    """The canonical JSON the trainer built: strategy, params, objective, score, symbols,
+    timeframes, data, settings, in-sample and out-of-sample stats.
+    """
+    sha256: _builtins.str
+    """sha256 (hex) of configuration_json's UTF-8 bytes; the orchestrator recomputes it."""
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        token: _builtins.str = ...,
+        configuration_json: _builtins.str = ...,
+        sha256: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["configuration_json", b"configuration_json", "job_id", b"job_id", "sha256", b"sha256", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConfigurationUpload: _TypeAlias = ConfigurationUpload  # noqa: Y015
+
+@_typing.final
 class UploadHeader(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

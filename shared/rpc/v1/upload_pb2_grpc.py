@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from shared.rpc.v1 import progress_pb2 as shared_dot_rpc_dot_v1_dot_progress__pb2
 from shared.rpc.v1 import upload_pb2 as shared_dot_rpc_dot_v1_dot_upload__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -44,6 +45,11 @@ class ModelUploadStub:
                 request_serializer=shared_dot_rpc_dot_v1_dot_upload__pb2.UploadStatusRequest.SerializeToString,
                 response_deserializer=shared_dot_rpc_dot_v1_dot_upload__pb2.UploadStatus.FromString,
                 _registered_method=True)
+        self.UploadConfiguration = channel.unary_unary(
+                '/trainwire.v1.ModelUpload/UploadConfiguration',
+                request_serializer=shared_dot_rpc_dot_v1_dot_upload__pb2.ConfigurationUpload.SerializeToString,
+                response_deserializer=shared_dot_rpc_dot_v1_dot_progress__pb2.ConfigurationRef.FromString,
+                _registered_method=True)
 
 
 class ModelUploadServicer:
@@ -65,6 +71,14 @@ class ModelUploadServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UploadConfiguration(self, request, context):
+        """Stores an optimization job's best configuration (configuration.json) under the job's
+        upload token; idempotent per job (a retry returns the same stored version).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ModelUploadServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +91,11 @@ def add_ModelUploadServicer_to_server(servicer, server):
                     servicer.GetUploadStatus,
                     request_deserializer=shared_dot_rpc_dot_v1_dot_upload__pb2.UploadStatusRequest.FromString,
                     response_serializer=shared_dot_rpc_dot_v1_dot_upload__pb2.UploadStatus.SerializeToString,
+            ),
+            'UploadConfiguration': grpc.unary_unary_rpc_method_handler(
+                    servicer.UploadConfiguration,
+                    request_deserializer=shared_dot_rpc_dot_v1_dot_upload__pb2.ConfigurationUpload.FromString,
+                    response_serializer=shared_dot_rpc_dot_v1_dot_progress__pb2.ConfigurationRef.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -133,6 +152,33 @@ class ModelUpload:
             '/trainwire.v1.ModelUpload/GetUploadStatus',
             shared_dot_rpc_dot_v1_dot_upload__pb2.UploadStatusRequest.SerializeToString,
             shared_dot_rpc_dot_v1_dot_upload__pb2.UploadStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadConfiguration(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/trainwire.v1.ModelUpload/UploadConfiguration',
+            shared_dot_rpc_dot_v1_dot_upload__pb2.ConfigurationUpload.SerializeToString,
+            shared_dot_rpc_dot_v1_dot_progress__pb2.ConfigurationRef.FromString,
             options,
             channel_credentials,
             insecure,

@@ -5,6 +5,7 @@ Model transfer from a trainer node to the orchestrator."""
 
 from collections import abc as _abc
 from grpc import aio as _aio
+from shared.rpc.v1 import progress_pb2 as _progress_pb2
 from shared.rpc.v1 import upload_pb2 as _upload_pb2
 import abc as _abc_1
 import grpc as _grpc
@@ -39,6 +40,10 @@ class ModelUploadStub:
     """How much of a job's compressed stream the orchestrator holds (staged, durable), so an
     interrupted upload resumes there; or the stored model when the upload already completed.
     """
+    UploadConfiguration: _grpc.UnaryUnaryMultiCallable[_upload_pb2.ConfigurationUpload, _progress_pb2.ConfigurationRef]
+    """Stores an optimization job's best configuration (configuration.json) under the job's
+    upload token; idempotent per job (a retry returns the same stored version).
+    """
 
 @_typing.type_check_only
 class ModelUploadAsyncStub(ModelUploadStub):
@@ -50,6 +55,10 @@ class ModelUploadAsyncStub(ModelUploadStub):
     GetUploadStatus: _aio.UnaryUnaryMultiCallable[_upload_pb2.UploadStatusRequest, _upload_pb2.UploadStatus]  # type: ignore[assignment]
     """How much of a job's compressed stream the orchestrator holds (staged, durable), so an
     interrupted upload resumes there; or the stored model when the upload already completed.
+    """
+    UploadConfiguration: _aio.UnaryUnaryMultiCallable[_upload_pb2.ConfigurationUpload, _progress_pb2.ConfigurationRef]  # type: ignore[assignment]
+    """Stores an optimization job's best configuration (configuration.json) under the job's
+    upload token; idempotent per job (a retry returns the same stored version).
     """
 
 class ModelUploadServicer(metaclass=_abc_1.ABCMeta):
@@ -71,6 +80,16 @@ class ModelUploadServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_upload_pb2.UploadStatus, _abc.Awaitable[_upload_pb2.UploadStatus]]:
         """How much of a job's compressed stream the orchestrator holds (staged, durable), so an
         interrupted upload resumes there; or the stored model when the upload already completed.
+        """
+
+    @_abc_1.abstractmethod
+    def UploadConfiguration(
+        self,
+        request: _upload_pb2.ConfigurationUpload,
+        context: _ServicerContext,
+    ) -> _typing.Union[_progress_pb2.ConfigurationRef, _abc.Awaitable[_progress_pb2.ConfigurationRef]]:
+        """Stores an optimization job's best configuration (configuration.json) under the job's
+        upload token; idempotent per job (a retry returns the same stored version).
         """
 
 def add_ModelUploadServicer_to_server(servicer: ModelUploadServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
