@@ -13,7 +13,8 @@ prints. A method the servicer does not implement yet answers 501 ``UNIMPLEMENTED
 
 Routes (JSON unless said; errors as in ``http_errors``):
 
-- ``GET /api/v1/jobs?state=RUNNING&state=QUEUED&page_size=50&page_token=T`` (ListJobs)
+- ``GET /api/v1/jobs?state=RUNNING&state=QUEUED&page_size=50&page_token=T`` (ListJobs;
+  ``&view=summary`` leaves each job's request and result out)
 - ``GET /api/v1/jobs/{id}`` (GetJob: the progress snapshot)
 - ``GET /api/v1/jobs/{id}/events`` (``text/event-stream``; ``http_sse``)
 - ``POST /api/v1/jobs/{id}/cancel`` with an optional body ``{"reason": "..."}`` (CancelJob)
@@ -22,7 +23,8 @@ Routes (JSON unless said; errors as in ``http_errors``):
   ``GET /api/v1/models/{name}/download`` (model.safetensors); the same three for
   ``configurations`` (configuration.json). Names contain '/'.
 - ``GET /healthz`` (open, no token): 200 while serving, 503 while stopping.
-- ``GET /`` the dashboard, with ``/app.js`` and ``/app.css`` (shipped in ``web/``).
+- ``GET /`` the dashboard, and its scripts and style sheet (``web/``, shipped in the package;
+  plain ES modules and inline SVG, nothing fetched from elsewhere).
 """
 
 from __future__ import annotations
@@ -57,7 +59,10 @@ API = "/api/v1"
 INT32_MAX = 2**31 - 1
 REQUEST_BODY_MAX = 64 * 1024
 """Largest request body (a cancel reason is at most 1024 characters)."""
-ASSETS = {"index.html": "text/html", "app.js": "text/javascript", "app.css": "text/css"}
+CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
+SUMMARY_OMITS = ("request", "backtest", "optimize", "result", "backtest_result", "optimize_result")
+"""What ``?view=summary`` leaves out of each listed job: the request as submitted and the
+result, which are most of a job's bytes; the table of jobs needs neither."""
 _STATE_NAMES = {
     name.removeprefix("JOB_STATE_"): value
     for name, value in ppb.JobState.items()
@@ -133,6 +138,12 @@ class HttpApi:
         self._book = book
         self._servicer = servicer
         self._frames = EventFrames()
+        web_dir = resources.files(__package__) / "web"
+        self._assets = {
+            entry.name: entry.read_bytes()
+            for entry in web_dir.iterdir()
+            if entry.is_file() and "." + entry.name.rpartition(".")[2] in CONTENT_TYPES
+        }
 
     # -- calling the servicer ------------------------------------------------------------------
 
@@ -165,7 +176,7 @@ class HttpApi:
         return [
             web.get("/healthz", self.health),
             web.get("/", self.asset),
-            web.get("/{asset:app\\.js|app\\.css}", self.asset),
+            web.get("/{asset:[a-z_]+\\.(?:js|css)}", self.asset),
             web.get(f"{API}/jobs", self.list_jobs),
             web.get(f"{API}/jobs/{{job_id}}", self.get_job),
             web.get(f"{API}/jobs/{{job_id}}/events", self.job_events),
@@ -188,24 +199,40 @@ class HttpApi:
         )
 
     async def asset(self, request: web.Request) -> web.Response:
+        _query(request, ())
         name = request.match_info.get("asset", "index.html")
-        body = (resources.files(__package__) / "web" / name).read_bytes()
+        body = self._assets.get(name)
+        if body is None:
+            raise errors.NotFoundError(f"no file {name!r} in the dashboard", field="path")
         return web.Response(
             body=body,
-            content_type=ASSETS[name],
+            content_type=CONTENT_TYPES["." + name.rpartition(".")[2]],
             charset="utf-8",
             headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
         )
 
     async def list_jobs(self, request: web.Request) -> web.Response:
-        query = _query(request, ("state", "states", "page_size", "page_token"))
+        query = _query(request, ("state", "states", "page_size", "page_token", "view"))
         states = parse_states([*query.getall("state", []), *query.getall("states", [])])
+        view = query.get("view", "full")
+        if view not in ("full", "summary"):
+            raise errors.InvalidArgumentError(
+                f"{view[:40]!r} is not a view; use full (the default) or summary (each job "
+                "without its request and result)",
+                field="view",
+            )
         message = opb.ListJobsRequest(
             states=states,
             page_size=_int32(query, "page_size"),
             page_token=query.get("page_token", ""),
         )
-        return _reply(await self._unary("ListJobs", message))
+        reply = await self._unary("ListJobs", message)
+        if view == "summary":
+            present = [f for f in SUMMARY_OMITS if f in ppb.Job.DESCRIPTOR.fields_by_name]
+            for job in getattr(reply, "jobs", ()):
+                for name in present:
+                    job.ClearField(name)
+        return _reply(reply)
 
     async def get_job(self, request: web.Request) -> web.Response:
         _query(request, ())
