@@ -11,9 +11,10 @@ with ``serde.event_to_proto`` (the store offers no bulk insert), which at a mill
 make the fill, not the measurement, the bulk of the run. The rows are what the store writes
 itself: event blobs are ``serde.event_to_proto(event).SerializeToString()`` (one converted
 message per seq, its ``job_id`` set per job), the request blob is
-``serde.request_to_proto(request)``, ``jobs.state`` is the last event's state. The measured
-process checks what it loaded (job count, all SUCCEEDED, event count), so a fill the store would
-read differently fails the run.
+``serde.request_to_proto(request)``, ``jobs.state`` is the last event's state, ``last_seq`` and
+``started_at`` the job's summary. After the measurement the process lists every job (read back
+from the store) and checks the count, that all are SUCCEEDED and the event count, so a fill the
+store would read differently fails the run.
 
 Start-up. Each trial is a fresh Python process (so its peak RSS is its own) which imports the
 orchestrator, then times ``create_server(OrchestratorConfig(listen="127.0.0.1:0",
@@ -24,8 +25,10 @@ are interleaved and repeated; medians are reported with min-max, and the ratios 
 The RSS of the process just before the measured section (interpreter + imports) is reported too.
 
 Append throughput. ``JobBook.append`` of BATCH events on one RUNNING job with no watchers, events
-per second, for the SQLite store (one transaction per event, as the orchestrator writes them)
-and the memory store (``memory:``), interleaved, median of the runs.
+per second from the first append until the store has committed the last (the store writer
+groups what queued up into one transaction), yielding to the event loop after each append as the
+relay does; for the SQLite store and the memory store (``memory:``), interleaved, median of the
+runs.
 
     .venv/bin/python benchmarks/store.py [--quick] [--repeats N] [--jobs N] [--events M]
 """
@@ -145,14 +148,17 @@ def _batch_event(i: int, total: int, *, seq: int, time: float) -> JobEvent:
 def fill_store(state_dir: Path, jobs: int, events_per_job: int) -> float:
     """Write ``jobs`` finished jobs of ``events_per_job`` events into the SQLite store that
     ``create_server`` opens under ``state_dir``; returns the seconds it took."""
-    from services.orchestrator.store import DEFAULT_SQLITE_NAME, SqliteJobStore
+    from services.orchestrator.store import DEFAULT_SQLITE_NAME
+    from services.orchestrator.store_sqlite import SqliteJobStore
 
     started = time.perf_counter()
     path = state_dir / DEFAULT_SQLITE_NAME
     SqliteJobStore(path).close()  # the schema, the file modes, the schema version
     request = serde.request_to_proto(_request()).SerializeToString()
     base = time.time() - jobs * 60.0
-    templates = [serde.event_to_proto(e) for e in _job_events(events_per_job, base)]
+    events = _job_events(events_per_job, base)
+    started_offset = next(e.time for e in events if e.state is JobState.RUNNING) - base
+    templates = [serde.event_to_proto(e) for e in events]
     db = sqlite3.connect(path, isolation_level=None)
     try:
         db.execute("PRAGMA journal_mode=WAL")
@@ -162,9 +168,24 @@ def fill_store(state_dir: Path, jobs: int, events_per_job: int) -> float:
             job_id = f"{n + 1:016x}"
             created = base + n * 60.0
             db.execute(
-                "INSERT INTO jobs(job_id, request_id, request, upload_token, created_at, state,"
-                " node, attempt, node_seq, cancel_requested) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                (job_id, "", request, f"token-{n}", created, "SUCCEEDED", NODE, 1, 0, ""),
+                "INSERT INTO jobs(job_id, request_id, kind, request, upload_token, created_at,"
+                " state, node, attempt, node_seq, cancel_requested, last_seq, started_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    job_id,
+                    "",
+                    "train",
+                    request,
+                    f"token-{n}",
+                    created,
+                    JobState.SUCCEEDED.value,
+                    NODE,
+                    1,
+                    0,
+                    "",
+                    len(templates),
+                    created + started_offset,
+                ),
             )
             rows = []
             for template in templates:
@@ -215,7 +236,7 @@ def child_main(state_dir: Path) -> None:
                 await channel.close(None)
             if reply.status != health_pb2.HealthCheckResponse.SERVING:
                 raise RuntimeError(f"health says {reply.status}")
-            records = orch.book.listing([])
+            records = orch.book.listing([])  # read from the store: finished jobs are not held
             loaded = {
                 "jobs": len(records),
                 "succeeded": sum(1 for r in records if r.state is JobState.SUCCEEDED),
@@ -257,10 +278,12 @@ def _check_loaded(trial: dict[str, Any], jobs: int, events_per_job: int) -> None
 # -- append throughput ---------------------------------------------------------------------------
 
 
-def _append_rate(book: Any, batch: list[JobEvent]) -> float:
-    """Events/s of ``JobBook.append`` on one RUNNING job, no watchers."""
+async def _append_rate(book: Any, batch: list[JobEvent]) -> float:
+    """Events/s of ``JobBook.append`` on one RUNNING job, no watchers: from the first append
+    until the store has committed the last (``JobBook.flushed``), yielding to the event loop
+    after each append as the relay does between trainer messages."""
     request = _request()
-    job_id = book.create(request)[0].job_id
+    job_id = (await book.create_job(request))[0].job_id
     book.append(
         job_id,
         JobEvent(
@@ -273,18 +296,23 @@ def _append_rate(book: Any, batch: list[JobEvent]) -> float:
             node=NODE,
         ),
     )
+    await book.flushed()
     started = time.perf_counter()
     for event in batch:
         book.append(job_id, event)
+        await asyncio.sleep(0)
+    await book.flushed()
     elapsed = time.perf_counter() - started
     finished = _job_events(3, time.time())[-1]
     book.append(job_id, replace(finished, time=time.time()))
+    await book.flushed()
     return len(batch) / elapsed
 
 
-def append_throughput(tmp: Path, events: int, repeats: int) -> dict[str, list[float]]:
+async def append_throughput(tmp: Path, events: int, repeats: int) -> dict[str, list[float]]:
     from services.orchestrator.jobs import JobBook
-    from services.orchestrator.store import MemoryJobStore, SqliteJobStore
+    from services.orchestrator.store import MemoryJobStore
+    from services.orchestrator.store_sqlite import SqliteJobStore
 
     batch = [_batch_event(i, events, seq=0, time=time.time()) for i in range(events)]
     sqlite_store = SqliteJobStore(tmp / "append" / "jobs.sqlite3")
@@ -292,11 +320,13 @@ def append_throughput(tmp: Path, events: int, repeats: int) -> dict[str, list[fl
     samples: dict[str, list[float]] = {name: [] for name in books}
     try:
         for book in books.values():  # warm-up: code paths, SQLite pages
-            _append_rate(book, batch[:100])
+            await _append_rate(book, batch[:100])
         for _ in range(repeats):
             for name, book in books.items():
-                samples[name].append(_append_rate(book, batch))
+                samples[name].append(await _append_rate(book, batch))
     finally:
+        for book in books.values():
+            book.close()
         sqlite_store.close()
     return samples
 
@@ -340,7 +370,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 file=sys.stderr,
                 flush=True,
             )
-        append = append_throughput(tmp, append_events, append_repeats)
+        append = asyncio.run(append_throughput(tmp, append_events, append_repeats))
     load_after = os.getloadavg()
     startup_full = [t["startup_s"] for t in full]
     startup_empty = [t["startup_s"] for t in empty]
@@ -383,7 +413,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "notes": (
             "each start-up trial is a fresh process: startup_s is create_server() until it "
             "returns serving, rss_mb its VmHWM (peak RSS) then; full and empty trials "
-            "interleaved; append: JobBook.append on one RUNNING job, no watchers"
+            "interleaved; append: JobBook.append on one RUNNING job, no watchers, until the "
+            "store committed the last event"
         ),
     }
 

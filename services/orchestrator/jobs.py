@@ -69,7 +69,7 @@ class JobBook:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: deque[tuple[int, LiveJob | None]] = deque()
         """Tickets not yet published: the job whose next event the ticket commits, if any."""
-        self._published = 0
+        self._publish_scheduled = False
         self.closing = False
         """Set by ``close``: the orchestrator is stopping and serves no watch."""
         self.events_appended = 0
@@ -403,10 +403,16 @@ class JobBook:
         return ticket
 
     def _committed(self, ticket: int) -> None:
-        """On the writer's thread: hand the publishing to the event loop."""
+        """On the writer's thread: hand the publishing to the event loop (one wake-up however
+        many batches commit before the loop runs it)."""
         loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._publish, ticket)
+        if loop is not None and not self._publish_scheduled and not loop.is_closed():
+            self._publish_scheduled = True
+            loop.call_soon_threadsafe(self._publish_committed)
+
+    def _publish_committed(self) -> None:
+        self._publish_scheduled = False  # before reading: a later commit schedules again
+        self._publish(self._writer.committed)
 
     def _publish(self, ticket: int) -> None:
         """Give watchers every event committed up to ``ticket``, in order."""

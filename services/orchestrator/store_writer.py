@@ -2,10 +2,11 @@
 
 ``JobBook`` hands every change (a job inserted, an event appended, a placement changed) to
 ``StoreWriter.submit`` and gets a ticket back at once; the event loop never waits on the disk or
-the database. The writer thread takes everything queued since its last commit (at most
-``MAX_BATCH`` writes) and commits it as one transaction (group commit): a burst of events costs
-one commit, not one per event, and an idle store commits each write as soon as it arrives (no
-timer waits for more). Writes commit in the order they were submitted.
+the database. The writer thread commits what has queued up as one transaction (group commit): it
+takes the first write, lets more gather for at most ``linger_s`` (or until ``MAX_BATCH`` are
+queued, or someone waits for a commit: ``wait``/``flushed`` cut the linger short), and commits
+them together, so a burst of events costs one commit, not one per event. Writes commit in the
+order they were submitted.
 
 After each commit ``on_commit(ticket)`` is called on the writer thread with the last ticket
 committed; ``wait(ticket)`` blocks, and ``flushed(ticket)`` awaits, until a ticket is committed.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -28,12 +30,24 @@ _LOGGER = logging.getLogger(__name__)
 
 MAX_BATCH = 1024
 """Most writes in one transaction (bounds a transaction's size and the time to its commit)."""
+LINGER_S = 0.002
+"""How long the first write of a batch waits for more to join it (unless a caller waits)."""
+MAX_ERRORS_KEPT = 1024
+"""Refused writes whose error is kept for a later ``wait`` (the oldest are dropped)."""
 
 
 class StoreWriter:
-    def __init__(self, store: JobStore, on_commit: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        on_commit: Callable[[int], None] | None = None,
+        *,
+        linger_s: float = LINGER_S,
+    ) -> None:
         self._store = store
         self.on_commit = on_commit
+        self._linger_s = linger_s
+        self._urgent = False
         self._cond = threading.Condition()
         self._queue: deque[tuple[int, Write]] = deque()
         self._submitted = 0
@@ -55,7 +69,8 @@ class StoreWriter:
             ticket = self._submitted
             if not self._stopping:
                 self._queue.append((ticket, write))
-                self._cond.notify_all()
+                if len(self._queue) == 1 or len(self._queue) >= MAX_BATCH:
+                    self._cond.notify_all()  # wake an idle writer, or end its linger
                 return ticket
         self._commit([(ticket, write)])
         return ticket
@@ -63,7 +78,10 @@ class StoreWriter:
     def wait(self, ticket: int) -> None:
         """Block until ``ticket`` is committed; raise the store's error if it was refused."""
         with self._cond:
-            self._cond.wait_for(lambda: self._committed >= ticket)
+            if self._committed < ticket:
+                self._urgent = True
+                self._cond.notify_all()
+                self._cond.wait_for(lambda: self._committed >= ticket)
             error = self._errors.pop(ticket, None)
         if error is not None:
             raise error
@@ -96,6 +114,13 @@ class StoreWriter:
                 self._cond.wait_for(lambda: self._queue or self._stopping)
                 if not self._queue:
                     return
+                deadline = time.monotonic() + self._linger_s
+                while len(self._queue) < MAX_BATCH and not (self._urgent or self._stopping):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                self._urgent = False
                 batch = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_BATCH))]
             self._commit(batch)
 
@@ -113,6 +138,8 @@ class StoreWriter:
         last = batch[-1][0]
         with self._cond:
             self._errors.update(errors)
+            while len(self._errors) > MAX_ERRORS_KEPT:
+                del self._errors[next(iter(self._errors))]
             self._committed = max(self._committed, last)
             self._cond.notify_all()
         if self.on_commit is not None:
