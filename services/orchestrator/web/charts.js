@@ -4,7 +4,7 @@
 const NS = "http://www.w3.org/2000/svg";
 const W = 480;
 const H = 200;
-const PAD = { left: 52, right: 12, top: 12, bottom: 28 };
+const PAD = { left: 52, right: 12, top: 26, bottom: 28 };
 
 function svg(tag, attrs = {}, text) {
   const node = document.createElementNS(NS, tag);
@@ -63,9 +63,9 @@ export function chart(series, { title = "", xLabel = "", empty = "waiting for da
       for (const [x, y] of pts) g.append(svg("circle", { cx: sx(x).toFixed(1), cy: sy(y).toFixed(1), r: 2.5 }));
       root.append(g);
     }
-    legend.append(svg("rect", { x: lx, y: PAD.top, width: 10, height: 10, class: `swatch ${cls}` }));
-    legend.append(svg("text", { x: lx + 14, y: PAD.top + 9 }, s.name));
-    lx += 22 + s.name.length * 7;
+    legend.append(svg("rect", { x: lx, y: 4, width: 10, height: 10, class: `swatch ${cls}` }));
+    legend.append(svg("text", { x: lx + 14, y: 13 }, s.name));
+    lx += 24 + s.name.length * 7.5;
   });
   root.append(legend);
   return root;
