@@ -1,0 +1,356 @@
+"""The configuration repository: each optimization's best configuration, versioned and verified.
+
+Layout under ``root``::
+
+    {strategy}/{symbols}_{timeframes}_v{N}/configuration.json   the JSON the trainer sent, as sent
+    {strategy}/{symbols}_{timeframes}_v{N}/repository.json      name, version, sha256, job, time
+    {strategy}/{symbols}_{timeframes}_latest -> {..}_v{N}       symlink to the newest version
+
+``configuration.json`` is kept byte for byte, so its sha256 is the one the trainer computed and
+the one a downloader checks. A version is assembled in a temporary directory beside its final
+place and renamed into it, so a reader sees a whole version or none; the ``latest`` symlink is
+replaced by rename too. Storing is idempotent per job: a retry of the same text returns the
+version already stored, a different text for the same job is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+from shared import errors
+from shared.ids import check_job_id
+from shared.results import ConfigurationRef
+
+from .repository import NAME_MAX, safe_name
+
+_LOGGER = logging.getLogger(__name__)
+CONFIGURATION = "configuration.json"
+RECORD = "repository.json"
+KIND = "trainwire.configuration"
+MAX_BYTES = 1024 * 1024
+"""Largest configuration accepted: a few KiB in practice (parameters, stats, data range)."""
+STRATEGY_MAX = 80
+_STRATEGY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+_VERSION = re.compile(r"(?P<base>.+)_v(?P<n>[0-9]+)")
+KEY_SHAPE = (str, str, int)
+"""The types of ``configuration_key``: ListConfigurations' page tokens carry it."""
+
+
+@dataclass(frozen=True)
+class StoredConfiguration:
+    ref: ConfigurationRef
+    path: Path
+    """The version's ``configuration.json``."""
+
+    def read(self) -> bytes:
+        """The stored bytes, checked against the sha256 they were stored with."""
+        data = self.path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != self.ref.sha256:
+            raise errors.DataLossError(
+                f"configuration {self.ref.name} no longer matches its sha256 on disk; "
+                "store it again by re-running the optimization"
+            )
+        return data
+
+
+def check_strategy_filter(strategy: str) -> str:
+    """A list request's strategy filter: empty, or a strategy name as the catalogue shows it."""
+    if strategy and check_strategy_name(strategy) is None:
+        raise errors.InvalidArgumentError(
+            f"not a strategy name: use the strategy as ListConfigurations shows it (up to "
+            f"{STRATEGY_MAX} letters, digits, '.', '_' or '-'), or none for every strategy",
+            field="strategy",
+        )
+    return strategy
+
+
+def configuration_key(ref: ConfigurationRef) -> tuple[str, str, int]:
+    """The catalogue's order (strategy, family, version) and the key of its page tokens."""
+    return (ref.strategy, ref.name.rsplit("_v", 1)[0], ref.version)
+
+
+class ConfigurationRepository:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        for leftover in self.root.glob("*/.tmp-*"):  # a store cut off by a crash
+            if leftover.is_symlink():
+                leftover.unlink()
+            else:
+                shutil.rmtree(leftover, ignore_errors=True)
+        self._by_job: dict[str, str] = {}
+        for stored in self._scan():
+            if stored.ref.job_id:
+                self._by_job[stored.ref.job_id] = stored.ref.name
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def store(self, job_id: str, text: str, sha256: str) -> ConfigurationRef:
+        """Store ``text`` (the configuration JSON) as a new version; idempotent per job."""
+        check_job_id(job_id)
+        data = text.encode("utf-8")
+        if not _SHA256_RE.fullmatch(sha256):
+            raise errors.InvalidArgumentError(
+                "must be the 64 lowercase hex digits of configuration_json's sha256",
+                field="sha256",
+            )
+        if len(data) > MAX_BYTES:
+            raise errors.InvalidArgumentError(
+                f"{len(data)} bytes; a configuration is at most {MAX_BYTES} bytes",
+                field="configuration_json",
+            )
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != sha256:
+            raise errors.DataLossError(
+                f"configuration_json's sha256 is {actual}, not the {sha256} sent; send the "
+                "sha256 of the exact UTF-8 bytes",
+                field="sha256",
+            )
+        document = parse_configuration(text)
+        with self._lock:
+            existing = self.by_job(job_id)
+            if existing is not None:
+                if existing.sha256 != sha256:
+                    raise errors.AlreadyExistsError(
+                        f"job {job_id} already stored a different configuration ({existing.name})",
+                        field="job_id",
+                    )
+                return existing
+            return self._write(job_id, data, sha256, document)
+
+    def _write(
+        self, job_id: str, data: bytes, sha256: str, document: dict[str, Any]
+    ) -> ConfigurationRef:
+        strategy_dir = self.root / safe_name(document["strategy"], "strategy")
+        strategy_dir.mkdir(parents=True, exist_ok=True)
+        symbols = tuple(document["symbols"])
+        timeframes = tuple(document["timeframes"])
+        base = f"{safe_name('+'.join(symbols))}_{safe_name('+'.join(timeframes))}"
+        version = _next_version(strategy_dir, base)
+        final = strategy_dir / f"{base}_v{version}"
+        record = {
+            "name": f"{strategy_dir.name}/{final.name}",
+            "strategy": strategy_dir.name,
+            "version": version,
+            "sha256": sha256,
+            "size_bytes": len(data),
+            "symbols": list(symbols),
+            "timeframes": list(timeframes),
+            "created_at": time.time(),
+            "job_id": job_id,
+        }
+        tmp = strategy_dir / f".tmp-{uuid.uuid4().hex}"
+        tmp.mkdir()
+        try:
+            _write_file(tmp / CONFIGURATION, data)
+            _write_file(tmp / RECORD, json.dumps(record, indent=2, sort_keys=True).encode())
+            _fsync_dir(tmp)
+            os.rename(tmp, final)
+            _fsync_dir(strategy_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        _point_latest(strategy_dir, base, final.name)
+        ref = _ref(record, document)
+        self._by_job[job_id] = ref.name
+        _LOGGER.info("stored configuration %s (%d bytes, job %s)", ref.name, len(data), job_id)
+        return ref
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def by_job(self, job_id: str) -> ConfigurationRef | None:
+        name = self._by_job.get(job_id)
+        return self.get(name).ref if name else None
+
+    def get(self, name: str) -> StoredConfiguration:
+        """``strategy/base_vN``, or ``strategy/base`` / ``strategy/base_latest`` for the newest."""
+        if len(name) > NAME_MAX:
+            raise errors.InvalidArgumentError(
+                f"{len(name)} characters; a configuration name is at most {NAME_MAX} "
+                "(STRATEGY/SYMBOLS_TIMEFRAMES[_vN] as ListConfigurations shows)",
+                field="name",
+            )
+        parts = name.strip("/").split("/")
+        if len(parts) != 2 or any(p != safe_name(p, "") for p in parts):
+            raise errors.InvalidArgumentError(
+                f"{name!r} is not a configuration name; use STRATEGY/SYMBOLS_TIMEFRAMES[_vN] "
+                "as ListConfigurations shows",
+                field="name",
+            )
+        leaf = parts[1]
+        if not _VERSION.fullmatch(leaf):
+            leaf = leaf.removesuffix("_latest") + "_latest"
+        directory = self.root / parts[0] / leaf
+        if not (directory / CONFIGURATION).is_file() or not (directory / RECORD).is_file():
+            raise errors.NotFoundError(
+                f"no configuration {name!r}; see ListConfigurations", field="name"
+            )
+        return self._load(directory.resolve())
+
+    def path(self, name: str) -> Path:
+        """The ``configuration.json`` of ``name`` (as ``get`` resolves it)."""
+        return self.get(name).path
+
+    def catalogue(self, strategy: str = "") -> list[ConfigurationRef]:
+        """Every stored configuration (optionally one strategy's), sorted by strategy, family,
+        version: the order of ``ModelRepository.catalogue``."""
+        refs = [s.ref for s in self._scan() if not strategy or s.ref.strategy == strategy]
+        return sorted(refs, key=configuration_key)
+
+    def _scan(self) -> list[StoredConfiguration]:
+        found = []
+        for record in sorted(self.root.glob(f"*/*_v*/{RECORD}")):
+            if record.parent.is_symlink():
+                continue
+            try:
+                found.append(self._load(record.parent))
+            except (OSError, ValueError, KeyError, TypeError, errors.TrainwireError) as exc:
+                _LOGGER.warning("skipping unreadable configuration %s: %s", record.parent, exc)
+        return found
+
+    @staticmethod
+    def _load(directory: Path) -> StoredConfiguration:
+        record = json.loads((directory / RECORD).read_text())
+        document = parse_configuration((directory / CONFIGURATION).read_text())
+        return StoredConfiguration(ref=_ref(record, document), path=directory / CONFIGURATION)
+
+
+def parse_configuration(text: str) -> dict[str, Any]:
+    """The configuration document, checked: an object of kind ``trainwire.configuration`` with
+    a strategy, string parameters, symbols, timeframes, an objective and (nullable) scores.
+    ``InvalidArgumentError`` names the first field that is wrong as ``configuration_json.KEY``."""
+    try:
+        document = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise errors.InvalidArgumentError(
+            f"not JSON ({exc}); send the configuration JSON the optimization built",
+            field="configuration_json",
+        ) from None
+    if not isinstance(document, dict):
+        raise errors.InvalidArgumentError(
+            f"must be a JSON object, not {type(document).__name__}", field="configuration_json"
+        )
+    if document.get("kind") != KIND:
+        _bad("kind", f'must be "{KIND}"')
+    version = document.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        _bad("version", "must be a positive integer (the format's version, 1)")
+    strategy = document.get("strategy")
+    if not isinstance(strategy, str) or check_strategy_name(strategy) is None:
+        _bad(
+            "strategy",
+            f"must be a strategy name: 1-{STRATEGY_MAX} letters, digits, '.', '_' or '-'",
+        )
+    params = document.get("params")
+    if not isinstance(params, dict) or not all(
+        isinstance(k, str) and k and isinstance(v, str) for k, v in params.items()
+    ):
+        _bad("params", 'must be an object of parameter name to value as text, e.g. {"n": "20"}')
+    for key in ("symbols", "timeframes"):
+        values = document.get(key)
+        if (
+            not isinstance(values, list)
+            or not values
+            or not all(isinstance(v, str) and v for v in values)
+        ):
+            _bad(key, "must be a non-empty list of non-empty strings")
+    objective = document.get("objective")
+    if (
+        not isinstance(objective, dict)
+        or not isinstance(objective.get("stat"), str)
+        or not objective["stat"]
+        or not isinstance(objective.get("minimize", False), bool)
+    ):
+        _bad("objective", 'must be {"stat": STAT, "minimize": true|false}')
+    score = document.get("score", {})
+    if not isinstance(score, dict) or not all(
+        _is_score(score.get(k)) for k in ("in_sample", "out_of_sample")
+    ):
+        _bad("score", 'must be {"in_sample": NUMBER|null, "out_of_sample": NUMBER|null}')
+    return document
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number; write null for a missing score")
+
+
+def check_strategy_name(strategy: str) -> str | None:
+    ok = len(strategy) <= STRATEGY_MAX and strategy.isascii() and _STRATEGY_RE.fullmatch(strategy)
+    return strategy if ok else None
+
+
+def _is_score(value: object) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def _bad(key: str, message: str) -> NoReturn:
+    raise errors.InvalidArgumentError(message, field=f"configuration_json.{key}")
+
+
+def _score(score: dict[str, Any], key: str) -> float:
+    value = score.get(key)
+    return float(value) if isinstance(value, int | float) else math.nan
+
+
+def _ref(record: dict[str, Any], document: dict[str, Any]) -> ConfigurationRef:
+    score = document.get("score", {})
+    return ConfigurationRef(
+        name=str(record["name"]),
+        strategy=str(record["strategy"]),
+        version=int(record["version"]),
+        sha256=str(record["sha256"]),
+        size_bytes=int(record["size_bytes"]),
+        symbols=tuple(str(s) for s in record["symbols"]),
+        timeframes=tuple(str(t) for t in record["timeframes"]),
+        created_at=float(record["created_at"]),
+        job_id=str(record["job_id"]),
+        params=dict(document["params"]),
+        objective=str(document["objective"]["stat"]),
+        in_sample_score=_score(score, "in_sample"),
+        out_of_sample_score=_score(score, "out_of_sample"),
+    )
+
+
+def _next_version(strategy_dir: Path, base: str) -> int:
+    versions = [0]
+    for entry in strategy_dir.iterdir():
+        m = _VERSION.fullmatch(entry.name)
+        if m and m.group("base") == base:
+            versions.append(int(m.group("n")))
+    return max(versions) + 1
+
+
+def _point_latest(strategy_dir: Path, base: str, target: str) -> None:
+    link = strategy_dir / f"{base}_latest"
+    tmp = strategy_dir / f".tmp-link-{uuid.uuid4().hex}"
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with path.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
