@@ -20,9 +20,8 @@ Fill rules (one position at a time, all of it opened and closed at once):
 
 The state between chunks lives in two small arrays, so a chunk can stop anywhere and the next
 one carries on; ``warm_up()`` compiles the loop on a tiny input (trainers call it at start so
-the first real backtest does not pay the compile, about a second). Compiled code is cached on
-disk (``cache=True``): beside the module when its folder is writable, else in numba's per-user
-cache directory (``NUMBA_CACHE_DIR`` overrides both).
+the first real backtest does not pay the compile, about two seconds). Compiled code is cached
+on disk where it can be (``shared.strategies.compiled``), so later processes load it instead.
 """
 
 from __future__ import annotations
@@ -30,11 +29,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 import numpy.typing as npt
 
 from shared.backtest.types import BacktestSettings
+from shared.strategies.compiled import compiled
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -120,7 +119,7 @@ def trade_count(arrays: SimArrays) -> int:
     return int(arrays.istate[_N_TRADES])
 
 
-@numba.njit(cache=True)  # type: ignore[misc, unused-ignore]
+@compiled
 def _close(
     state: FloatArray,
     istate: IntArray,
@@ -150,7 +149,7 @@ def _close(
     state[_SIZE] = 0.0
 
 
-@numba.njit(cache=True)  # type: ignore[misc, unused-ignore]
+@compiled
 def _open(
     state: FloatArray, istate: IntArray, params: FloatArray, price: float, side: int, bar: int
 ) -> None:
@@ -175,7 +174,7 @@ def _open(
     istate[_ENTRY_BAR] = bar
 
 
-@numba.njit(cache=True)  # type: ignore[misc, unused-ignore]
+@compiled
 def _simulate(
     open_: FloatArray,
     high: FloatArray,

@@ -9,15 +9,16 @@ bar's close.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import numpy.typing as npt
+
+from shared.strategies.compiled import compiled
 
 Bools = npt.NDArray[np.bool_]
 Signals = npt.NDArray[np.int8]
 
 
-@numba.njit(cache=True)  # type: ignore[misc, unused-ignore]
+@compiled
 def _hold(
     enter_long: Bools,
     enter_short: Bools,
