@@ -23,8 +23,11 @@ from services.orchestrator.config import OrchestratorConfig
 from services.orchestrator.jobs import JobBook
 from services.orchestrator.server import create_server
 from services.orchestrator.store import (
+    AppendEvent,
+    InsertJob,
     JobStore,
     MemoryJobStore,
+    SetPlacement,
     StoredJob,
     StoreIntegrityError,
     open_store,
@@ -298,6 +301,136 @@ def test_concurrent_appends_to_two_jobs_keep_each_log_whole(backend: Backend) ->
             f"{job.job_id}-{s}" for s in range(2, count + 2)
         ]
         assert job.node_seq == count + 1
+
+
+# --- reading what is not in memory: summaries, pages, batches -----------------------------------
+
+
+def _finished(store: JobStore, job_id: str, created_at: float, state: JobState) -> None:
+    store.insert_job(_job(job_id, created_at=created_at, request_id=f"req-{job_id}"))
+    store.write(
+        [
+            AppendEvent(job_id, _event(job_id, 2, message="started"), node_seq=1),
+            AppendEvent(job_id, _event(job_id, 3, message="batch", percentage=50.0), 2),
+            AppendEvent(job_id, _event(job_id, 4, state, message="end", percentage=50.0), 3),
+        ]
+    )
+
+
+def test_a_job_reads_back_with_its_summary_and_kind(backend: Backend) -> None:
+    store = backend.open()
+    _finished(store, "a1", 10.0, JobState.FAILED)
+    store.insert_job(_job("q2", created_at=11.0))
+    if backend.persistent:
+        store.close()
+        store = backend.open()
+    row = store.get_job("a1")
+    assert row is not None
+    assert (row.kind, row.request, row.request_id) == ("train", _request("req-a1"), "req-a1")
+    assert (row.state, row.last_seq, row.node_seq) == (JobState.FAILED, 4, 3)
+    assert row.started_at == _event("a1", 2).time  # the first RUNNING event's time
+    assert row.last_event is not None and row.last_event.message == "end"
+    queued = store.get_job("q2")
+    assert queued is not None
+    assert (queued.state, queued.last_seq, queued.started_at) == (JobState.QUEUED, 1, 0.0)
+    assert store.get_job("nope") is None
+    assert store.find_request("req-a1") == row
+    assert store.find_request("req-none") is None
+    assert store.find_request("") is None
+
+
+def test_events_page_after_a_seq(backend: Backend) -> None:
+    store = backend.open()
+    _finished(store, "a1", 10.0, JobState.SUCCEEDED)
+    assert [e.seq for e in store.events("a1")] == [1, 2, 3, 4]
+    assert [e.seq for e in store.events("a1", after_seq=1, limit=2)] == [2, 3]
+    assert [e.seq for e in store.events("a1", after_seq=3, limit=2)] == [4]
+    assert store.events("a1", after_seq=4) == []
+    assert store.events("nope") == []
+
+
+def test_jobs_list_newest_first_by_state_and_after_a_key(backend: Backend) -> None:
+    store = backend.open()
+    _finished(store, "old", 1.0, JobState.SUCCEEDED)
+    _finished(store, "mid", 2.0, JobState.FAILED)
+    store.insert_job(_job("t1", created_at=3.0))  # a tie on created_at: job_id decides
+    store.insert_job(_job("t2", created_at=3.0))
+    every = [r.job_id for r in store.list_jobs([], None, 100)]
+    assert every == ["t2", "t1", "mid", "old"]
+    assert [r.job_id for r in store.list_jobs([], None, 2)] == ["t2", "t1"]
+    assert [r.job_id for r in store.list_jobs([], (3.0, "t1"), 100)] == ["mid", "old"]
+    assert [r.job_id for r in store.list_jobs([], (3.0, "t2"), 1)] == ["t1"]
+    finished = [JobState.SUCCEEDED, JobState.FAILED]
+    assert [r.job_id for r in store.list_jobs(finished, None, 100)] == ["mid", "old"]
+    assert [r.job_id for r in store.list_jobs([JobState.QUEUED], (3.0, "t2"), 9)] == ["t1"]
+    assert store.count_states() == {
+        **dict.fromkeys(JobState, 0),
+        JobState.QUEUED: 2,
+        JobState.SUCCEEDED: 1,
+        JobState.FAILED: 1,
+    }
+
+
+def test_only_unfinished_jobs_load_at_start(backend: Backend) -> None:
+    store = backend.open()
+    _finished(store, "done", 1.0, JobState.CANCELLED)
+    store.insert_job(_job("waiting", created_at=2.0))
+    store.insert_job(_job("running", created_at=3.0))
+    store.append_event("running", _event("running", 2), node_seq=1)
+    loaded = store.load_unfinished()
+    assert [j.job_id for j in loaded] == ["waiting", "running"]
+    assert [len(j.events) for j in loaded] == [1, 2]
+
+
+def test_a_batch_is_one_transaction(backend: Backend) -> None:
+    store = backend.open()
+    store.insert_job(_job("a1"))
+    store.write(
+        [
+            InsertJob(_job("b2", created_at=1_700_000_001.0)),
+            AppendEvent("b2", _event("b2", 2), node_seq=1),
+            SetPlacement("b2", node="n:1", attempt=1, node_seq=0, cancel_requested=""),
+            AppendEvent("a1", _event("a1", 2), node_seq=None),
+        ]
+    )
+    b2 = store.get_job("b2")
+    assert b2 is not None and (b2.last_seq, b2.node, b2.node_seq) == (2, "n:1", 0)
+    with pytest.raises(StoreIntegrityError):
+        store.write(
+            [
+                AppendEvent("a1", _event("a1", 3, message="kept only if all are"), None),
+                InsertJob(_job("c3")),
+                AppendEvent("b2", _event("b2", 2, message="a seq b2 has"), None),
+            ]
+        )
+    assert [e.seq for e in store.events("a1")] == [1, 2]
+    assert store.get_job("c3") is None
+
+
+def test_a_book_holds_few_finished_jobs_and_reads_the_rest_from_the_store(
+    backend: Backend,
+) -> None:
+    book = JobBook(backend.open(), recent=2)
+    ids = []
+    for n in range(4):
+        record, _ = book.create(_request(f"r{n}"))
+        book.append(record.job_id, _event(record.job_id, 0, JobState.RUNNING, message="go"))
+        book.append(record.job_id, _event(record.job_id, 0, JobState.SUCCEEDED, message="ok"))
+        ids.append(record.job_id)
+    running, _ = book.create(_request("live"))
+    assert set(book._jobs) == {ids[2], ids[3], running.job_id}  # the 2 last finished + unfinished
+    old = book.get(ids[0])  # from the store
+    assert (old.state, old.last_seq, old.message) == (JobState.SUCCEEDED, 3, "ok")
+    assert old.finished_at > 0 and old.started_at > 0
+    assert [e.message for e in book.events(ids[0])] == ["Queued", "go", "ok"]
+    again, created = book.create(_request("r0"))  # a request_id of an evicted job
+    assert not created and again.job_id == ids[0]
+    listed = [r.job_id for r in book.listing([])]
+    assert listed == [running.job_id, *reversed(ids)]
+    assert [r.job_id for r in book.listing([JobState.QUEUED])] == [running.job_id]
+    assert book.counts()[JobState.SUCCEEDED] == 4
+    assert book.counts()[JobState.QUEUED] == 1
+    book.close()
 
 
 # --- PostgreSQL: versioned migrations ------------------------------------------------------------
