@@ -19,7 +19,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -130,6 +130,10 @@ class Dataset:
     labelling: LabelReport | None = None
     """How the labels were made: the threshold used, calibrated or not (set by the labels
     step)."""
+    times: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    """Each row's base-timeframe bar open time, nanoseconds since the epoch (UTC)."""
+    base_bars: Mapping[str, pd.DataFrame] = field(default_factory=dict)
+    """Each symbol's base-timeframe bars (set by the load step), for the model's backtest."""
 
     @property
     def samples(self) -> int:
@@ -148,6 +152,7 @@ def combine_symbols(frames: Sequence[SymbolFrame]) -> Dataset:
     names = tuple(str(c) for c in frames[0].features.columns)
     blocks: list[FloatArray] = []
     labels: list[IntArray] = []
+    times: list[npt.NDArray[np.int64]] = []
     segments: list[Segment] = []
     offset = 0
     for frame in frames:
@@ -165,6 +170,7 @@ def combine_symbols(frames: Sequence[SymbolFrame]) -> Dataset:
         blocks.append(frame.features.to_numpy(dtype=np.float64)[keep])
         labels.append(frame.labels[keep])
         index = frame.features.index[keep]
+        times.append(np.asarray(index.asi8, dtype=np.int64))
         segments.append(Segment(frame.symbol, offset, offset + count, index[0], index[-1]))
         offset += count
     return Dataset(
@@ -172,6 +178,7 @@ def combine_symbols(frames: Sequence[SymbolFrame]) -> Dataset:
         labels=np.concatenate(labels),
         feature_names=names,
         segments=tuple(segments),
+        times=np.concatenate(times),
     )
 
 

@@ -61,6 +61,7 @@ from shared.pipeline.labels import CLASSES, LabelReport
 from shared.pipeline.model import ACTIVATION_DEFINITIONS, layer_layout
 from shared.pipeline.timeframes import finest_timeframe
 from shared.pipeline.training import TrainingResult
+from shared.results import BacktestSummary
 from shared.spec import TrainingRequest
 
 
@@ -183,6 +184,7 @@ def build_metadata(
     device: DeviceInfo,
     assessment: ModelAssessment | None = None,
     labelling: LabelReport | None = None,
+    backtest: BacktestSummary | None = None,
 ) -> dict[str, Any]:
     """The JSON-able metadata document of an artifact (``format_version`` is added on write)."""
     strategy = request.strategy
@@ -228,4 +230,15 @@ def build_metadata(
         document["assessment"] = to_jsonable(assessment)
     if dataset.provenance is not None:
         document["provenance"] = to_jsonable(dataset.provenance)
+    if backtest is not None:
+        document["backtest"] = {
+            "what": "the model's test-split signals (BUY long, SELL short, HOLD flat), filled "
+            "at the next bar's open, beside buy-and-hold over the same bars",
+            "symbol": backtest.symbol,
+            "timeframe": backtest.timeframe,
+            "candles": backtest.candles,
+            "trades": backtest.trades_total,
+            "settings": dict(backtest.settings),
+            "stats": dict(backtest.stats),
+        }
     return document

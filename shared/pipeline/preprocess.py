@@ -243,4 +243,10 @@ def prepare_dataset(
     labelled = label_symbols(job, bars, build_features(job, memberships))
     with job.step(6):
         dataset = combine_symbols(labelled.frames)
-    return dataclasses.replace(dataset, provenance=provenance, labelling=labelled.report)
+    base = job.request.timeframes[0]
+    return dataclasses.replace(
+        dataset,
+        provenance=provenance,
+        labelling=labelled.report,
+        base_bars={symbol: frame for (symbol, tf), frame in bars.items() if tf == base},
+    )

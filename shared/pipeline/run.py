@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -30,12 +31,14 @@ from shared.pipeline.evaluate import (
     assess,
     evaluate_model,
     iter_permutation_importance,
+    predict_classes,
 )
-from shared.pipeline.features import Dataset, Splits, split_dataset
+from shared.pipeline.features import Dataset, Splits, split_dataset, split_rows
 from shared.pipeline.job import JobContext, TrainingJob
 from shared.pipeline.labels import CLASSES, LabelReport, label_balance_problem
 from shared.pipeline.market import DataError
 from shared.pipeline.model import architecture, build_model
+from shared.pipeline.model_backtest import test_split_backtest
 from shared.pipeline.packaging import build_metadata
 from shared.pipeline.preprocess import prepare_dataset
 from shared.pipeline.training import TrainingData, TrainingResult, train_model
@@ -170,6 +173,37 @@ def _feature_importance(
     return importance
 
 
+def _backtest(
+    job: TrainingJob, dataset: Dataset, model: nn.Module, x_test: torch.Tensor
+) -> BacktestSummary | None:
+    """The model's test-split signals backtested beside buy-and-hold (first symbol)."""
+    spec = job.request.strategy.training
+    purge = job.request.strategy.labels.lookahead
+    _, _, test_rows = split_rows(dataset, spec.validation_split, spec.test_split, purge)
+    predicted = predict_classes(model, x_test).cpu().numpy().astype(np.int64)
+    return test_split_backtest(
+        dataset,
+        test_rows,
+        predicted,
+        timeframe=job.request.timeframes[0],
+        model_name=job.request.strategy.name,
+        cancel=job.cancel,
+    )
+
+
+def _trading(summary: BacktestSummary) -> str:
+    """``return 4.2 % vs buy & hold 6.3 % on GOOG 1d (41 trades): below holding``."""
+    ours = summary.stats.get("Return [%]", float("nan"))
+    hold = summary.stats.get("Buy & Hold Return [%]", float("nan"))
+    verdict = "beats holding" if ours > hold else "below holding"
+    if ours != ours or hold != hold:
+        verdict = "no comparison"
+    return (
+        f"return {ours:.2f} % vs buy & hold {hold:.2f} % on {summary.symbol} "
+        f"{summary.timeframe} ({summary.trades_total} trades): {verdict}"
+    )
+
+
 def _package(
     job: TrainingJob,
     work_dir: Path,
@@ -177,6 +211,7 @@ def _package(
     parts: tuple[Dataset, Splits, TrainingResult, Evaluation, dict[str, float]],
     device: DeviceInfo,
     assessment: ModelAssessment,
+    backtest: BacktestSummary | None = None,
 ) -> ArtifactInfo:
     """Step 12: the artifact, written atomically after a last cancellation check."""
     dataset, splits, result, evaluation, importance = parts
@@ -193,6 +228,7 @@ def _package(
             device=device,
             assessment=assessment,
             labelling=_label_report(job.request, dataset),
+            backtest=backtest,
         )
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         job.cancel.raise_if_cancelled()
@@ -249,10 +285,13 @@ def run_training(
     with job.step(10):
         evaluation = evaluate_model(model, x_test, y_test, len(CLASSES))
         assessment = assess(evaluation, splits.y_train, CLASSES)
-        job.tracker.detail(1.0, message=_assessment_message(assessment))
+        job.tracker.detail(0.5, message=_assessment_message(assessment))
+        backtest = _backtest(job, dataset, model, x_test)
+        if backtest is not None:
+            job.tracker.detail(1.0, message=f"Backtest of the test split: {_trading(backtest)}")
     importance = _feature_importance(job, model, x_test, y_test, dataset.feature_names)
     parts = (dataset, splits, result, evaluation, importance)
-    info = _package(job, work_dir, model, parts, device_info, assessment)
+    info = _package(job, work_dir, model, parts, device_info, assessment, backtest)
 
     test_metrics = evaluation.metrics(CLASSES)
     _LOGGER.info(
@@ -276,4 +315,5 @@ def run_training(
         samples=dataset.samples,
         data=dataset.provenance,
         assessment=assessment,
+        backtest=backtest,
     )
