@@ -62,6 +62,7 @@ def validate_backtest(request: BacktestRequest, *, limits: JobLimits = DEFAULT_L
         if not request.symbols and not request.timeframes:
             return  # the orchestrator fills the model's own before queueing
         validate_market_request(request)
+        _one_series(request.symbols, request.timeframes, "a model's backtest")
         _bars_limit(request, limits)
         return
     validate_market_request(request)

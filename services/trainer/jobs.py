@@ -39,7 +39,7 @@ from typing import Any
 from shared import errors
 from shared.cancellation import CancellationToken, CancelledError
 from shared.ids import check_job_id
-from shared.job_requests import JobRequest
+from shared.job_requests import BacktestRequest, JobRequest
 from shared.jobs import (
     ErrorCode,
     EventKind,
@@ -60,6 +60,7 @@ from shared.spec import DEFAULT_LIMITS, DataSource, JobLimits, SpecError
 
 from .datasets import DatasetCache
 from .kinds import KindOutcome, PipelineFn, RunContext, run_kind, success_message
+from .model_fetch import fetch_model
 from .paths import OutsideWorkDirError as OutsideWorkDirError
 from .paths import resolve_inside as resolve_inside
 from .uploader import GzipOptions, Uploader, UploadError, UploadTask
@@ -393,8 +394,9 @@ class JobRunner:
         unsent: TrainingOutcome | None = None  # a model spooled here, with no receipt yet
         try:
             dataset_dir = await self._fetch_dataset(run, job_dir)
+            model_dir = await self._fetch_model(run, job_dir)
             outcome = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._call_runner, run, job_dir, dataset_dir
+                self._executor, self._call_runner, run, job_dir, dataset_dir, model_dir
             )
             if isinstance(outcome, TrainingOutcome):
                 run.device = outcome.device
@@ -558,8 +560,27 @@ class JobRunner:
             cancel=run.token,
         )
 
+    async def _fetch_model(self, run: JobRun, job_dir: Path) -> Path | None:
+        """A model backtest's model, from the orchestrator; None for other jobs."""
+        request = run.spec.request
+        if not isinstance(request, BacktestRequest) or not request.model:
+            return None
+        run.lifecycle(JobState.RUNNING, f"Fetching model {request.model}")
+        await asyncio.to_thread(job_dir.mkdir, mode=0o700, exist_ok=True)
+        return await fetch_model(
+            orchestrator=run.spec.upload_target,
+            name=request.model,
+            job_dir=job_dir,
+            security=self._security,
+            cancel=run.token,
+        )
+
     def _call_runner(
-        self, run: JobRun, job_dir: Path, dataset_dir: Path | None = None
+        self,
+        run: JobRun,
+        job_dir: Path,
+        dataset_dir: Path | None = None,
+        model_dir: Path | None = None,
     ) -> KindOutcome:
         """The job's kind runner, on a worker thread (``services.trainer.kinds``)."""
         job_dir.mkdir(mode=0o700, exist_ok=True)
@@ -571,6 +592,7 @@ class JobRunner:
             dataset_dir=dataset_dir,
             device=run.spec.request.placement.device or self._device,
             limits=self._limits,
+            model_dir=model_dir,
         )
         return run_kind(run.spec.request, context, self._pipeline)
 

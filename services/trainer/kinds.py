@@ -36,6 +36,8 @@ class RunContext:
     dataset_dir: Path | None
     device: str
     limits: JobLimits = DEFAULT_LIMITS
+    model_dir: Path | None = None
+    """A model backtest's model, fetched from the orchestrator into the job's directory."""
 
 
 PipelineFn = Callable[..., TrainingOutcome]
@@ -44,6 +46,20 @@ PipelineFn = Callable[..., TrainingOutcome]
 
 def run_kind(request: JobRequest, ctx: RunContext, pipeline: PipelineFn) -> KindOutcome:
     """Run ``request`` with its kind's runner (on the caller's thread)."""
+    if isinstance(request, BacktestRequest) and request.model:
+        from shared.runs.model_backtest import run_model_backtest_job
+
+        if ctx.model_dir is None:
+            raise ValueError("a model backtest needs its model fetched first")
+        return run_model_backtest_job(
+            request,
+            model_dir=ctx.model_dir,
+            progress=ctx.progress,
+            cancel=ctx.cancel,
+            data_dir=ctx.data_dir,
+            dataset_dir=ctx.dataset_dir,
+            limits=ctx.limits,
+        )
     if isinstance(request, BacktestRequest):
         from shared.runs.backtest import run_backtest_job
 

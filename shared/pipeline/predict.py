@@ -107,6 +107,10 @@ class Predictor:
             out[f"prob_{name}"] = probabilities[:, j].astype(np.float64)
         return out
 
+    def base_bars(self, bars: pd.DataFrame) -> pd.DataFrame:
+        """``bars`` (at the finest timeframe) as the base-timeframe bars ``signals`` rows are."""
+        return self._resampled(_normalise(bars), self.base_timeframe)
+
     def _resampled(self, bars: pd.DataFrame, timeframe: str) -> pd.DataFrame:
         if timeframe == self.finest_timeframe:
             return bars
