@@ -91,6 +91,9 @@ def prepare(
     state = np.zeros(6, dtype=np.float64)
     state[_CASH] = settings.initial_cash
     istate = np.zeros(3, dtype=np.int64)
+    # A trade opens only where the wanted position differs from the bar before's (a stop blocks
+    # re-entry until the signal changes), or from flat at the first bar: at most changes + 1.
+    capacity = int(np.count_nonzero(signals[1:] != signals[:-1])) + 2
     return SimArrays(
         open=open_,
         high=high,
@@ -101,8 +104,8 @@ def prepare(
         state=state,
         istate=istate,
         equity=np.empty(n, dtype=np.float64),
-        trade_ints=np.empty((n + 1, 3), dtype=np.int64),
-        trade_floats=np.empty((n + 1, 5), dtype=np.float64),
+        trade_ints=np.empty((capacity, 3), dtype=np.int64),
+        trade_floats=np.empty((capacity, 5), dtype=np.float64),
     )
 
 
@@ -136,6 +139,8 @@ def _close(
     commission = params[1] + params[0] * abs(size) * fill
     state[_CASH] += size * fill - commission
     k = istate[_N_TRADES]
+    if k >= trade_ints.shape[0]:
+        raise IndexError("trade buffer full")  # cannot happen (see prepare); never write past
     entry = state[_ENTRY_PRICE]
     trade_ints[k, 0] = istate[_ENTRY_BAR]
     trade_ints[k, 1] = bar
