@@ -11,19 +11,16 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+from shared.job_requests import JobRequest
 from shared.jobs import JobError, JobEvent, JobState, TrainResult
-from shared.spec import TrainingRequest
 
 from .store import JobRow
-
-JOB_KIND = "train"
-"""The kind of every job this orchestrator runs today (stored beside the request)."""
 
 
 @dataclass(frozen=True)
 class JobRecord:
     job_id: str
-    request: TrainingRequest
+    request: JobRequest
     upload_token: str
     created_at: float
     state: JobState = JobState.QUEUED
@@ -43,7 +40,11 @@ class JobRecord:
     """Why the job's last node was lost, when it is being retried (not persisted)."""
     cancel_requested_at: float = 0.0
     """monotonic() of the CancelJob call, for the cancel-latency metric (not persisted)."""
-    kind: str = JOB_KIND
+
+    @property
+    def kind(self) -> str:
+        """What the job runs (``JobKind``'s value: ``train``, ``backtest``, ``optimize``)."""
+        return self.request.kind.value
 
 
 def job_key(record: JobRecord) -> tuple[float, str]:
@@ -72,7 +73,6 @@ def record_from_row(row: JobRow) -> JobRecord:
         last_seq=row.last_seq,
         cancel_requested=row.cancel_requested,
         node_seq=row.node_seq,
-        kind=row.kind,
     )
 
 
@@ -89,7 +89,6 @@ class LiveJob:
         "created_at",
         "events",
         "job_id",
-        "kind",
         "lost_node_reason",
         "node",
         "node_seq",
@@ -104,10 +103,9 @@ class LiveJob:
         self,
         *,
         job_id: str,
-        request: TrainingRequest,
+        request: JobRequest,
         upload_token: str,
         created_at: float,
-        kind: str = JOB_KIND,
         node: str = "",
         attempt: int = 0,
         node_seq: int = 0,
@@ -118,7 +116,6 @@ class LiveJob:
         self.request_id = request.request_id
         self.upload_token = upload_token
         self.created_at = created_at
-        self.kind = kind
         self.node = node
         self.attempt = attempt
         self.node_seq = node_seq
@@ -183,6 +180,5 @@ class LiveJob:
                 node_seq=self.node_seq,
                 lost_node_reason=self.lost_node_reason,
                 cancel_requested_at=self.cancel_requested_at,
-                kind=self.kind,
             )
         return self._record

@@ -33,8 +33,8 @@ from dataclasses import replace
 
 from shared import errors
 from shared.ids import check_job_id
+from shared.job_requests import JobRequest
 from shared.jobs import EventKind, JobEvent, JobState
-from shared.spec import TrainingRequest
 
 from .job_record import JobRecord, LiveJob, job_key, record_from_row
 from .store import (
@@ -85,7 +85,6 @@ class JobBook:
                 request=stored.request,
                 upload_token=stored.upload_token,
                 created_at=stored.created_at,
-                kind=stored.kind,
                 node=stored.node,
                 attempt=stored.attempt,
                 node_seq=stored.node_seq,
@@ -220,7 +219,7 @@ class JobBook:
 
     # -- changing a job ----------------------------------------------------------------------
 
-    def create(self, request: TrainingRequest) -> tuple[JobRecord, bool]:
+    def create(self, request: JobRequest) -> tuple[JobRecord, bool]:
         """A new QUEUED job, committed, or the existing one for a repeated ``request_id``
         (created=False). Blocks the caller until the commit; ``create_job`` awaits it."""
         record, created, ticket = self._create(request, self.by_request_id(request.request_id))
@@ -233,7 +232,7 @@ class JobBook:
             self._publish(ticket)
         return record, created
 
-    async def create_job(self, request: TrainingRequest) -> tuple[JobRecord, bool]:
+    async def create_job(self, request: JobRequest) -> tuple[JobRecord, bool]:
         """``create`` without blocking the event loop (the request_id look-up in the store and
         the commit run off it)."""
         existing = None
@@ -263,7 +262,7 @@ class JobBook:
                 self._by_request_id.pop(job.request_id, None)
 
     def _create(
-        self, request: TrainingRequest, existing: JobRecord | None
+        self, request: JobRequest, existing: JobRecord | None
     ) -> tuple[JobRecord, bool, int]:
         if existing is not None:
             if existing.request != request:
@@ -299,7 +298,7 @@ class JobBook:
             node_seq=0,
             cancel_requested="",
             events=(queued,),
-            kind=job.kind,
+            kind=request.kind.value,
         )
         self._remember(job)
         self._counts[JobState.QUEUED] += 1

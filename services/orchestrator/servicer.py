@@ -9,7 +9,7 @@ import re
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -17,8 +17,9 @@ from shared import errors
 from shared.artifacts.metadata import ArtifactError, check_metadata
 from shared.datasets import DatasetInfo, check_dataset_name, check_sha256
 from shared.ids import check_address, check_node_id
+from shared.job_requests import BacktestRequest, OptimizationRequest
 from shared.jobs import JobEvent
-from shared.rpc import serde
+from shared.rpc import serde, serde_requests
 from shared.rpc.errors import rpc_method
 from shared.rpc.v1 import datasets_pb2 as dpb
 from shared.rpc.v1 import orchestrator_pb2 as opb
@@ -33,8 +34,10 @@ from .jobs import JobBook, JobRecord, job_key
 from .placement import choose
 from .registry import NodeRegistry
 from .repository import ModelRepository, model_key
+from .servicer_kinds import KindRpcs
 
 Context = grpc.aio.ServicerContext[Any, Any]
+R = TypeVar("R", TrainingRequest, BacktestRequest, OptimizationRequest)
 DOWNLOAD_CHUNK_BYTES = 512 * 1024
 WIRE_CACHE_EVENTS = 65_536
 """Recent events kept as protobuf messages: fan-out converts each event once, not per watcher."""
@@ -52,12 +55,13 @@ def dataset_key(info: DatasetInfo) -> tuple[str]:
 
 
 def job_to_proto(record: JobRecord) -> progress_pb2.Job:
+    request = record.request
     msg = progress_pb2.Job(
         job_id=record.job_id,
         state=serde.state_to_proto(record.state),
         node=record.node,
-        request_id=record.request.request_id,
-        request=serde.request_to_proto(record.request),
+        request_id=request.request_id,
+        kind=serde_requests.kind_to_proto(request.kind),
         created_at=serde.ts_to_proto(record.created_at),
         started_at=serde.ts_to_proto(record.started_at),
         finished_at=serde.ts_to_proto(record.finished_at),
@@ -66,6 +70,12 @@ def job_to_proto(record: JobRecord) -> progress_pb2.Job:
         last_seq=record.last_seq,
         attempt=record.attempt,
     )
+    if isinstance(request, BacktestRequest):
+        msg.backtest.CopyFrom(serde_requests.backtest_request_to_proto(request))
+    elif isinstance(request, OptimizationRequest):
+        msg.optimize.CopyFrom(serde_requests.optimization_request_to_proto(request))
+    else:
+        msg.request.CopyFrom(serde.request_to_proto(request))
     if record.result is not None:
         msg.result.CopyFrom(serde.result_to_proto(record.result))
     if record.error is not None:
@@ -73,7 +83,7 @@ def job_to_proto(record: JobRecord) -> progress_pb2.Job:
     return msg
 
 
-class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
+class OrchestratorServicer(KindRpcs, orchestrator_pb2_grpc.OrchestratorServicer):
     def __init__(
         self,
         *,
@@ -104,11 +114,7 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
         return message
 
     async def _submit(self, request: spb.TrainRequest) -> JobRecord:
-        if self._book.closing:
-            raise errors.UnavailableError(
-                "the orchestrator is shutting down; submit the job again once it is back",
-                reason="SHUTTING_DOWN",
-            )
+        self._check_open()
         train_request = serde.request_from_proto(request)
         try:
             self._validate(train_request)
@@ -126,18 +132,30 @@ class OrchestratorServicer(orchestrator_pb2_grpc.OrchestratorServicer):
                 # The date came from the YAML's training_data, not from the request's data.
                 raise SpecError("strategy_yaml", f"training_data.{date}: {exc.message}") from exc
             raise
-        if train_request.data.source is DataSource.DATASET:
-            train_request = await self._pin_dataset(train_request)
+        return await self._admit(train_request)
+
+    def _check_open(self) -> None:
+        if self._book.closing:
+            raise errors.UnavailableError(
+                "the orchestrator is shutting down; submit the job again once it is back",
+                reason="SHUTTING_DOWN",
+            )
+
+    async def _admit(self, request: R) -> JobRecord:
+        """Queue a validated request of any kind: pin its dataset version, refuse a placement
+        that cannot succeed, create the job (or find it again by request_id)."""
+        if request.data.source is DataSource.DATASET:
+            request = await self._pin_dataset(request)
         # A placement that cannot succeed with the nodes as they are (require_gpu and no GPU
         # node, an unknown named node) is refused now, not queued to fail later.
         await self._registry.refresh()
-        choose(train_request.placement, self._registry.statuses())
-        record, created = self._book.create(train_request)
+        choose(request.placement, self._registry.statuses())
+        record, created = await self._book.create_job(request)
         if created:
             self._dispatcher.submit(record)
         return record
 
-    async def _pin_dataset(self, request: TrainingRequest) -> TrainingRequest:
+    async def _pin_dataset(self, request: R) -> R:
         """The request with ``data.dataset_sha256`` set to the version the job will train on:
         the one the request names, else the dataset's newest (or, for a repeated
         ``request_id``, the version its job was given), so the job's data cannot change under

@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
+from shared.job_requests import JobRequest
 from shared.jobs import JobEvent, JobState
-from shared.rpc import serde
-from shared.rpc.v1 import progress_pb2, strategy_pb2
-from shared.spec import TrainingRequest
+from shared.rpc import serde, serde_requests
+from shared.rpc.v1 import progress_pb2
 
 STATE_DIR_MODE = 0o700
 STATE_FILE_MODE = 0o600
@@ -60,7 +60,7 @@ class StoredJob:
 
     job_id: str
     request_id: str
-    request: TrainingRequest
+    request: JobRequest
     upload_token: str
     created_at: float
     node: str
@@ -80,7 +80,7 @@ class JobRow:
     job_id: str
     request_id: str
     kind: str
-    request: TrainingRequest
+    request: JobRequest
     upload_token: str
     created_at: float
     node: str
@@ -173,15 +173,13 @@ class StoreIntegrityError(ValueError):
     for a job the store does not hold."""
 
 
-def encode_request(request: TrainingRequest) -> tuple[str, bytes]:
+def encode_request(request: JobRequest) -> tuple[str, bytes]:
     """(kind, bytes) of a request as the SQL stores keep it."""
-    return "train", serde.request_to_proto(request).SerializeToString()
+    return serde_requests.request_to_stored(request)
 
 
-def decode_request(kind: str, payload: bytes) -> TrainingRequest:
-    if kind != "train":
-        raise ValueError(f"a stored job of kind {kind!r}: this trainwire runs only 'train' jobs")
-    return serde.request_from_proto(strategy_pb2.TrainRequest.FromString(payload))
+def decode_request(kind: str, payload: bytes) -> JobRequest:
+    return serde_requests.request_from_stored(kind, payload)
 
 
 def encode_event(event: JobEvent) -> bytes:

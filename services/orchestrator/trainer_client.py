@@ -1,8 +1,9 @@
 """Every call the orchestrator makes to a trainer node, behind one typed client.
 
-Protobuf, stubs, ``AioRpcError`` codes and deadlines stop here: callers pass domain values
-(``TrainingRequest``, job ids) and get domain values back (``JobEvent`` with the trainer's seq,
-``TrainResult``, ``NodeInfo``), or one of the errors below, each naming what the trainer said.
+Protobuf, stubs, ``AioRpcError`` codes and deadlines stop here: callers pass domain values (a
+``JobRequest`` of any kind, job ids) and get domain values back (``JobEvent`` with the trainer's
+seq, ``TrainResult``, ``NodeInfo``), or one of the errors below, each naming what the trainer
+said.
 The dispatcher and the registry depend on the ``TrainerClient`` protocol only, so they are
 tested with a fake client and no servers.
 
@@ -23,11 +24,11 @@ from typing import Any, Protocol
 
 import grpc
 
+from shared.job_requests import JobRequest
 from shared.jobs import JobEvent, TrainResult
 from shared.nodes import NodeInfo
-from shared.rpc import plumbing, serde
+from shared.rpc import plumbing, serde, serde_requests
 from shared.rpc.v1 import progress_pb2, trainer_pb2, trainer_pb2_grpc
-from shared.spec import TrainingRequest
 
 CANCEL_TIMEOUT_S = 5.0
 """Deadline of a ``Trainer.Cancel`` call."""
@@ -104,12 +105,13 @@ class TrainerClient(Protocol):
     def train(
         self,
         job_id: str,
-        request: TrainingRequest,
+        request: JobRequest,
         *,
         upload_target: str,
         upload_token: str,
     ) -> AsyncIterator[RelayedEvent]:
-        """Start the job (``Trainer.Train``) and stream its events until the terminal one."""
+        """Start the job (``Trainer.Train``, the request of whatever kind it is) and stream its
+        events until the terminal one."""
         ...
 
     def attach(self, job_id: str, after_seq: int) -> AsyncIterator[RelayedEvent]:
@@ -155,17 +157,12 @@ class GrpcTrainerClient:
     async def train(
         self,
         job_id: str,
-        request: TrainingRequest,
+        request: JobRequest,
         *,
         upload_target: str,
         upload_token: str,
     ) -> AsyncIterator[RelayedEvent]:
-        job = trainer_pb2.TrainerJob(
-            job_id=job_id,
-            request=serde.request_to_proto(request),
-            upload_target=upload_target,
-            upload_token=upload_token,
-        )
+        job = serde_requests.trainer_job_to_proto(job_id, request, upload_target, upload_token)
         async for relayed in _events(self._stub.Train(job)):
             yield relayed
 

@@ -33,10 +33,11 @@ import grpc
 from shared import errors
 from shared.ids import check_job_id
 from shared.jobs import ModelRef
-from shared.rpc import serde
+from shared.rpc import serde, serde_results
 from shared.rpc.errors import rpc_method
-from shared.rpc.v1 import upload_pb2, upload_pb2_grpc
+from shared.rpc.v1 import progress_pb2, upload_pb2, upload_pb2_grpc
 
+from .configurations import ConfigurationRepository
 from .inflate import Inflater as _Inflater
 from .inflate import compressed_limit
 from .jobs import JobBook
@@ -80,9 +81,11 @@ class ModelUploadServicer(upload_pb2_grpc.ModelUploadServicer):
         staging: Path,
         max_bytes: int,
         staging_ttl_s: float = STAGING_TTL_S,
+        configurations: ConfigurationRepository | None = None,
     ) -> None:
         self._book = book
         self._repository = repository
+        self._configurations = configurations
         self._staging = Staging(staging, staging_ttl_s)
         self._max_bytes = max_bytes
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # per job: lock, calls using it
@@ -122,6 +125,28 @@ class ModelUploadServicer(upload_pb2_grpc.ModelUploadServicer):
             status.sha256 = staged.record.sha256
             status.stream_id = staged.record.stream_id
         return status
+
+    @rpc_method
+    async def UploadConfiguration(
+        self, request: upload_pb2.ConfigurationUpload, context: Context
+    ) -> progress_pb2.ConfigurationRef:
+        if self._configurations is None:
+            raise errors.FailedPreconditionError("this orchestrator stores no configurations")
+        self._authorise(request.job_id, request.token)
+        stored = self._configurations.by_job(request.job_id)
+        if stored is None:
+            record = self._book.get(request.job_id)
+            if record.state.terminal:
+                raise errors.FailedPreconditionError(
+                    f"job {request.job_id} is {record.state.value}; it takes no configuration"
+                )
+        ref = await asyncio.to_thread(
+            self._configurations.store,
+            request.job_id,
+            request.configuration_json,
+            request.sha256,
+        )
+        return serde_results.configuration_to_proto(ref)
 
     @rpc_method
     async def UploadModel(

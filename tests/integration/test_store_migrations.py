@@ -55,7 +55,7 @@ OLD_JOBS = {
 
 
 def _old_rows() -> list[tuple[tuple[object, ...], list[tuple[str, int, bytes]]]]:
-    rows = []
+    rows: list[tuple[tuple[object, ...], list[tuple[str, int, bytes]]]] = []
     for n, (job_id, events) in enumerate(OLD_JOBS.items()):
         request_id = "old-req" if job_id == "done" else ""
         _, request = encode_request(replace(REQUEST, request_id=request_id))

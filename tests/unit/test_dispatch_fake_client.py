@@ -26,6 +26,7 @@ from services.orchestrator.trainer_client import (
     TrainerClient,
     Unreachable,
 )
+from shared.job_requests import JobRequest
 from shared.jobs import ErrorCode, EventKind, JobError, JobEvent, JobState, TrainResult
 from shared.nodes import NodeInfo
 from shared.spec import TrainingRequest, default_strategy
@@ -72,7 +73,7 @@ class FakeTrainer:
         return self._address
 
     async def train(
-        self, job_id: str, request: TrainingRequest, *, upload_target: str, upload_token: str
+        self, job_id: str, request: JobRequest, *, upload_target: str, upload_token: str
     ) -> AsyncIterator[RelayedEvent]:
         self.trained.append(job_id)
         script = self.scripts.pop(0)
