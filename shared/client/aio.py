@@ -17,16 +17,27 @@ from google.protobuf.message import Message
 
 from shared import errors
 from shared.client import datasets as upload
+from shared.client import kind_requests as kr
 from shared.client import operations as op
+from shared.client.config_download import ConfigurationDownload
 from shared.client.convert import build_request
 from shared.client.download import Download
 from shared.client.policy import DEFAULT_TIMEOUT, service_config
-from shared.client.types import Job, ModelInfo, TrainOptions
+from shared.client.types import (
+    BacktestOptions,
+    Job,
+    ModelInfo,
+    OptimizeOptions,
+    StrategyInfo,
+    TrainOptions,
+)
 from shared.datasets import DatasetInfo
 from shared.jobs import JobEvent, JobState, ModelRef
 from shared.nodes import NodeStatus
+from shared.results import ConfigurationRef
 from shared.rpc import plumbing, serde
 from shared.rpc.errors import from_rpc_error
+from shared.rpc.serde_results import configuration_from_proto
 from shared.rpc.v1 import datasets_pb2 as dpb
 from shared.rpc.v1 import orchestrator_pb2 as opb
 from shared.rpc.v1 import orchestrator_pb2_grpc
@@ -105,6 +116,85 @@ class AsyncClient:
 
     async def cancel(self, job_id: str, *, reason: str = "", timeout: float | None = None) -> Job:
         return await self._run(op.cancel(job_id, reason, timeout))
+
+    def backtest(
+        self,
+        strategy_or_model: str,
+        symbols: Sequence[str] = (),
+        timeframes: Sequence[str] = (),
+        **options: Unpack[BacktestOptions],
+    ) -> AsyncIterator[JobEvent]:
+        request = kr.backtest_request(strategy_or_model, symbols, timeframes, options)
+        return self._events(self._stub.Backtest(request))
+
+    async def submit_backtest(
+        self,
+        strategy_or_model: str,
+        symbols: Sequence[str] = (),
+        timeframes: Sequence[str] = (),
+        *,
+        timeout: float | None = None,
+        **options: Unpack[BacktestOptions],
+    ) -> Job:
+        operation = op.submit_backtest(strategy_or_model, symbols, timeframes, timeout, options)
+        return await self._run(operation)
+
+    async def optimize(
+        self,
+        strategy: str,
+        symbols: Sequence[str] = (),
+        timeframes: Sequence[str] = (),
+        *,
+        space: kr.SpaceSpec,
+        timeout: float | None = None,
+        **options: Unpack[OptimizeOptions],
+    ) -> AsyncIterator[JobEvent]:
+        """``async for event in tw.optimize(...)``; a shorthand space looks the strategy up
+        first (within ``timeout``), so a bad request raises at the first iteration."""
+        request = await self._run(
+            op.optimize_request(strategy, symbols, timeframes, space, timeout, options)
+        )
+        async for event in self._events(self._stub.Optimize(request)):
+            yield event
+
+    async def submit_optimization(
+        self,
+        strategy: str,
+        symbols: Sequence[str] = (),
+        timeframes: Sequence[str] = (),
+        *,
+        space: kr.SpaceSpec,
+        timeout: float | None = None,
+        **options: Unpack[OptimizeOptions],
+    ) -> Job:
+        operation = op.submit_optimization(strategy, symbols, timeframes, space, timeout, options)
+        return await self._run(operation)
+
+    async def strategies(self, *, timeout: float | None = None) -> list[StrategyInfo]:
+        return await self._run(op.strategies(timeout))
+
+    async def configurations(
+        self, *, strategy: str = "", timeout: float | None = None
+    ) -> list[ConfigurationRef]:
+        return await self._run(op.configurations(strategy, timeout))
+
+    async def configuration(
+        self, name: str, *, timeout: float | None = None
+    ) -> tuple[ConfigurationRef, str]:
+        return await self._run(op.configuration(name, timeout))
+
+    async def download_configuration(self, name: str, directory: str | Path) -> Path:
+        download = ConfigurationDownload(Path(directory))
+        request = opb.GetConfigurationRequest(name=name)
+        try:
+            async for chunk in self._stub.DownloadConfiguration(request):
+                if chunk.HasField("header"):
+                    download.begin(configuration_from_proto(chunk.header))
+                else:
+                    download.write(chunk.data)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc, self.target) from None
+        return await asyncio.to_thread(download.commit)
 
     async def nodes(self, *, timeout: float | None = None) -> list[NodeStatus]:
         return await self._run(op.nodes(timeout))

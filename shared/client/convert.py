@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
-from shared.client.types import Job, ModelInfo
+from shared.client.types import Job, ModelInfo, StrategyInfo, StrategyParam
+from shared.jobs import JobKind
 from shared.rpc import serde
 from shared.rpc.v1 import orchestrator_pb2 as opb
 from shared.rpc.v1 import progress_pb2 as ppb
@@ -63,28 +65,46 @@ def build_request(
             request.strategy.labels.auto_threshold = True
         elif threshold is not None:
             request.strategy.labels.threshold = threshold
+    fill_data(request.data, data=data, start=start, end=end, market_seed=market_seed, bars=bars)
+    fill_placement(request.placement, require_gpu=require_gpu, node=node)
+    return request
+
+
+def fill_data(
+    target: spb.DataSpec,
+    *,
+    data: DataSpec | None,
+    start: str = "",
+    end: str = "",
+    market_seed: int | None = None,
+    bars: int | None = None,
+) -> None:
+    """A request's ``data``: ``data`` as given, or only the range and the synthetic market's
+    seed when no source is named (the server decides: ``SYNTH`` symbols only)."""
     if data is not None:
         if start or end or market_seed is not None:
             raise ValueError("give start, end and the market seed inside data=, not beside it")
-        request.data.CopyFrom(data_to_proto(data))
+        target.CopyFrom(data_to_proto(data))
     else:
         if start:
-            request.data.start = start
+            target.start = start
         if end:
-            request.data.end = end
+            target.end = end
         if market_seed is not None:
-            request.data.seed = market_seed
+            target.seed = market_seed
     if bars:
         if data is not None and data.source is not DataSource.SYNTHETIC:
             raise ValueError(
                 f"bars sets the synthetic market's length; the data here is {data.source.value}"
             )
-        request.data.bars = bars
+        target.bars = bars
+
+
+def fill_placement(target: spb.Placement, *, require_gpu: bool, node: str) -> None:
     if require_gpu:
-        request.placement.require_gpu = True
+        target.require_gpu = True
     if node:
-        request.placement.node = node
-    return request
+        target.node = node
 
 
 _SOURCES = {
@@ -176,8 +196,63 @@ def job_from_proto(msg: ppb.Job) -> Job:
         message=msg.message,
         last_seq=msg.last_seq,
         attempt=msg.attempt,
+        kind=_KINDS.get(msg.kind, JobKind.TRAIN),
         result=serde.result_from_proto(msg.result) if msg.HasField("result") else None,
+        backtest_result=(
+            serde.backtest_from_proto(msg.backtest_result)
+            if msg.HasField("backtest_result")
+            else None
+        ),
+        optimize_result=(
+            serde.optimization_from_proto(msg.optimize_result)
+            if msg.HasField("optimize_result")
+            else None
+        ),
         error=serde.error_from_proto(msg.error) if msg.HasField("error") else None,
+        step_index=msg.step_index,
+        step_total=msg.step_total,
+        step_name=msg.step_name,
+        step_percentage=msg.step_percentage,
+        eta_seconds=msg.eta_seconds if msg.HasField("eta_seconds") else None,
+        updated_at=serde.ts_from_proto(msg.updated_at),
+        optimizer=(
+            serde.optimizer_from_proto(msg.optimizer) if msg.HasField("optimizer") else None
+        ),
+        device=msg.device,
+    )
+
+
+_KINDS = {
+    ppb.JOB_KIND_TRAIN: JobKind.TRAIN,
+    ppb.JOB_KIND_BACKTEST: JobKind.BACKTEST,
+    ppb.JOB_KIND_OPTIMIZE: JobKind.OPTIMIZE,
+}
+_PARAM_TYPES: dict[int, Literal["int", "float", "categorical", "bool"]] = {
+    spb.PARAM_TYPE_INT: "int",
+    spb.PARAM_TYPE_FLOAT: "float",
+    spb.PARAM_TYPE_CATEGORICAL: "categorical",
+    spb.PARAM_TYPE_BOOL: "bool",
+}
+
+
+def strategy_from_proto(msg: opb.StrategyInfo) -> StrategyInfo:
+    return StrategyInfo(
+        name=msg.name,
+        description=msg.description,
+        params=tuple(
+            StrategyParam(
+                name=p.name,
+                type=_PARAM_TYPES.get(p.type, "categorical"),
+                default=p.default,
+                low=p.low if p.HasField("low") else None,
+                high=p.high if p.HasField("high") else None,
+                step=p.step if p.HasField("step") else None,
+                choices=tuple(p.choices),
+                description=p.description,
+            )
+            for p in msg.params
+        ),
+        constraints=tuple(msg.constraints),
     )
 
 

@@ -15,15 +15,32 @@ from typing import TypeVar
 
 from google.protobuf.message import Message
 
-from shared.client.convert import build_request, job_from_proto, model_from_proto
-from shared.client.types import Job, ModelInfo, TrainOptions
+from shared.client import kind_requests as kr
+from shared.client.convert import (
+    build_request,
+    job_from_proto,
+    model_from_proto,
+    strategy_from_proto,
+)
+from shared.client.types import (
+    BacktestOptions,
+    Job,
+    ModelInfo,
+    OptimizeOptions,
+    StrategyInfo,
+    TrainOptions,
+)
 from shared.datasets import DatasetInfo
+from shared.errors import InvalidArgumentError
 from shared.jobs import JobState, ModelRef
 from shared.nodes import NodeStatus
+from shared.results import ConfigurationRef
 from shared.rpc import serde
+from shared.rpc.serde_results import configuration_from_proto
 from shared.rpc.v1 import datasets_pb2 as dpb
 from shared.rpc.v1 import orchestrator_pb2 as opb
 from shared.rpc.v1 import progress_pb2 as ppb
+from shared.rpc.v1 import strategy_pb2 as spb
 
 _T = TypeVar("_T")
 _Reply = TypeVar("_Reply", bound=Message)
@@ -135,3 +152,82 @@ def get_dataset(name: str, timeout: float | None) -> Operation[DatasetInfo]:
 def delete_dataset(name: str, timeout: float | None) -> Operation[DatasetInfo]:
     reply = yield Unary("DeleteDataset", dpb.DeleteDatasetRequest(name=name), timeout)
     return serde.dataset_from_proto(_expect(reply, dpb.Dataset))
+
+
+# --- backtests, optimizations, strategies, configurations ---------------------------------------
+
+
+def submit_backtest(
+    target: str,
+    symbols: Sequence[str],
+    timeframes: Sequence[str],
+    timeout: float | None,
+    options: BacktestOptions,
+) -> Operation[Job]:
+    request = kr.backtest_request(target, symbols, timeframes, options)
+    return job_from_proto(_expect((yield Unary("SubmitBacktest", request, timeout)), ppb.Job))
+
+
+def optimize_request(
+    strategy: str,
+    symbols: Sequence[str],
+    timeframes: Sequence[str],
+    space: kr.SpaceSpec,
+    timeout: float | None,
+    options: OptimizeOptions,
+) -> Operation[spb.OptimizeRequest]:
+    """The request; a space in shorthand first asks ``ListStrategies`` for the parameters'
+    types (an unknown strategy is ``InvalidArgumentError`` on ``strategy``, the known listed)."""
+    info = None
+    if kr.needs_strategy(space):
+        info = find_strategy((yield from strategies(timeout)), strategy)
+    return kr.optimize_request(
+        strategy, symbols, timeframes, kr.space_to_proto(space, info), options
+    )
+
+
+def find_strategy(known: Sequence[StrategyInfo], name: str) -> StrategyInfo:
+    for info in known:
+        if info.name == name:
+            return info
+    names = ", ".join(s.name for s in known) or "none"
+    raise InvalidArgumentError(f"unknown strategy {name!r}; known: {names}", field="strategy")
+
+
+def submit_optimization(
+    strategy: str,
+    symbols: Sequence[str],
+    timeframes: Sequence[str],
+    space: kr.SpaceSpec,
+    timeout: float | None,
+    options: OptimizeOptions,
+) -> Operation[Job]:
+    request = yield from optimize_request(strategy, symbols, timeframes, space, timeout, options)
+    reply = yield Unary("SubmitOptimization", request, timeout)
+    return job_from_proto(_expect(reply, ppb.Job))
+
+
+def strategies(timeout: float | None) -> Operation[list[StrategyInfo]]:
+    reply = yield Unary("ListStrategies", opb.ListStrategiesRequest(), timeout)
+    listed = _expect(reply, opb.ListStrategiesResponse).strategies
+    return [strategy_from_proto(s) for s in listed]
+
+
+def configurations(strategy: str, timeout: float | None) -> Operation[list[ConfigurationRef]]:
+    out: list[ConfigurationRef] = []
+    token = ""
+    while True:
+        request = opb.ListConfigurationsRequest(strategy=strategy, page_token=token)
+        reply = yield Unary("ListConfigurations", request, timeout)
+        page = _expect(reply, opb.ListConfigurationsResponse)
+        out.extend(configuration_from_proto(c) for c in page.configurations)
+        token = page.next_page_token
+        if not token:
+            return out
+
+
+def configuration(name: str, timeout: float | None) -> Operation[tuple[ConfigurationRef, str]]:
+    """A stored configuration's ref and its ``configuration.json`` text."""
+    request = opb.GetConfigurationRequest(name=name)
+    reply = _expect((yield Unary("GetConfiguration", request, timeout)), opb.Configuration)
+    return configuration_from_proto(reply.ref), reply.configuration_json

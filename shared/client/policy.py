@@ -31,6 +31,9 @@ IDEMPOTENT_METHODS = (
     "GetModel",
     "GetDataset",
     "ListDatasets",
+    "ListStrategies",
+    "ListConfigurations",
+    "GetConfiguration",
 )
 
 RETRY_POLICY: dict[str, Any] = {

@@ -12,15 +12,25 @@ from google.protobuf.message import Message
 
 from shared import errors
 from shared.client import datasets as upload
+from shared.client import kind_requests as kr
 from shared.client import operations as op
 from shared.client.convert import build_request
 from shared.client.policy import DEFAULT_TIMEOUT, service_config
-from shared.client.types import Job, ModelInfo, TrainOptions
+from shared.client.types import (
+    BacktestOptions,
+    Job,
+    ModelInfo,
+    OptimizeOptions,
+    StrategyInfo,
+    TrainOptions,
+)
 from shared.datasets import DatasetInfo
 from shared.jobs import JobEvent, JobState, ModelRef
 from shared.nodes import NodeStatus
+from shared.results import ConfigurationRef
 from shared.rpc import plumbing, serde
 from shared.rpc.errors import from_rpc_error
+from shared.rpc.serde_results import configuration_from_proto
 from shared.rpc.v1 import orchestrator_pb2 as opb
 from shared.rpc.v1 import orchestrator_pb2_grpc
 from shared.rpc.v1 import progress_pb2 as ppb
@@ -117,6 +127,104 @@ class Client:
 
     def cancel(self, job_id: str, *, reason: str = "", timeout: float | None = None) -> Job:
         return self._run(op.cancel(job_id, reason, timeout))
+
+    # -- backtests, optimizations, strategies, configurations ----------------------------------
+
+    def backtest(
+        self,
+        strategy_or_model: str,
+        symbols: Sequence[str] = (),
+        timeframes: Sequence[str] = (),
+        **options: Unpack[BacktestOptions],
+    ) -> Iterator[JobEvent]:
+        """Submit a backtest and follow it; the terminal event's ``backtest_result`` has the
+        stats, trades and equity curve. ``strategy_or_model``: a rule strategy
+        (``strategies()``) with ``params=``, or a stored model's name (it has a ``/``).
+        Options (``BacktestOptions``): ``data`` (as for ``train``), ``start``, ``end``, costs
+        (``commission_pct`` a fraction, ``slippage_bps``), sizing, ``allow_short``,
+        ``stop_loss_pct``/``take_profit_pct`` (fractions). The stream has no deadline."""
+        request = kr.backtest_request(strategy_or_model, symbols, timeframes, options)
+        return self._events(self._stub.Backtest(request))
+
+    def submit_backtest(
+        self,
+        strategy_or_model: str,
+        symbols: Sequence[str] = (),
+        timeframes: Sequence[str] = (),
+        *,
+        timeout: float | None = None,
+        **options: Unpack[BacktestOptions],
+    ) -> Job:
+        return self._run(
+            op.submit_backtest(strategy_or_model, symbols, timeframes, timeout, options)
+        )
+
+    def optimize(
+        self,
+        strategy: str,
+        symbols: Sequence[str] = (),
+        timeframes: Sequence[str] = (),
+        *,
+        space: kr.SpaceSpec,
+        timeout: float | None = None,
+        **options: Unpack[OptimizeOptions],
+    ) -> Iterator[JobEvent]:
+        """Submit an optimization and follow it; the terminal event's ``optimize_result`` has
+        the best parameters, in/out-of-sample stats and the stored configuration. ``space``:
+        ``{"fast": (5, 50, 5), "ma": ["sma", "ema"]}`` (typed by the strategy's parameters,
+        looked up within ``timeout``) or ``shared.optimize.ParamRange``s. Options
+        (``OptimizeOptions``): ``sampler``, ``trials``, ``timeout_s``, ``seed``, ``objective``,
+        ``minimize``, ``constraints``, ``fixed_params``, ``parallelism``, ``walk_forward``, and
+        the data and costs of ``backtest``."""
+        request = self._run(
+            op.optimize_request(strategy, symbols, timeframes, space, timeout, options)
+        )
+        return self._events(self._stub.Optimize(request))
+
+    def submit_optimization(
+        self,
+        strategy: str,
+        symbols: Sequence[str] = (),
+        timeframes: Sequence[str] = (),
+        *,
+        space: kr.SpaceSpec,
+        timeout: float | None = None,
+        **options: Unpack[OptimizeOptions],
+    ) -> Job:
+        operation = op.submit_optimization(strategy, symbols, timeframes, space, timeout, options)
+        return self._run(operation)
+
+    def strategies(self, *, timeout: float | None = None) -> list[StrategyInfo]:
+        """The rule strategies, with each parameter's type, default and range."""
+        return self._run(op.strategies(timeout))
+
+    def configurations(
+        self, *, strategy: str = "", timeout: float | None = None
+    ) -> list[ConfigurationRef]:
+        """Stored best configurations (of one strategy, when given)."""
+        return self._run(op.configurations(strategy, timeout))
+
+    def configuration(
+        self, name: str, *, timeout: float | None = None
+    ) -> tuple[ConfigurationRef, str]:
+        """A configuration's ref and its JSON text (``name`` without ``_vN``: the latest)."""
+        return self._run(op.configuration(name, timeout))
+
+    def download_configuration(self, name: str, directory: str | Path) -> Path:
+        """Save ``directory/<name>/configuration.json``, sha256-checked, written atomically."""
+        from shared.client.config_download import ConfigurationDownload
+
+        download = ConfigurationDownload(Path(directory))
+        request = opb.GetConfigurationRequest(name=name)
+        try:
+            for chunk in self._stub.DownloadConfiguration(request):
+                if chunk.HasField("header"):
+                    download.begin(configuration_from_proto(chunk.header))
+                else:
+                    download.write(chunk.data)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc, self.target) from None
+        return download.commit()
 
     # -- nodes and models ----------------------------------------------------------------------
 
