@@ -99,24 +99,22 @@ def _trades(
     columns = TradeColumns(entry_bar, exit_bar, returns, pnl, commission)
     entry_time, exit_time = times[entry_bar], times[exit_bar]
     reasons = [EXIT_REASONS[code] for code in ints[:, 2].tolist()]
-    trades = tuple(
-        Trade(eb, xb, et, xt, ep, xp, sz, pl, rp, xt - et, why, cm)
-        for eb, xb, et, xt, ep, xp, sz, pl, rp, why, cm in zip(
-            entry_bar.tolist(),
-            exit_bar.tolist(),
-            entry_time.tolist(),
-            exit_time.tolist(),
-            entry.tolist(),
-            exit_.tolist(),
-            size.tolist(),
-            pnl.tolist(),
-            returns.tolist(),
-            reasons,
-            commission.tolist(),
-            strict=True,
-        )
+    rows = zip(
+        entry_bar.tolist(),
+        exit_bar.tolist(),
+        entry_time.tolist(),
+        exit_time.tolist(),
+        entry.tolist(),
+        exit_.tolist(),
+        size.tolist(),
+        pnl.tolist(),
+        returns.tolist(),
+        (exit_time - entry_time).tolist(),
+        reasons,
+        commission.tolist(),
+        strict=True,
     )
-    return trades, columns
+    return tuple(Trade(*row) for row in rows), columns
 
 
 def simulate_bars(

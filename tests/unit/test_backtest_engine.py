@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -10,7 +11,7 @@ import numpy.typing as npt
 import pandas as pd
 import pytest
 
-from shared.backtest import BacktestSettings, Costs, Sizing, run_backtest
+from shared.backtest import BacktestSettings, Costs, Sizing, Trade, run_backtest
 from shared.errors import InvalidArgumentError
 
 Prices = Sequence[float] | npt.NDArray[np.float64]
@@ -257,3 +258,12 @@ def test_settings_validation_names_the_field(make: object, field: str) -> None:
     with pytest.raises(InvalidArgumentError) as err:
         make()  # type: ignore[operator]
     assert err.value.field == field
+
+
+def test_trades_are_ordinary_frozen_trades() -> None:
+    bars = make_bars([10, 11, 12, 13, 14])
+    (trade,) = run_backtest(bars, sig(1, 0, 0, 0, 0)).trades
+    rebuilt = Trade(**dataclasses.asdict(trade))
+    assert trade == rebuilt and hash(trade) == hash(rebuilt) and repr(trade) == repr(rebuilt)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        trade.pnl = 0.0  # type: ignore[misc]
