@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from shared.backtest.types import BacktestSettings
+from shared.strategies import positions
 from shared.strategies.compiled import compiled
 
 FloatArray = npt.NDArray[np.float64]
@@ -234,7 +235,8 @@ def _simulate(
 
 
 def warm_up() -> None:
-    """Compile the simulation loop now (or load it from the on-disk cache) on a tiny input.
+    """Compile the simulation loop and the strategies' state machine now (or load them from the
+    on-disk cache), on tiny inputs.
 
     Trainers call this at start, so the first backtest of a job does not pay the compile.
     """
@@ -243,3 +245,4 @@ def warm_up() -> None:
     settings = BacktestSettings(stop_loss_pct=0.05, take_profit_pct=0.05)
     arrays = prepare(prices, prices * 1.1, prices * 0.9, prices, signals, settings)
     run_chunk(arrays, 0, len(prices))
+    positions.warm_up()
