@@ -116,9 +116,8 @@ class BacktestSettings:
             f"initial_cash must be > 0, not {self.initial_cash!r}",
             "initial_cash",
         )
-        _require(
-            isinstance(self.costs, Costs), "costs must be a Costs", "costs"
-        )  # a dict here would fail later, far from the cause
+        # A dict in place of Costs or Sizing would fail later, far from the cause.
+        _require(isinstance(self.costs, Costs), "costs must be a Costs", "costs")
         _require(isinstance(self.sizing, Sizing), "sizing must be a Sizing", "sizing")
         _require(
             isinstance(self.allow_short, bool),
