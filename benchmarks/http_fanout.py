@@ -114,18 +114,19 @@ async def _sse_trial(
 
         async def one(i: int, first: Callable[[], None]) -> None:
             frames = 0
-            tail = b""
+            previous, last = b"", b""  # the last two chunks, kept by reference, not copied
             async with session.get(f"{url}api/v1/jobs/{job_id}/events") as resp:
                 resp.raise_for_status()
                 async for chunk in resp.content.iter_any():
-                    joined = tail[-1:] + chunk
-                    frames += joined.count(b"\n\n")
-                    tail = (tail + chunk)[-8192:]
+                    frames += chunk.count(b"\n\n")
+                    if last[-1:] == b"\n" and chunk[:1] == b"\n":  # a frame end split in two
+                        frames += 1
+                    previous, last = last, chunk
                     last_at[i] = time.monotonic()
                     if counts[i] == 0 and frames >= 2:  # retry: + the first event
                         first()
                     counts[i] = frames - 1
-            tails[i] = tail
+            tails[i] = previous + last
 
         cpu = await _watchers(conn, n, one)
     terminal_ok = all(_sse_terminal(t) for t in tails)

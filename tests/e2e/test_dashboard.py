@@ -13,10 +13,12 @@ pytest's temporary directory; their paths are printed.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import shutil
 import statistics
+import subprocess
 import threading
 import time
 from collections.abc import Coroutine, Iterator
@@ -36,6 +38,7 @@ from tests.support.processes import free_port, service, wait_serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 T = TypeVar("T")
+README = Path(__file__).resolve().parents[2] / "README.md"
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 LONG_TASKS = """
@@ -209,6 +212,152 @@ def test_a_short_job_is_followed_to_its_model_and_the_lists_show_it(
     page.locator("tr.details table.kv").first.wait_for()
     _screenshots(page, artifacts, "models")
     assert page.errors == []  # type: ignore[attr-defined]
+
+
+def _optimization_stream(job_id: str, trials: int) -> tuple[dict[str, Any], str]:
+    """An optimization job's snapshot and event stream as the API serves them (proto JSON,
+    built from the messages themselves), for the page to render."""
+    from google.protobuf import json_format
+
+    from shared.rpc.v1 import progress_pb2 as ppb
+
+    frames, seq = [], 0
+
+    def frame(event: ppb.ProgressEvent) -> None:
+        nonlocal seq
+        seq += 1
+        event.job_id, event.seq = job_id, seq
+        frames.append(f"id: {seq}\ndata: {json.dumps(json_format.MessageToDict(event))}\n\n")
+
+    frame(ppb.ProgressEvent(state=ppb.JOB_STATE_QUEUED, kind=ppb.EVENT_KIND_LIFECYCLE))
+    best = -1.0
+    for i in range(1, trials + 1):
+        score = ((i * 7) % 11) / 10
+        best = max(best, score)
+        for candle in (250, 500, 1000):
+            event = ppb.ProgressEvent(
+                state=ppb.JOB_STATE_RUNNING,
+                kind=ppb.EVENT_KIND_DETAIL,
+                percentage=25 + 50 * (i - 1) / trials,
+                message=f"Trial {i}/{trials} · candle {candle}/1000",
+                step_index=2,
+                step_total=4,
+                step_name="Optimizing",
+                stage="trades",
+            )
+            event.items.CopyFrom(ppb.ItemCounter(name="candles", current=candle, total=1000))
+            frame(event)
+        event = ppb.ProgressEvent(
+            state=ppb.JOB_STATE_RUNNING,
+            kind=ppb.EVENT_KIND_STEP,
+            percentage=25 + 50 * i / trials,
+            message=f"Trial {i}/{trials}: score {score:.2f}, best {best:.2f}",
+            step_index=2,
+            step_total=4,
+            step_name="Optimizing",
+        )
+        event.optimizer.CopyFrom(
+            ppb.OptimizerProgress(
+                iteration=i,
+                total_iterations=trials,
+                current_score=score,
+                best_score=best,
+                best_params={"fast": str(5 + i % 3), "slow": "30"},
+                objective="Sharpe Ratio",
+            )
+        )
+        frame(event)
+    final = ppb.ProgressEvent(
+        state=ppb.JOB_STATE_SUCCEEDED,
+        kind=ppb.EVENT_KIND_LIFECYCLE,
+        percentage=100,
+        message="Succeeded: best Sharpe Ratio 1.00",
+    )
+    final.optimize_result.CopyFrom(
+        ppb.OptimizeResult(
+            strategy="sma_cross", best_params={"fast": "7", "slow": "30"}, best_score=best
+        )
+    )
+    frame(final)
+    job = ppb.Job(
+        job_id=job_id, state=ppb.JOB_STATE_SUCCEEDED, kind=ppb.JOB_KIND_OPTIMIZE, last_seq=seq
+    )
+    return json_format.MessageToDict(job), "".join(frames)
+
+
+def test_an_optimization_job_shows_trials_best_score_params_and_candles(
+    services: Services, browser: Browser, artifacts: Path
+) -> None:
+    """The optimizer dashboard, from the fields the API sends for optimization jobs (the page
+    is served by the real orchestrator; this one job's replies are given to the browser)."""
+    job_id = "0a7e0a7e0a7e0a7e"
+    job, stream = _optimization_stream(job_id, 20)
+    page = _page(browser)
+    base = f"{services.url}api/v1/jobs/{job_id}"
+    page.route(base, lambda route: route.fulfill(json=job))
+    page.route(
+        f"{base}/events",
+        lambda route: route.fulfill(body=stream, headers={"Content-Type": "text/event-stream"}),
+    )
+    page.goto(f"{services.url}#/jobs/{job_id}")
+    _wait_data(page, "d.state === 'SUCCEEDED'")
+    assert page.locator(".badge.kind").inner_text() == "optimize"
+    assert page.locator("#iteration").inner_text() == "20/20"
+    assert page.locator("#best-score").inner_text() == "1 (Sharpe Ratio)"
+    assert page.locator("#best-params td").all_inner_texts()[:2] == ["fast", "7"]
+    assert page.locator("#trials-chart .dots circle").count() == 20
+    assert page.locator("#candles .bar-text").inner_text() == "1,000/1,000"
+    assert page.locator("#stage").inner_text() == "trades"
+    assert "sma_cross" in page.locator("#best-result").inner_text()
+    _screenshots(page, artifacts, "optimization")
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
+def readme_curl_lines() -> list[str]:
+    """The curl commands of the README's "HTTP API and dashboard" section, in order."""
+    section = README.read_text().split("## HTTP API and dashboard\n", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.startswith("curl ")]
+
+
+def test_the_readme_curl_examples_run_as_shown(services: Services, tmp_path: Path) -> None:
+    if shutil.which("curl") is None:
+        pytest.skip("curl not found: install Debian's curl package")
+    with Client(services.orchestrator) as client:
+        last = list(client.train(["SYNTH"], ["1h"], epochs=2, bars=1200))[-1]
+    assert last.result is not None and last.result.model is not None
+    model = last.result.model
+    lines = readme_curl_lines()
+    assert len(lines) >= 10
+    address = services.url.removeprefix("http://").rstrip("/")
+    for line in lines:
+        command = (
+            line.replace("127.0.0.1:8080", address)
+            .replace("<id>", last.job_id)
+            .replace("<model>", model.name)
+        )
+        done = subprocess.run(
+            ["bash", "-c", f"{command} -w '\\n%{{http_code}}'"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        body, _, status = done.stdout.rpartition("\n")
+        assert done.returncode == 0 and status == "200", (line, done.stdout[-500:], done.stderr)
+        if " -o " in line:
+            saved = (tmp_path / "model.safetensors").read_bytes()
+            assert hashlib.sha256(saved).hexdigest() == model.sha256
+        elif "/events" in line:
+            ids = [int(x[4:]) for x in body.splitlines() if x.startswith("id: ")]
+            first = 11 if "Last-Event-ID: 10" in line else 1
+            assert ids == list(range(first, first + len(ids))) and len(ids) > 1, line
+            assert '"state":"JOB_STATE_SUCCEEDED"' in body.strip().splitlines()[-1], line
+        else:
+            document = json.loads(body)
+            assert "code" not in document, (line, document)
+    print(f"ran {len(lines)} README curl examples")
 
 
 # -- load: 1,000 jobs, one of them at 100 events/s ---------------------------------------------

@@ -71,7 +71,7 @@ export function mountModels(root, ctx) {
   listed(body, ctx, "models", "models", (m) => [
     el("td", {}, el("code", { text: m.name })),
     el("td", { text: (m.symbols || []).join(" ") + " " + (m.timeframes || []).join(" ") }),
-    el("td", { class: "num", text: m.assessment ? num(m.assessment.accuracy, 3) : "—" }),
+    el("td", { class: "num", text: m.assessment ? num(m.assessment.accuracy ?? 0, 3) : "—" }),
     el("td", { class: "muted", text: m.assessment ? m.assessment.verdict || "" : "" }),
     el("td", { text: dataSource(m) }),
     el("td", { class: "num", text: bytes(m.sizeBytes) }),
@@ -95,8 +95,8 @@ export function mountConfigurations(root, ctx) {
     el("td", {}, el("code", { text: c.name })),
     el("td", { text: Object.entries(c.params || {}).map(([k, v]) => `${k}=${v}`).join(" ") }),
     el("td", { text: c.objective || "" }),
-    el("td", { class: "num", text: num(c.inSampleScore) }),
-    el("td", { class: "num", text: num(c.outOfSampleScore) }),
+    el("td", { class: "num", text: num(c.inSampleScore ?? 0) }),
+    el("td", { class: "num", text: num(c.outOfSampleScore ?? 0) }),
     el("td", { text: age(c.createdAt) }),
   ], ["name", "parameters", "objective", "in sample", "out of sample", "age"], async (c) => {
     const conf = await getJson(`configurations/${c.name}`);

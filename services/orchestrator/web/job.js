@@ -74,7 +74,7 @@ export function apply(s, e) {
     s.optimizer = e.optimizer;
     const it = e.optimizer.iteration || 0;
     const last = s.trials[s.trials.length - 1];
-    if (it && (!last || last[0] !== it)) s.trials.push([it, Number(e.optimizer.currentScore), Number(e.optimizer.bestScore)]);
+    if (it && (!last || last[0] !== it)) s.trials.push([it, Number(e.optimizer.currentScore ?? 0), Number(e.optimizer.bestScore ?? 0)]);
   }
   if (e.items && e.items.name === "candles") s.candles = { current: Number(e.items.current || 0), total: Number(e.items.total || 0) };
   if (e.stage) s.stage = e.stage;
@@ -256,8 +256,8 @@ export function mountJob(root, ctx, jobId) {
     if (!o) return;
     v.optimizer.hidden = false;
     v.iteration.textContent = `${o.iteration || 0}/${o.totalIterations || "?"}`;
-    v.best.textContent = `${num(o.bestScore)}${o.objective ? ` (${o.objective})` : ""}`;
-    v.current.textContent = num(o.currentScore);
+    v.best.textContent = `${num(o.bestScore ?? 0)}${o.objective ? ` (${o.objective})` : ""}`;
+    v.current.textContent = num(o.currentScore ?? 0);
     if (drawn.trials === s.trials.length) return;
     drawn.trials = s.trials.length;
     v.params.replaceChildren(keyValues(o.bestParams));

@@ -45,7 +45,7 @@ export function renderResult(s, jobId, ctx) {
   }
   const o = s.optimizeResult;
   if (o) {
-    out.push(el("p", { id: "best-result" }, `Best ${num(o.bestScore)} (${o.sampler || "sampler"}), strategy ${o.strategy || ""}${o.overfit ? " · looks overfit" : ""}`));
+    out.push(el("p", { id: "best-result" }, `Best ${num(o.bestScore ?? 0)} (${o.sampler || "sampler"}), strategy ${o.strategy || ""}${o.overfit ? " · looks overfit" : ""}`));
     out.push(el("div", { class: "charts" }, el("div", {}, el("h4", { text: "Best parameters" }), keyValues(o.bestParams)), el("div", {}, el("h4", { text: "In sample" }), keyValues(o.inSample)), el("div", {}, el("h4", { text: "Out of sample" }), keyValues(o.outOfSample))));
     if (o.configuration && o.configuration.name) {
       out.push(el("p", {}, "Configuration ", el("code", { text: o.configuration.name }), " ", downloadButton(`configurations/${o.configuration.name}/download`, "configuration.json", ctx)));
