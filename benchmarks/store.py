@@ -236,7 +236,7 @@ def child_main(state_dir: Path) -> None:
                 await channel.close(None)
             if reply.status != health_pb2.HealthCheckResponse.SERVING:
                 raise RuntimeError(f"health says {reply.status}")
-            records = orch.book.listing([])  # read from the store: finished jobs are not held
+            records = list(orch.book.listing([]))  # read from the store: finished jobs are not held
             loaded = {
                 "jobs": len(records),
                 "succeeded": sum(1 for r in records if r.state is JobState.SUCCEEDED),

@@ -49,12 +49,34 @@ from .store import (
 )
 from .store_writer import StoreWriter
 
-__all__ = ["RECENT_FINISHED", "JobBook", "JobRecord", "job_key"]
+__all__ = ["RECENT_FINISHED", "JobBook", "JobListing", "JobRecord", "job_key"]
 
 RECENT_FINISHED = 256
 """Finished jobs kept in memory (most recently finished first out last)."""
 STORE_PAGE = 500
 """Events or jobs read from the store at a time."""
+FIRST_STORE_PAGE = 64
+"""Jobs read from the store for the start of a listing (most listings want one page)."""
+
+
+class JobListing:
+    """``JobBook.listing``: re-iterable, lazy; truthy when it holds a job."""
+
+    def __init__(self, book: JobBook, states: Sequence[JobState]) -> None:
+        self._book = book
+        self._states = tuple(states)
+
+    def __iter__(self) -> Iterator[JobRecord]:
+        return self._book.iter_jobs(self._states)
+
+    def __bool__(self) -> bool:
+        return next(iter(self), None) is not None
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __getitem__(self, index: int) -> JobRecord:
+        return list(self)[index]
 
 
 class JobBook:
@@ -155,10 +177,12 @@ class JobBook:
             since = event.time
         return since
 
-    def listing(self, states: Sequence[JobState]) -> list[JobRecord]:
-        """Every job in ``states`` (all when empty), newest first by (created_at, job_id), the
-        key ListJobs pages by. Reads every such job: page with ``list_jobs`` instead."""
-        return list(self.iter_jobs(states))
+    def listing(self, states: Sequence[JobState]) -> JobListing:
+        """Jobs in ``states`` (all when empty), newest first by (created_at, job_id), the key
+        ListJobs pages by: an iterable that reads the store lazily each time it is iterated
+        (a page reads a few rows; ``len`` reads them all). ``list_jobs`` reads one page off the
+        event loop."""
+        return JobListing(self, states)
 
     def iter_jobs(
         self, states: Sequence[JobState], *, after: JobKey | None = None
@@ -183,8 +207,9 @@ class JobBook:
     ) -> Iterator[JobRecord]:
         index = 0
         cursor = after
+        page = FIRST_STORE_PAGE
         while True:
-            rows = self._store.list_jobs(states, cursor, STORE_PAGE)
+            rows = self._store.list_jobs(states, cursor, page)
             for row in rows:
                 key = (row.created_at, row.job_id)
                 while index < len(hot) and job_key(hot[index]) > key:
@@ -192,10 +217,18 @@ class JobBook:
                     index += 1
                 if row.job_id not in self._jobs:  # memory answers for the jobs it holds
                     yield record_from_row(row)
-            if len(rows) < STORE_PAGE:
+            if len(rows) < page:
                 break
             cursor = (rows[-1].created_at, rows[-1].job_id)
+            page = STORE_PAGE
         yield from hot[index:]
+
+    async def find_request(self, request_id: str) -> JobRecord | None:
+        """``by_request_id`` without blocking the event loop on a store read."""
+        job_id = self._by_request_id.get(request_id) if request_id else None
+        if job_id is not None and job_id in self._jobs:
+            return self._jobs[job_id].record()
+        return await asyncio.to_thread(self.by_request_id, request_id)
 
     async def list_jobs(
         self, states: Sequence[JobState], *, after: JobKey | None, limit: int
