@@ -51,20 +51,29 @@ async def store_configuration(
     backoff_s: float = 0.5,
     cancel: CancellationToken | None = None,
     deadline_s: float = DEADLINE_S,
+    unavailable_window_s: float = 0.0,
+    max_backoff_s: float = MAX_BACKOFF_S,
 ) -> ConfigurationRef:
     """Store ``text`` (with its ``sha256``) as job ``job_id``'s configuration on the
-    orchestrator at ``target``; the stored version's ref. Transient failures are retried up
-    to ``attempts`` calls with jittered exponential backoff; ``cancel`` stops between calls
+    orchestrator at ``target``; the stored version's ref.
+
+    Transient failures are retried up to ``attempts`` calls with jittered exponential backoff
+    (capped at ``max_backoff_s``); UNAVAILABLE (the orchestrator down or restarting) also for as
+    long as ``unavailable_window_s`` from the first failure, as the model uploader does. Each call
+    has ``deadline_s``. ``cancel`` stops between calls and during a backoff
     (``shared.cancellation.CancelledError``). Raises ``UploadError`` (with ``code``) when the
-    orchestrator refuses or the attempts run out."""
+    orchestrator refuses or the retries run out."""
     request = upload_pb2.ConfigurationUpload(
         job_id=job_id, token=token, configuration_json=text, sha256=sha256
     )
     attempts = max(1, attempts)
     delay = backoff_s
-    for attempt in range(1, attempts + 1):
+    first_failure: float | None = None
+    attempt = 0
+    while True:
         if cancel is not None:
             cancel.raise_if_cancelled()
+        attempt += 1
         try:
             async with plumbing.create_channel(target, security) as channel:
                 stub = upload_pb2_grpc.ModelUploadStub(channel)
@@ -73,7 +82,12 @@ async def store_configuration(
         except grpc.aio.AioRpcError as exc:
             code = exc.code()
             detail = exc.details() or ""
-            if code not in _RETRYABLE or attempt == attempts:
+            now = time.monotonic()
+            first_failure = now if first_failure is None else first_failure
+            retry = code in _RETRYABLE and attempt < attempts
+            if code is grpc.StatusCode.UNAVAILABLE:
+                retry = retry or now - first_failure + delay <= unavailable_window_s
+            if not retry:
                 raise UploadError(
                     f"storing job {job_id}'s configuration on {target} failed after {attempt} "
                     f"attempt(s): {code.name}: {detail}",
@@ -89,8 +103,7 @@ async def store_configuration(
                 pause,
             )
             await _sleep(pause, cancel)
-            delay = min(delay * 2, MAX_BACKOFF_S)
-    raise AssertionError("unreachable")  # the last attempt returns or raises
+            delay = min(delay * 2, max_backoff_s)
 
 
 async def _sleep(seconds: float, cancel: CancellationToken | None) -> None:
