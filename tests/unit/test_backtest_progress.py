@@ -11,7 +11,9 @@ from shared.backtest.engine import simulate_bars
 from shared.backtest.progress import ReportThrottle, ThrottledReporter
 from shared.backtest.types import BacktestSettings
 from shared.cancellation import CancellationToken, CancelledError
+from shared.errors import InvalidArgumentError
 from shared.pipeline.synthetic import synthetic_bars
+from shared.strategies import get_strategy
 
 
 class FakeClock:
@@ -152,3 +154,13 @@ def test_cancel_before_the_signals_stops_run_strategy() -> None:
     with pytest.raises(CancelledError):
         run_strategy(bars, "sma_crossover", {}, reporter=recorder, cancel=token)
     assert recorder.reports == []
+
+
+def test_run_strategy_takes_an_object_and_checks_its_params() -> None:
+    bars = synthetic_bars("X", "1h", 500, seed=6)
+    by_object = run_strategy(bars, get_strategy("bollinger_breakout"), {"period": "30"})
+    by_name = run_strategy(bars, "bollinger_breakout", {"period": 30})
+    assert by_object.stats == pytest.approx(by_name.stats, nan_ok=True)
+    with pytest.raises(InvalidArgumentError) as err:
+        run_strategy(bars, "bollinger_breakout", {"periods": 30})
+    assert err.value.field == "params.periods"
