@@ -22,7 +22,7 @@ from collections import deque
 from dataclasses import replace
 
 from shared import errors
-from shared.jobs import ErrorCode, EventKind, JobError, JobEvent, JobState, TrainResult
+from shared.jobs import ErrorCode, EventKind, JobError, JobEvent, JobKind, JobState, TrainResult
 from shared.spec import DataSource, PlacementSpec
 
 from .datasets import DatasetStore
@@ -303,8 +303,8 @@ class Dispatcher:
             event = relayed.event
             if _upload_failed(event) and await self._resend(client, job_id, event):
                 return
-            if event.state is JobState.SUCCEEDED:
-                self._succeed(job_id, event)
+            if event.state is JobState.SUCCEEDED and record.kind == JobKind.TRAIN.value:
+                self._succeed(job_id, event)  # a training job succeeds once its model is stored
             else:
                 self._book.append(job_id, event, node_seq=relayed.node_seq)
                 relayed_through = relayed.node_seq

@@ -1,0 +1,176 @@
+"""Backtest and optimization jobs through the orchestrator and a trainer: submitted, streamed,
+watched, cancelled, listed, refused with the field to change; and a training job's result
+carries its backtest."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+from google.protobuf.message import Message
+
+from shared.rpc.v1 import orchestrator_pb2 as opb
+from shared.rpc.v1 import progress_pb2 as ppb
+from shared.rpc.v1 import strategy_pb2 as spb
+from tests.conftest import Cluster
+
+
+def _set(msg: Message, fields: dict[str, object]) -> None:
+    for name, value in fields.items():
+        target = getattr(msg, name)
+        if isinstance(value, list):
+            del target[:]
+            target.extend(value)
+        elif isinstance(value, dict):
+            target.clear()
+            target.update(value)
+        elif isinstance(value, Message):
+            target.CopyFrom(value)
+        else:
+            setattr(msg, name, value)
+
+
+def _backtest(**fields: object) -> spb.BacktestRequest:
+    msg = spb.BacktestRequest(
+        symbols=["SYNTH"],
+        timeframes=["1h"],
+        strategy="sma_crossover",
+        params={"fast": "10", "slow": "30"},
+        data=spb.DataSpec(bars=5000),
+        settings=spb.BacktestSettings(commission_pct=0.001),
+    )
+    _set(msg, fields)
+    return msg
+
+
+def _optimize(**fields: object) -> spb.OptimizeRequest:
+    msg = spb.OptimizeRequest(
+        symbols=["SYNTH"],
+        timeframes=["1h"],
+        strategy="sma_crossover",
+        space=[
+            spb.ParamRange(name="fast", type=spb.PARAM_TYPE_INT, low=5, high=15, step=5),
+            spb.ParamRange(name="slow", type=spb.PARAM_TYPE_INT, low=20, high=40, step=10),
+        ],
+        constraints=["fast < slow"],
+        sampler=spb.SAMPLER_GRID,
+        seed=1,
+        data=spb.DataSpec(bars=5000),
+    )
+    _set(msg, fields)
+    return msg
+
+
+async def test_a_backtest_streams_candles_and_ends_with_its_stats(cluster: Cluster) -> None:
+    events = [e async for e in cluster.stub.Backtest(_backtest())]
+    last = events[-1]
+    assert last.state == ppb.JOB_STATE_SUCCEEDED, last.message
+    assert last.HasField("backtest_result")
+    result = last.backtest_result
+    assert result.strategy == "sma_crossover" and result.symbol == "SYNTH"
+    assert "Buy & Hold Return [%]" in result.stats and result.trades_total > 0
+    assert result.data.source == "synthetic"
+    assert any(e.items.name == "candles" and e.stage for e in events)
+    seqs = [e.seq for e in events]
+    assert seqs == list(range(1, len(seqs) + 1))
+    job = await cluster.stub.GetJob(opb.GetJobRequest(job_id=last.job_id))
+    assert job.kind == ppb.JOB_KIND_BACKTEST
+    assert job.backtest.strategy == "sma_crossover"
+
+
+async def test_an_optimization_streams_trials_and_keeps_them(cluster: Cluster) -> None:
+    events = [e async for e in cluster.stub.Optimize(_optimize())]
+    last = events[-1]
+    assert last.state == ppb.JOB_STATE_SUCCEEDED, last.message
+    trials = [e for e in events if e.kind == ppb.EVENT_KIND_TRIAL]
+    assert len(trials) == 9
+    assert trials[-1].optimizer.iteration == 9 == trials[-1].optimizer.total_iterations
+    result = last.optimize_result
+    assert len(result.trials) == 9 and result.best_params
+    assert result.best_params == trials[-1].optimizer.best_params
+
+
+async def test_submit_then_watch_a_backtest_with_the_same_request_id(cluster: Cluster) -> None:
+    first = await cluster.stub.SubmitBacktest(_backtest(request_id="bt-1"))
+    again = await cluster.stub.SubmitBacktest(_backtest(request_id="bt-1"))
+    assert first.job_id == again.job_id and first.kind == ppb.JOB_KIND_BACKTEST
+    events = [e async for e in cluster.stub.WatchJob(opb.WatchJobRequest(job_id=first.job_id))]
+    assert events[-1].state == ppb.JOB_STATE_SUCCEEDED
+
+
+async def test_a_cancelled_optimization_keeps_its_finished_trials(cluster: Cluster) -> None:
+    big = _optimize(
+        space=[
+            spb.ParamRange(name="fast", type=spb.PARAM_TYPE_INT, low=2, high=40, step=1),
+            spb.ParamRange(name="slow", type=spb.PARAM_TYPE_INT, low=41, high=200, step=1),
+        ],
+        data=spb.DataSpec(bars=50_000),
+    )
+    job = await cluster.stub.SubmitOptimization(big)
+    async for event in cluster.stub.WatchJob(opb.WatchJobRequest(job_id=job.job_id)):
+        if event.kind == ppb.EVENT_KIND_TRIAL and event.optimizer.iteration >= 2:
+            await cluster.stub.CancelJob(opb.CancelJobRequest(job_id=job.job_id, reason="test"))
+        if event.state == ppb.JOB_STATE_CANCELLED:
+            assert len(event.optimize_result.trials) >= 2
+            assert event.optimize_result.best_params
+            break
+    else:
+        pytest.fail("the optimization was not cancelled")
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda: _backtest(strategy="no_such_strategy"), "strategy"),
+        (lambda: _backtest(params={"fast": "50", "slow": "30"}), "params.fast"),
+        (lambda: _backtest(params={"sped": "5"}), "params.sped"),
+        (lambda: _backtest(data=spb.DataSpec(bars=5000, start="2031-01-01")), "data.start"),
+        (lambda: _optimize(space=[]), "space"),
+        (lambda: _optimize(trials=0), "trials"),
+        (lambda: _optimize(strategy="nope"), "strategy"),
+        (lambda: _optimize(constraints=["fast > 1000"]), "constraints"),
+    ],
+)
+async def test_bad_requests_are_invalid_argument_naming_the_field(
+    cluster: Cluster, make: object, field: str
+) -> None:
+    request = make()  # type: ignore[operator]
+    call = (
+        cluster.stub.SubmitBacktest
+        if isinstance(request, spb.BacktestRequest)
+        else cluster.stub.SubmitOptimization
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await call(request)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (info.value.details() or "").startswith(field), info.value.details()
+
+
+async def test_list_strategies_describes_each_parameter(cluster: Cluster) -> None:
+    reply = await cluster.stub.ListStrategies(opb.ListStrategiesRequest())
+    names = {s.name for s in reply.strategies}
+    assert {"sma_crossover", "rsi_reversion", "bollinger_breakout", "liquidity_sweep"} <= names
+    sweep = next(s for s in reply.strategies if s.name == "liquidity_sweep")
+    params = {p.name: p for p in sweep.params}
+    assert {"pierce_depth", "volume_spike_threshold", "reversal_candles"} <= set(params)
+    assert all(p.description and p.default for p in sweep.params)
+
+
+async def test_a_stored_model_backtests_on_its_own_market(cluster: Cluster) -> None:
+    train = spb.TrainRequest(symbols=["SYNTH"], timeframes=["1h"])
+    train.strategy.training.epochs = 2
+    events = [e async for e in cluster.stub.Train(train)]
+    assert events[-1].state == ppb.JOB_STATE_SUCCEEDED, events[-1].message
+    result = events[-1].result
+    assert result.backtest.stats["Buy & Hold Return [%]"] == pytest.approx(
+        result.backtest.stats["Buy & Hold Return [%]"]
+    )
+    assert result.backtest.symbol == "SYNTH"
+    name = result.model.name
+    request = spb.BacktestRequest(model=name, data=spb.DataSpec(bars=2000))
+    done = [e async for e in cluster.stub.Backtest(request)][-1]
+    assert done.state == ppb.JOB_STATE_SUCCEEDED, done.message
+    assert done.backtest_result.model == name
+    assert done.backtest_result.candles == 2000
+    await asyncio.sleep(0)
