@@ -132,6 +132,7 @@ async def create_server(
         upload_window_s=config.upload_window_s,
         upload_workers=config.upload_workers,
         security=config.security,
+        limits=config.limits,
     )
     metrics = TrainerMetrics(runner, device.torch_device)
 
@@ -203,11 +204,15 @@ def _set_torch_threads(requested: int, slots: int) -> None:
 
 
 def _warm_up() -> None:
-    """Pay torch's one-time optimizer import (seconds on a cold start; ``benchmarks/README.md``)
-    at startup, not in the first job."""
+    """Pay one-time costs at startup, not in the first job: torch's optimizer import (seconds
+    on a cold start; ``benchmarks/README.md``) and the backtest engine's compiled loops (read
+    from numba's on-disk cache, or compiled once here)."""
     import torch
 
+    from shared.backtest import warm_up as warm_up_backtests
+
     torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])
+    warm_up_backtests()
 
 
 def _versions() -> dict[str, str]:
