@@ -99,8 +99,20 @@ class ConfigurationRepository:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def store(self, job_id: str, text: str, sha256: str) -> ConfigurationRef:
-        """Store ``text`` (the configuration JSON) as a new version; idempotent per job."""
+    def store(
+        self,
+        job_id: str,
+        text: str,
+        sha256: str,
+        *,
+        strategy: str | None = None,
+        symbols: tuple[str, ...] | None = None,
+        timeframes: tuple[str, ...] | None = None,
+    ) -> ConfigurationRef:
+        """Store ``text`` (the configuration JSON) as a new version; idempotent per job.
+
+        ``strategy``, ``symbols``, ``timeframes``, when given, are what the job optimized: the
+        document must name the same (``InvalidArgumentError`` on the field otherwise)."""
         check_job_id(job_id)
         data = text.encode("utf-8")
         if not _SHA256_RE.fullmatch(sha256):
@@ -121,6 +133,13 @@ class ConfigurationRepository:
                 field="sha256",
             )
         document = parse_configuration(text)
+        for key, expected in (
+            ("strategy", strategy),
+            ("symbols", None if symbols is None else list(symbols)),
+            ("timeframes", None if timeframes is None else list(timeframes)),
+        ):
+            if expected is not None and document[key] != expected:
+                _bad(key, f"is {document[key]!r}, but job {job_id} optimized {expected!r}")
         with self._lock:
             existing = self.by_job(job_id)
             if existing is not None:

@@ -32,15 +32,17 @@ import grpc
 
 from shared import errors
 from shared.ids import check_job_id
+from shared.job_requests import OptimizationRequest
 from shared.jobs import ModelRef
 from shared.rpc import serde, serde_results
 from shared.rpc.errors import rpc_method
 from shared.rpc.v1 import progress_pb2, upload_pb2, upload_pb2_grpc
+from shared.spec import TrainingRequest
 
 from .configurations import ConfigurationRepository
 from .inflate import Inflater as _Inflater
 from .inflate import compressed_limit
-from .jobs import JobBook
+from .jobs import JobBook, JobRecord
 from .repository import ModelRepository
 from .upload_session import Session
 from .upload_staging import STAGING_TTL_S, Staging, UploadHeader, read_metadata
@@ -133,18 +135,25 @@ class ModelUploadServicer(upload_pb2_grpc.ModelUploadServicer):
         if self._configurations is None:
             raise errors.FailedPreconditionError("this orchestrator stores no configurations")
         self._authorise(request.job_id, request.token)
-        stored = self._configurations.by_job(request.job_id)
-        if stored is None:
-            record = self._book.get(request.job_id)
-            if record.state.terminal:
-                raise errors.FailedPreconditionError(
-                    f"job {request.job_id} is {record.state.value}; it takes no configuration"
-                )
+        record = self._book.get(request.job_id)
+        job = record.request
+        if not isinstance(job, OptimizationRequest):
+            raise errors.FailedPreconditionError(
+                f"job {request.job_id} is a {record.kind} job; only an optimization job "
+                "stores a configuration"
+            )
+        if self._configurations.by_job(request.job_id) is None and record.state.terminal:
+            raise errors.FailedPreconditionError(
+                f"job {request.job_id} is {record.state.value}; it takes no configuration"
+            )
         ref = await asyncio.to_thread(
             self._configurations.store,
             request.job_id,
             request.configuration_json,
             request.sha256,
+            strategy=job.strategy,
+            symbols=job.symbols,
+            timeframes=job.timeframes,
         )
         return serde_results.configuration_to_proto(ref)
 
@@ -161,6 +170,7 @@ class ModelUploadServicer(upload_pb2_grpc.ModelUploadServicer):
         header = header_from_proto(first.header)
         header.check(self._max_bytes)
         record = self._book.get(header.job_id)
+        _training_request(record)
         stored = self._repository.by_job(header.job_id)
         if stored is not None:
             if stored.sha256 != header.sha256:
@@ -242,7 +252,7 @@ class ModelUploadServicer(upload_pb2_grpc.ModelUploadServicer):
                 raise errors.FailedPreconditionError(
                     f"job {job_id} ended {record.state.value} during the upload; it takes no model"
                 )
-            request = record.request
+            request = _training_request(record)
             ref = await asyncio.to_thread(
                 self._repository.store,
                 job_id=job_id,
@@ -267,6 +277,16 @@ class ModelUploadServicer(upload_pb2_grpc.ModelUploadServicer):
             ref.name,
         )
         return _receipt(job_id, ref, model.received_bytes, offset, duplicate=False)
+
+
+def _training_request(record: JobRecord) -> TrainingRequest:
+    """The job's training request: only a training job takes a model."""
+    if not isinstance(record.request, TrainingRequest):
+        raise errors.FailedPreconditionError(
+            f"job {record.job_id} is a {record.kind} job; it takes no model (an optimization "
+            "stores its configuration with UploadConfiguration)"
+        )
+    return record.request
 
 
 async def _to_the_end(fn: Callable[..., None], *args: Any) -> None:

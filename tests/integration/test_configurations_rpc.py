@@ -25,7 +25,7 @@ from services.orchestrator.upload import ModelUploadServicer
 from services.trainer.configuration_upload import store_configuration
 from services.trainer.uploader import UploadError
 from shared.cancellation import CancellationToken, CancelledError
-from shared.job_requests import OptimizationRequest
+from shared.job_requests import JobRequest, OptimizationRequest
 from shared.jobs import EventKind, JobEvent, JobState
 from shared.optimize import ParamRange
 from shared.results import OptimizationSummary
@@ -40,7 +40,19 @@ from tests.support.processes import free_port
 pytestmark = pytest.mark.timeout(60)
 TOKEN = "cluster-secret"
 SECURITY = plumbing.Security(token=TOKEN)
-JOB_REQUEST = TrainingRequest(symbols=("GOOG",), timeframes=("1d",), strategy=default_strategy())
+TRAINING = TrainingRequest(symbols=("GOOG",), timeframes=("1d",), strategy=default_strategy())
+
+
+def optimization(symbols: tuple[str, ...] = ("GOOG",)) -> OptimizationRequest:
+    return OptimizationRequest(
+        symbols=symbols,
+        timeframes=("1d",),
+        strategy="sma_cross",
+        space=(ParamRange(name="fast", type="int", low=5, high=20),),
+    )
+
+
+JOB_REQUEST = optimization()
 
 
 class Orchestrator(ConfigurationRpcs, orchestrator_pb2_grpc.OrchestratorServicer):
@@ -56,8 +68,8 @@ class Server:
     orchestrator: orchestrator_pb2_grpc.OrchestratorAsyncStub
     upload: upload_pb2_grpc.ModelUploadAsyncStub
 
-    def new_job(self) -> tuple[str, str]:
-        record, _ = self.book.create(JOB_REQUEST)
+    def new_job(self, request: JobRequest = JOB_REQUEST) -> tuple[str, str]:
+        record, _ = self.book.create(request)
         return record.job_id, record.upload_token
 
 
@@ -108,12 +120,7 @@ def configuration(
     fast: int = 10, symbols: tuple[str, ...] = ("GOOG",), oos: float = 0.91
 ) -> tuple[str, str]:
     """A best configuration as the optimization job writes it, and its sha256."""
-    request = OptimizationRequest(
-        symbols=symbols,
-        timeframes=("1d",),
-        strategy="sma_cross",
-        space=(ParamRange(name="fast", type="int", low=5, high=20),),
-    )
+    request = optimization(symbols)
     summary = OptimizationSummary(
         strategy="sma_cross",
         best_params={"fast": str(fast), "slow": "30"},
@@ -183,7 +190,7 @@ async def test_versions_paging_and_strategy_filter(srv: Server) -> None:
         names.append(
             (await srv.upload.UploadConfiguration(upload(job_id, token, text, sha256))).name
         )
-    job_id, token = srv.new_job()
+    job_id, token = srv.new_job(optimization(("EURUSD",)))
     text, sha256 = configuration(symbols=("EURUSD",), oos=math.nan)
     eurusd = await srv.upload.UploadConfiguration(upload(job_id, token, text, sha256))
     assert math.isnan(eurusd.out_of_sample_score)  # no walk-forward score: null in the JSON
@@ -298,6 +305,22 @@ async def test_refused_uploads_store_nothing(srv: Server) -> None:
     assert [r.version for r in srv.repository.catalogue()] == [1]
 
 
+async def test_only_the_optimization_it_ran(srv: Server) -> None:
+    train_job, train_token = srv.new_job(TRAINING)
+    with pytest.raises(grpc.aio.AioRpcError) as got:
+        await srv.upload.UploadConfiguration(upload(train_job, train_token, *configuration()))
+    assert got.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "only an optimization job" in (got.value.details() or "")
+
+    job_id, token = srv.new_job()  # optimized GOOG
+    text, sha256 = configuration(symbols=("EURUSD",))
+    with pytest.raises(grpc.aio.AioRpcError) as got:
+        await srv.upload.UploadConfiguration(upload(job_id, token, text, sha256))
+    assert got.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(got.value) == ["configuration_json.symbols"]
+    assert srv.repository.catalogue() == []
+
+
 async def test_a_finished_job_takes_no_configuration(srv: Server) -> None:
     job_id, token = srv.new_job()
     srv.book.append(
@@ -331,6 +354,26 @@ async def test_without_the_cluster_token_is_unauthenticated(srv: Server) -> None
                 opb.ListConfigurationsRequest()
             )
         assert listed.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_an_optimization_job_takes_no_model(srv: Server) -> None:
+    job_id, token = srv.new_job()
+
+    async def chunks() -> AsyncIterator[upload_pb2.ModelChunk]:
+        yield upload_pb2.ModelChunk(
+            header=upload_pb2.UploadHeader(
+                job_id=job_id,
+                upload_token=token,
+                sha256="0" * 64,
+                size_bytes=1,
+                compression="gzip",
+            )
+        )
+
+    with pytest.raises(grpc.aio.AioRpcError) as got:
+        await srv.upload.UploadModel(chunks())
+    assert got.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "optimize job; it takes no model" in (got.value.details() or "")
 
 
 async def test_an_orchestrator_without_a_repository(tmp_path: Path) -> None:

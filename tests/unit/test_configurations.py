@@ -248,3 +248,23 @@ def test_names_are_sanitised_into_one_component_each(tmp_path: Path) -> None:
     assert ref.symbols == ("../EUR/USD", "GBP")
     assert repo.get(ref.name).ref == ref
     assert [p.name for p in tmp_path.iterdir()] == ["sma_cross"]
+
+
+def test_the_document_must_name_what_the_job_optimized(tmp_path: Path) -> None:
+    repo = ConfigurationRepository(tmp_path)
+    text = text_of(document())
+    for key, strategy, symbols, timeframes in (
+        ("strategy", "rsi_reversion", ("GOOG",), ("1d",)),
+        ("symbols", "sma_cross", ("EURUSD",), ("1d",)),
+        ("timeframes", "sma_cross", ("GOOG",), ("1h",)),
+    ):
+        with pytest.raises(errors.InvalidArgumentError) as caught:
+            repo.store(
+                "job-1", text, sha(text), strategy=strategy, symbols=symbols, timeframes=timeframes
+            )
+        assert caught.value.field == f"configuration_json.{key}"
+        assert "job-1" in caught.value.message
+    ref = repo.store(
+        "job-1", text, sha(text), strategy="sma_cross", symbols=("GOOG",), timeframes=("1d",)
+    )
+    assert ref.name == "sma_cross/GOOG_1d_v1"
