@@ -464,6 +464,8 @@ def test_a_thousand_jobs_and_a_hundred_events_per_second_keep_the_page_current(
             timeout=60_000,
         )
         table_ready_s = time.monotonic() - started
+        first_render_ms = max(table.evaluate("window.__longTasks"), default=0.0)
+        table.evaluate("window.__longTasks = []")  # from here on: the page under load
         assert table.locator("tr.job-row").count() == 1000
 
         page = _page(browser)
@@ -489,6 +491,7 @@ def test_a_thousand_jobs_and_a_hundred_events_per_second_keep_the_page_current(
         final = _wait_data(page, "d.state === 'CANCELLED'", timeout_s=30)
         assert int(final["lastSeq"]) == harness.seq and final["duplicates"] == "0"
         long_tasks = [*table.evaluate("window.__longTasks"), *page.evaluate("window.__longTasks")]
+        # (the job page's list also holds its own first render, which is small)
         figures = {
             "jobs": 1000,
             "events_per_s": 100,
@@ -498,6 +501,7 @@ def test_a_thousand_jobs_and_a_hundred_events_per_second_keep_the_page_current(
             "page_round_trip_ms_max": round(max(round_trips) * 1000, 1),
             "longest_task_ms": round(max(long_tasks, default=0.0), 1),
             "table_first_render_s": round(table_ready_s, 2),
+            "table_first_render_longest_task_ms": round(first_render_ms, 1),
         }
         (artifacts / "dashboard-load.json").write_text(json.dumps(figures, indent=2))
         print(f"dashboard load: {json.dumps(figures)}")
@@ -505,7 +509,10 @@ def test_a_thousand_jobs_and_a_hundred_events_per_second_keep_the_page_current(
         # stream (100 events) at the median and never falls 5 seconds behind.
         assert figures["lag_events_median"] <= 100, figures
         assert figures["lag_events_max"] <= 500, figures
-        assert figures["page_round_trip_ms_max"] < 2000, figures
+        # The page's main thread never blocks for long (a long task is one over 50 ms); the
+        # round trip of an evaluate() is reported, not bounded: it also measures this test
+        # process and the machine's other load.
+        assert figures["longest_task_ms"] < 1500, figures
         _screenshots(page, artifacts, "load-job")
         assert page.errors == [] and table.errors == []  # type: ignore[attr-defined]
     finally:

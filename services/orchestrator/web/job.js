@@ -201,7 +201,8 @@ export function mountJob(root, ctx, jobId) {
     dataset.duplicates = String(s.duplicates);
     v.kind.textContent = shortKind(s.kind);
     v.state.replaceChildren(stateBadge(s.state));
-    v.where.textContent = [s.node && `node ${s.node}`, s.device && `device ${s.device}`].filter(Boolean).join(" · ");
+    const device = s.device || ctx.deviceOf(s.node);
+    v.where.textContent = [s.node && `node ${s.node}`, device && `device ${device}`].filter(Boolean).join(" · ");
     v.cancel.disabled = terminal;
     v.cancel.hidden = terminal;
     setBar(v.overall, s.percentage, pct(s.percentage));
