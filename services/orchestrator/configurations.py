@@ -27,22 +27,20 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from shared import errors
 from shared.ids import check_job_id
 from shared.results import ConfigurationRef
 
+from .configuration_document import bad_field, parse_configuration
 from .repository import NAME_MAX, safe_name
 
 _LOGGER = logging.getLogger(__name__)
 CONFIGURATION = "configuration.json"
 RECORD = "repository.json"
-KIND = "trainwire.configuration"
 MAX_BYTES = 1024 * 1024
 """Largest configuration accepted: a few KiB in practice (parameters, stats, data range)."""
-STRATEGY_MAX = 80
-_STRATEGY_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _VERSION = re.compile(r"(?P<base>.+)_v(?P<n>[0-9]+)")
 KEY_SHAPE = (str, str, int)
@@ -64,17 +62,6 @@ class StoredConfiguration:
                 "store it again by re-running the optimization"
             )
         return data
-
-
-def check_strategy_filter(strategy: str) -> str:
-    """A list request's strategy filter: empty, or a strategy name as the catalogue shows it."""
-    if strategy and check_strategy_name(strategy) is None:
-        raise errors.InvalidArgumentError(
-            f"not a strategy name: use the strategy as ListConfigurations shows it (up to "
-            f"{STRATEGY_MAX} letters, digits, '.', '_' or '-'), or none for every strategy",
-            field="strategy",
-        )
-    return strategy
 
 
 def configuration_key(ref: ConfigurationRef) -> tuple[str, str, int]:
@@ -139,7 +126,7 @@ class ConfigurationRepository:
             ("timeframes", None if timeframes is None else list(timeframes)),
         ):
             if expected is not None and document[key] != expected:
-                _bad(key, f"is {document[key]!r}, but job {job_id} optimized {expected!r}")
+                bad_field(key, f"is {document[key]!r}, but job {job_id} optimized {expected!r}")
         with self._lock:
             existing = self.by_job(job_id)
             if existing is not None:
@@ -246,78 +233,6 @@ class ConfigurationRepository:
         record = json.loads((directory / RECORD).read_text())
         document = parse_configuration((directory / CONFIGURATION).read_text())
         return StoredConfiguration(ref=_ref(record, document), path=directory / CONFIGURATION)
-
-
-def parse_configuration(text: str) -> dict[str, Any]:
-    """The configuration document, checked: an object of kind ``trainwire.configuration`` with
-    a strategy, string parameters, symbols, timeframes, an objective and (nullable) scores.
-    ``InvalidArgumentError`` names the first field that is wrong as ``configuration_json.KEY``."""
-    try:
-        document = json.loads(text, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as exc:
-        raise errors.InvalidArgumentError(
-            f"not JSON ({exc}); send the configuration JSON the optimization built",
-            field="configuration_json",
-        ) from None
-    if not isinstance(document, dict):
-        raise errors.InvalidArgumentError(
-            f"must be a JSON object, not {type(document).__name__}", field="configuration_json"
-        )
-    if document.get("kind") != KIND:
-        _bad("kind", f'must be "{KIND}"')
-    version = document.get("version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        _bad("version", "must be a positive integer (the format's version, 1)")
-    strategy = document.get("strategy")
-    if not isinstance(strategy, str) or check_strategy_name(strategy) is None:
-        _bad(
-            "strategy",
-            f"must be a strategy name: 1-{STRATEGY_MAX} letters, digits, '.', '_' or '-'",
-        )
-    params = document.get("params")
-    if not isinstance(params, dict) or not all(
-        isinstance(k, str) and k and isinstance(v, str) for k, v in params.items()
-    ):
-        _bad("params", 'must be an object of parameter name to value as text, e.g. {"n": "20"}')
-    for key in ("symbols", "timeframes"):
-        values = document.get(key)
-        if (
-            not isinstance(values, list)
-            or not values
-            or not all(isinstance(v, str) and v for v in values)
-        ):
-            _bad(key, "must be a non-empty list of non-empty strings")
-    objective = document.get("objective")
-    if (
-        not isinstance(objective, dict)
-        or not isinstance(objective.get("stat"), str)
-        or not objective["stat"]
-        or not isinstance(objective.get("minimize", False), bool)
-    ):
-        _bad("objective", 'must be {"stat": STAT, "minimize": true|false}')
-    score = document.get("score", {})
-    if not isinstance(score, dict) or not all(
-        _is_score(score.get(k)) for k in ("in_sample", "out_of_sample")
-    ):
-        _bad("score", 'must be {"in_sample": NUMBER|null, "out_of_sample": NUMBER|null}')
-    return document
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a JSON number; write null for a missing score")
-
-
-def check_strategy_name(strategy: str) -> str | None:
-    ok = len(strategy) <= STRATEGY_MAX and strategy.isascii() and _STRATEGY_RE.fullmatch(strategy)
-    return strategy if ok else None
-
-
-def _is_score(value: object) -> bool:
-    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
-
-
-def _bad(key: str, message: str) -> NoReturn:
-    raise errors.InvalidArgumentError(message, field=f"configuration_json.{key}")
 
 
 def _score(score: dict[str, Any], key: str) -> float:

@@ -20,11 +20,11 @@ from shared.rpc.errors import rpc_method
 from shared.rpc.v1 import orchestrator_pb2 as opb
 
 from . import pages
+from .configuration_document import check_strategy_filter
 from .configurations import (
     KEY_SHAPE,
     ConfigurationRepository,
     StoredConfiguration,
-    check_strategy_filter,
     configuration_key,
 )
 
