@@ -39,6 +39,7 @@ from shared.pipeline.labels import (
     threshold_for_share,
 )
 from shared.pipeline.market import DataError
+from shared.progress.tracker import TrainingStep
 
 __all__ = ["Labelled", "label_symbols", "training_positions"]
 
@@ -102,7 +103,7 @@ def label_symbols(
     request = job.request
     spec = request.strategy.labels
     base_tf = request.timeframes[0]
-    with job.step(5):
+    with job.step(TrainingStep.LABELS):
         closes = {
             s: bars[(s, base_tf)]["close"].to_numpy(dtype=np.float64) for s in request.symbols
         }

@@ -28,6 +28,7 @@ from shared.pipeline.indicators import compute_indicator, indicator_label
 from shared.pipeline.job import JobContext, TrainingJob
 from shared.pipeline.labelling import label_symbols
 from shared.pipeline.market import DataError, finest_timeframe, load_series, open_folder
+from shared.progress.tracker import TrainingStep
 from shared.progress.update import ItemCounter
 from shared.spec import DEFAULT_LIMITS, DataSource, DataSpec
 
@@ -69,7 +70,7 @@ def load_data(
     total = 0
     positions = _positions(job)
     job.cancel.raise_if_cancelled()
-    job.tracker.start_step(1)
+    job.tracker.start_step(TrainingStep.LOAD_DATA)
     folder = None
     if data.source is not DataSource.SYNTHETIC:
         folder = open_folder(data, data_dir, dataset_dir, max_bars=max_bars)
@@ -173,7 +174,7 @@ def compute_indicators(
     """Step 2: every indicator of the strategy on every series."""
     indicators = job.request.strategy.indicators
     out: dict[Series, dict[str, pd.DataFrame]] = {key: {} for key in bars}
-    with job.step(2):
+    with job.step(TrainingStep.INDICATORS):
         items = job.items("indicators", len(_positions(job)) * len(indicators))
         for si, ti in _positions(job):
             key = _key(job, si, ti)
@@ -194,7 +195,7 @@ def compute_memberships(
         per_tf[feature.timeframe].append(feature)
     total = len(request.symbols) * sum(len(v) for v in per_tf.values())
     out: dict[Series, pd.DataFrame] = {}
-    with job.step(3):
+    with job.step(TrainingStep.FUZZY):
         items = job.items("fuzzy sets", total)
         for si, ti in _positions(job):
             key = _key(job, si, ti)
@@ -218,7 +219,7 @@ def build_features(
     timeframes = job.request.timeframes
     order = [f.column for f in resolve_features(job.request.strategy, timeframes)]
     out: dict[str, pd.DataFrame] = {}
-    with job.step(4):
+    with job.step(TrainingStep.FEATURES):
         items = job.items("symbols", len(job.request.symbols))
         for si, symbol in enumerate(job.request.symbols):
             items.next(job.context(si, detail="Aligning timeframes"))
@@ -241,7 +242,7 @@ def prepare_dataset(
     bars, provenance = load_data(job, data_dir, dataset_dir=dataset_dir, max_bars=max_bars)
     memberships = compute_memberships(job, compute_indicators(job, bars))
     labelled = label_symbols(job, bars, build_features(job, memberships))
-    with job.step(6):
+    with job.step(TrainingStep.COMBINE):
         dataset = combine_symbols(labelled.frames)
     base = job.request.timeframes[0]
     return dataclasses.replace(

@@ -43,7 +43,7 @@ from shared.pipeline.packaging import build_metadata
 from shared.pipeline.preprocess import prepare_dataset
 from shared.pipeline.training import TrainingData, TrainingResult, train_model
 from shared.pipeline.validation import validate_request
-from shared.progress.tracker import ProgressTracker
+from shared.progress.tracker import ProgressTracker, TrainingStep
 from shared.progress.update import ItemCounter, ProgressSink
 from shared.results import BacktestSummary
 from shared.spec import DEFAULT_LIMITS, JobLimits, SpecError, TrainingRequest
@@ -97,7 +97,7 @@ def _create_model(job: TrainingJob, dataset: Dataset, device: DeviceInfo) -> nn.
     """Step 8."""
     strategy = job.request.strategy
     n_features = len(dataset.feature_names)
-    with job.step(8):
+    with job.step(TrainingStep.CREATE_MODEL):
         generator = torch.Generator().manual_seed(strategy.training.seed)
         model = build_model(n_features, len(CLASSES), strategy.model, generator=generator)
         layers = "→".join(str(n) for n in (n_features, *strategy.model.hidden_layers, len(CLASSES)))
@@ -160,7 +160,7 @@ def _feature_importance(
 ) -> dict[str, float]:
     """Step 11."""
     importance: dict[str, float] = {}
-    with job.step(11):
+    with job.step(TrainingStep.IMPORTANCE):
         seed = job.request.strategy.training.seed
         for j, drop in iter_permutation_importance(model, x, y, seed=seed):
             job.cancel.raise_if_cancelled()
@@ -216,7 +216,7 @@ def _package(
     """Step 12: the artifact, written atomically after a last cancellation check."""
     dataset, splits, result, evaluation, importance = parts
     strategy = job.request.strategy
-    with job.step(12):
+    with job.step(TrainingStep.PACKAGE):
         metadata = build_metadata(
             request=job.request,
             dataset=dataset,
@@ -270,19 +270,19 @@ def run_training(
     max_bars = limits.max_bars if limits is not None else sys.maxsize
     dataset = prepare_dataset(job, data_dir, dataset_dir=dataset_dir, max_bars=max_bars)
     labelling = _label_report(request, dataset)
-    with job.step(7):
+    with job.step(TrainingStep.SPLIT):
         purge = request.strategy.labels.lookahead
         splits = split_dataset(dataset, spec.validation_split, spec.test_split, purge=purge)
         _check_classes(request, splits, labelling)
     model = _create_model(job, dataset, device_info)
-    with job.step(9):
+    with job.step(TrainingStep.TRAIN):
         data = TrainingData(splits.x_train, splits.y_train, splits.x_val, splits.y_val)
         result = train_model(
             model, data, spec, reporter=job.tracker, cancel=cancel, device=torch_device
         )
     x_test = torch.as_tensor(splits.x_test, device=torch_device)
     y_test = torch.as_tensor(splits.y_test, device=torch_device)
-    with job.step(10):
+    with job.step(TrainingStep.EVALUATE):
         evaluation = evaluate_model(model, x_test, y_test, len(CLASSES))
         assessment = assess(evaluation, splits.y_train, CLASSES)
         job.tracker.detail(0.5, message=_assessment_message(assessment))

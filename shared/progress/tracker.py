@@ -36,6 +36,7 @@ The clock is injectable so tests drive the throttling with a fake one.
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -74,6 +75,26 @@ TRAINING_STEPS: tuple[Step, ...] = (
     Step("Packaging artifact", 2),
 )
 """The pipeline's steps, 1-based in updates; weights sum to 100."""
+
+
+class TrainingStep(enum.IntEnum):
+    """The 1-based index of each of ``TRAINING_STEPS``, by name."""
+
+    LOAD_DATA = 1
+    INDICATORS = 2
+    FUZZY = 3
+    FEATURES = 4
+    LABELS = 5
+    COMBINE = 6
+    SPLIT = 7
+    CREATE_MODEL = 8
+    TRAIN = 9
+    EVALUATE = 10
+    IMPORTANCE = 11
+    PACKAGE = 12
+
+
+assert len(TrainingStep) == len(TRAINING_STEPS)
 
 _MAX_STRIDE = 1 << 20
 _MAX_GROWTH = 64

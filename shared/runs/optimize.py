@@ -63,6 +63,10 @@ class OptimizationJobCancelled(CancelledError):
         self.summary = summary
 
 
+LOAD, OPTIMIZE, VALIDATE = 1, 2, 3
+"""Step indices; the save step follows validation (3 without walk-forward, 4 with it)."""
+
+
 def optimization_steps(walk_forward: bool) -> tuple[Step, ...]:
     steps = [Step("Loading market data", 25), Step("Optimizing", 50)]
     if walk_forward:
@@ -94,7 +98,7 @@ class _Reporter:
         if name == self._phase or name != "validate" or not self._has_validation:
             return
         self._tracker.finish_step()
-        self._tracker.start_step(3)
+        self._tracker.start_step(VALIDATE)
         self._phase, self._fraction = name, 0.0
 
     def trial_finished(
@@ -274,7 +278,7 @@ def run_optimization_job(
 
         reporter.set_windows(len(windows(request.optimizer.walk_forward, len(frame))))
     cancel.raise_if_cancelled()
-    tracker.start_step(2)
+    tracker.start_step(OPTIMIZE)
     try:
         outcome = run_optimization(
             frame,
@@ -291,7 +295,7 @@ def run_optimization_job(
         partial = summarise_outcome(request, exc.partial, provenance, frame)
         raise OptimizationJobCancelled(exc.reason, partial) from exc
     tracker.finish_step()
-    save = 4 if walk else 3
+    save = VALIDATE + 1 if walk else VALIDATE
     with job.step(save):
         summary = summarise_outcome(request, outcome, provenance, frame)
         text = configuration_json(request, summary)
