@@ -27,8 +27,10 @@ from optuna.distributions import (
 ParamValue = int | float | str
 """A value Optuna suggests: an int, a float or one of a categorical range's choices."""
 
-MAX_GRID_POINTS = 100_000
-"""The most points a grid (the product of every range's values) may have."""
+MAX_GRID_POINTS = 20_000
+"""The most points a grid (the product of every range's values) may have. Optuna's grid
+sampler scans every earlier trial on each ask, so a grid's bookkeeping grows with the square
+of its size: at 20,000 points it is about as long as the backtests themselves."""
 
 
 @dataclass(frozen=True, kw_only=True)
