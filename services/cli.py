@@ -227,7 +227,7 @@ def _client_verb(name: str) -> Callable[[argparse.Namespace], int]:
     def run_verb(args: argparse.Namespace) -> int:
         from services import commands
 
-        return commands.run(args, _security(args), getattr(commands, f"cmd_{name}"))
+        return commands.run(args, _security(args), commands.verb(name))
 
     return run_verb
 
@@ -474,6 +474,10 @@ def build_parser() -> argparse.ArgumentParser:
         q = datasets.add_parser(verb, help=help_text)
         _add_client_options(q, f"datasets_{verb}")
         q.add_argument("name", help="the dataset's name (show: also NAME@SHA256)")
+
+    from services.cli_kinds import add_verbs
+
+    add_verbs(sub, _add_client_options)
 
     p = client("predict", "download a model and print its signal for every bar of a file")
     p.add_argument("name", help="strategy/SYMBOLS_TFS[_vN]; without _vN: the latest")

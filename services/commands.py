@@ -1,9 +1,12 @@
-"""The client verbs of ``trainwire``: train, submit, watch, jobs, cancel, nodes, models.
+"""The client verbs of ``trainwire``: train, submit, watch, jobs, cancel, nodes, models
+(backtest and strategies are ``services.commands_backtest``; optimize and configurations
+``services.commands_optimize``).
 
 All of them talk to the orchestrator through the SDK (``shared.client``), so they see typed
 results and typed errors only. Exit codes are ``services.exit_codes.ExitCode``: 0 succeeded,
 1 job failed, 3 job cancelled, 4 orchestrator unreachable, 5 request rejected (bad input,
-unknown job/model), 6 other RPC error, 130 interrupted.
+unknown job/model), 6 other RPC error, 130 interrupted; 2 a flag value that cannot work
+(``services.flags.FlagError``), found before anything is sent.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any
 
 from services import report
 from services.exit_codes import ExitCode
+from services.flags import FlagError
 from shared import errors
 from shared.client import Client, data
 from shared.client.download import METADATA_FILE, WEIGHTS_FILE
@@ -43,6 +47,17 @@ _REJECTED = {
 Command = Callable[[argparse.Namespace, Client], int]
 
 
+def verb(name: str) -> Command:
+    """``cmd_<name>`` of this module or of the job-kind verbs' modules."""
+    from services import commands_backtest, commands_optimize
+
+    for module in (sys.modules[__name__], commands_backtest, commands_optimize):
+        found: Command | None = getattr(module, f"cmd_{name}", None)
+        if found is not None:
+            return found
+    raise LookupError(f"no client verb {name!r}")
+
+
 def run(args: argparse.Namespace, security: Security, command: Command) -> int:
     """Run a client verb with one connection; typed errors become messages and exit codes."""
     try:
@@ -58,6 +73,9 @@ def run(args: argparse.Namespace, security: Security, command: Command) -> int:
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return ExitCode.OK
+    except FlagError as exc:
+        print(f"trainwire {args.command}: {exc}", file=sys.stderr)
+        return ExitCode.BAD_CONFIGURATION
     except (OSError, ValueError) as exc:  # a strategy file that cannot be read or parsed
         print(f"trainwire {args.command}: {exc}", file=sys.stderr)
         return ExitCode.REJECTED
@@ -182,10 +200,18 @@ def _interrupted(client: Client, job_id: str, resume: str, *, interactive: bool)
 
 
 def _summary(last: JobEvent) -> None:
+    from services import report_kinds
+
+    lines: list[str] = []
     if last.state is JobState.SUCCEEDED and last.result:
-        for line in report.result_summary(last.result):
-            print(line)
-    elif last.error:
+        lines = report.result_summary(last.result)
+    elif last.state is JobState.SUCCEEDED and last.backtest_result:
+        lines = report_kinds.backtest_summary(last.backtest_result)
+    elif last.optimize_result:  # a cancelled optimization keeps its finished trials
+        lines = report_kinds.optimization_summary(last.optimize_result)
+    for line in lines:
+        print(line)
+    if last.error:
         print(f"Job {last.job_id} {last.state.value}: {last.error.message}", file=sys.stderr)
 
 
@@ -399,6 +425,19 @@ def _dataset_files(info: DatasetInfo) -> None:
 
 
 # --- output helpers -----------------------------------------------------------------------------
+
+
+def follow_job(args: argparse.Namespace, client: Client, events: Iterator[JobEvent]) -> int:
+    """Follow a job's events to the end: the live display, the summary, the exit code."""
+    return _follow(args, client, events)
+
+
+def json_line(value: Any) -> str:
+    return _json(value)
+
+
+def print_table(headers: list[str], rows: list[list[str]]) -> None:
+    _print_table(headers, rows)
 
 
 def _print_table(headers: list[str], rows: list[list[str]]) -> None:

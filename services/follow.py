@@ -27,6 +27,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn
 from rich.table import Column
 from rich.text import Text
@@ -97,11 +98,15 @@ class EtaColumn(ProgressColumn):
 
 
 class LiveRenderer:
-    """Overall, step, epoch and batch bars, with one-line notes printed above them."""
+    """Overall, step, epoch and batch bars, with one-line notes printed above them.
+
+    ``services.follow_kinds.JobRenderer`` adds the bars of backtests and optimizations."""
+
+    progress_class: type[Progress] = Progress
 
     def __init__(self, console: Console) -> None:
         self.console = console
-        self.progress = Progress(
+        self.progress = self.progress_class(
             TextColumn(
                 "{task.description}",
                 table_column=Column(width=10, no_wrap=True, overflow="ellipsis"),
@@ -155,7 +160,7 @@ class LiveRenderer:
             "eta_at": now,
         }
         if event.kind not in (EventKind.BATCH, EventKind.WARNING):
-            overall["info"] = event.message
+            overall["info"] = escape(event.message)  # "[trades]" is text, not markup
         p.update(self.overall, **overall)
         if event.step_index:
             if event.step_index != self._last_step:
@@ -251,6 +256,27 @@ def plain_line(event: JobEvent) -> str | None:
     return f"{event.seq:>6}  [{event.percentage:5.1f}%] {event.message}"
 
 
+class PlainFilter:
+    """Which events plain mode prints: all but batches inside an epoch and, of the candle
+    counts, the first of each backtest stage, until an optimization's trials begin (from then
+    on each finished trial has its line; its candles would bury them)."""
+
+    def __init__(self) -> None:
+        self._stage = ""
+        self._trials = False
+
+    def line(self, event: JobEvent) -> str | None:
+        if event.kind is EventKind.TRIAL:
+            self._trials = True
+        if event.items is not None and event.items.name == "candles":
+            if self._trials or event.stage == self._stage:
+                return None
+            self._stage = event.stage
+        elif event.kind is not EventKind.DETAIL:
+            self._stage = ""
+        return plain_line(event)
+
+
 @contextlib.contextmanager
 def quiet_control_echo(stream: TextIO) -> Iterator[None]:
     """While the bars are drawn, the terminal does not echo ``^C``: the echo would land after
@@ -290,15 +316,18 @@ def follow(
         return last if last and last.terminal else None
     console = Console(file=out, log_path=False)
     if not console.is_terminal:
+        plain = PlainFilter()
         for event in events:
             if last is None:
                 print(f"job {event.job_id}", file=out, flush=True)
-            line = plain_line(event)
+            line = plain.line(event)
             if line is not None:
                 print(line, file=out, flush=True)
             last = event
         return last if last and last.terminal else None
-    with quiet_control_echo(sys.stdin), LiveRenderer(console) as renderer:
+    from services.follow_kinds import JobRenderer
+
+    with quiet_control_echo(sys.stdin), JobRenderer(console) as renderer:
         for event in events:
             if last is None:
                 renderer.note(f"job {event.job_id}", style="bold")

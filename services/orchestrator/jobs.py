@@ -6,14 +6,18 @@ change to the store writer (``store_writer.py``), which commits it off the event
 what queued up into one transaction. Records handed out are frozen snapshots.
 
 The durability promise. A watcher is given an event only once the store has committed it, so
-whatever a watcher has seen survives an orchestrator crash, and a watcher that resumes with its
-last seq never finds it missing or different. A new job is committed before ``create`` returns
-(before SubmitJob or Train answers), and a placement is committed before the dispatcher calls
-the trainer (``flushed``). What is not yet committed is at most the writer's current batch:
-``GetJob``/``ListJobs`` may show it (the book's state runs that far ahead of the store), and a
-crash loses it; a trainer's events in it are sent again when the restarted orchestrator
-re-attaches (``Trainer.Attach`` after the last committed trainer seq), and the orchestrator's
-own notes (a waiting reason) are written again when they still hold.
+whatever a watcher has seen survives an orchestrator crash (kill -9), and a watcher that resumes
+with its last seq never finds it missing or different. (A commit is as durable as the store
+makes it: SQLite's WAL with ``synchronous=NORMAL`` may lose its last commits to a power cut;
+PostgreSQL's default flushes each commit to the server's disk.) A new job is committed before
+``create``/``create_job`` returns (before SubmitJob or Train answers), and a placement is
+committed before the dispatcher calls the trainer. What is not yet committed is what waits for
+the writer (normally one batch: the writer lingers at most ``store_writer.LINGER_S`` for a batch
+to fill, then commits): ``GetJob``/``ListJobs`` may already show it, as the book's state runs
+that far ahead of the store, and a crash loses it. A trainer's events in it are sent again when
+the restarted orchestrator re-attaches (``Trainer.Attach`` after the last committed trainer
+seq), and the orchestrator's own notes (a waiting reason, a retry) are made again when they
+still hold.
 
 Memory. Unfinished jobs are held with their whole log; a finished job stays in memory only
 among the ``recent`` most recently finished (so a watcher of a job that just ended reads from
