@@ -214,6 +214,45 @@ def test_a_short_job_is_followed_to_its_model_and_the_lists_show_it(
     assert page.errors == []  # type: ignore[attr-defined]
 
 
+def test_a_real_optimization_job_shows_its_trials_live(
+    services: Services, browser: Browser, artifacts: Path
+) -> None:
+    with Client(services.orchestrator) as client:
+        job = client.submit_optimization(
+            "sma_crossover",
+            ["SYNTH"],
+            ["1h"],
+            space={"fast": (2, 40, 1), "slow": (41, 200, 1)},
+            constraints=["fast < slow"],
+            sampler="random",
+            trials=120,
+            seed=3,
+            bars=30_000,
+        )
+    page = _page(browser)
+    page.goto(f"{services.url}#/jobs/{job.job_id}")
+    seen: set[int] = set()
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        data = _data(page)
+        if data.get("state") == "RUNNING" and data.get("iteration"):
+            seen.add(int(data["iteration"]))
+        if data.get("state") in ("SUCCEEDED", "FAILED", "CANCELLED"):
+            break
+        time.sleep(0.1)
+    assert data["state"] == "SUCCEEDED", page.locator("#job-error, #result").all_inner_texts()
+    assert len(seen) >= 2, f"trials seen live: {sorted(seen)}"  # the count rose while running
+    assert page.locator("#iteration").inner_text() == "120/120"
+    assert page.locator(".badge.kind").inner_text() == "optimize"
+    assert page.locator("#best-score").inner_text().split()[0] not in ("", "—")
+    assert {"fast", "slow"} <= set(page.locator("#best-params td").all_inner_texts())
+    assert page.locator("#trials-chart .dots circle").count() == 120
+    assert page.locator("#candles").is_visible()
+    assert "sma_crossover" in page.locator("#best-result").inner_text()
+    _screenshots(page, artifacts, "optimization-real")
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
 def _optimization_stream(job_id: str, trials: int) -> tuple[dict[str, Any], str]:
     """An optimization job's snapshot and event stream as the API serves them (proto JSON,
     built from the messages themselves), for the page to render."""

@@ -257,6 +257,7 @@ export function mountJob(root, ctx, jobId) {
     if (!o) return;
     v.optimizer.hidden = false;
     v.iteration.textContent = `${o.iteration || 0}/${o.totalIterations || "?"}`;
+    dataset.iteration = String(o.iteration || 0);
     v.best.textContent = `${num(o.bestScore ?? 0)}${o.objective ? ` (${o.objective})` : ""}`;
     v.current.textContent = num(o.currentScore ?? 0);
     if (drawn.trials === s.trials.length) return;
