@@ -19,6 +19,7 @@ from shared.rpc import plumbing
 from shared.rpc.v1 import orchestrator_pb2, orchestrator_pb2_grpc, upload_pb2, upload_pb2_grpc
 
 from .config import OrchestratorConfig
+from .configurations import ConfigurationRepository
 from .datasets import DatasetStore
 from .dispatch import Dispatcher
 from .http_api import HttpApi, HttpServer, start_http
@@ -114,6 +115,9 @@ async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
         store.close()
         raise
     repository = ModelRepository(config.state_dir / "models")
+    configurations = await asyncio.to_thread(
+        ConfigurationRepository, config.state_dir / "configurations"
+    )
     datasets = await asyncio.to_thread(
         DatasetStore,
         config.state_dir / "datasets",
@@ -139,6 +143,7 @@ async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
         repository=repository,
         datasets=datasets,
         validate=functools.partial(validate_request, limits=config.limits),
+        configurations=configurations,
     )
     orchestrator_pb2_grpc.add_OrchestratorServicer_to_server(servicer, server)
     uploads = ModelUploadServicer(
@@ -146,6 +151,7 @@ async def create_server(config: OrchestratorConfig) -> OrchestratorServer:
         repository,
         staging=config.state_dir / "staging",
         max_bytes=config.max_model_bytes,
+        configurations=configurations,
     )
     upload_pb2_grpc.add_ModelUploadServicer_to_server(uploads, server)
     metrics = OrchestratorMetrics(book, registry, dispatcher)

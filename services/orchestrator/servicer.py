@@ -28,12 +28,14 @@ from shared.rpc.v1 import strategy_pb2 as spb
 from shared.spec import DataSource, SpecError, TrainingRequest
 
 from . import pages
+from .configurations import ConfigurationRepository
 from .datasets import DatasetStore, receive_dataset
 from .dispatch import Dispatcher
 from .jobs import JobBook, JobRecord, job_key
 from .placement import choose
 from .registry import NodeRegistry
 from .repository import ModelRepository, model_key
+from .servicer_configurations import ConfigurationRpcs
 from .servicer_kinds import KindRpcs
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -83,7 +85,7 @@ def job_to_proto(record: JobRecord) -> progress_pb2.Job:
     return msg
 
 
-class OrchestratorServicer(KindRpcs, orchestrator_pb2_grpc.OrchestratorServicer):
+class OrchestratorServicer(ConfigurationRpcs, KindRpcs, orchestrator_pb2_grpc.OrchestratorServicer):
     def __init__(
         self,
         *,
@@ -93,7 +95,9 @@ class OrchestratorServicer(KindRpcs, orchestrator_pb2_grpc.OrchestratorServicer)
         repository: ModelRepository,
         datasets: DatasetStore,
         validate: Callable[[TrainingRequest], None],
+        configurations: ConfigurationRepository | None = None,
     ) -> None:
+        self._configurations = configurations
         self._datasets = datasets
         self._book = book
         self._dispatcher = dispatcher

@@ -55,9 +55,10 @@ from shared.pipeline.run import TrainingOutcome
 from shared.progress.update import ProgressUpdate
 from shared.results import BacktestSummary, OptimizationSummary
 from shared.rpc.plumbing import INSECURE, Security
-from shared.runs.optimize import OptimizationJobCancelled
+from shared.runs.optimize import OptimizationJobCancelled, configuration_sha256
 from shared.spec import DEFAULT_LIMITS, DataSource, JobLimits, SpecError
 
+from .configuration_upload import store_configuration
 from .datasets import DatasetCache
 from .kinds import KindOutcome, PipelineFn, RunContext, run_kind, success_message
 from .model_fetch import fetch_model
@@ -404,6 +405,8 @@ class JobRunner:
                 await self._upload(run, outcome)
                 unsent = None
             else:
+                if isinstance(outcome, OptimizationSummary) and outcome.configuration_json:
+                    outcome = await self._store_configuration(run, outcome)
                 run.lifecycle(
                     JobState.SUCCEEDED,
                     success_message(outcome),
@@ -559,6 +562,30 @@ class JobRunner:
             notify=notify,
             cancel=run.token,
         )
+
+    async def _store_configuration(
+        self, run: JobRun, outcome: OptimizationSummary
+    ) -> OptimizationSummary:
+        """Store the best configuration in the orchestrator's repository (before the job
+        succeeds: a finished job takes no configuration) and name it in the result."""
+        run.lifecycle(
+            JobState.RUNNING,
+            f"Storing the best configuration at {run.spec.upload_target}",
+            kind=EventKind.UPLOAD,
+        )
+        ref = await store_configuration(
+            target=run.spec.upload_target,
+            job_id=run.job_id,
+            token=run.spec.upload_token,
+            text=outcome.configuration_json,
+            sha256=configuration_sha256(outcome.configuration_json),
+            security=self._security,
+            attempts=self._upload_attempts,
+            backoff_s=self._upload_backoff_s,
+            unavailable_window_s=self._upload_window_s,
+            cancel=run.token,
+        )
+        return replace(outcome, configuration=ref)
 
     async def _fetch_model(self, run: JobRun, job_dir: Path) -> Path | None:
         """A model backtest's model, from the orchestrator; None for other jobs."""

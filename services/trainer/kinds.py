@@ -115,8 +115,9 @@ def success_message(outcome: Any) -> str:
         return f"Backtest done: {render_stats_line(outcome)}"
     if isinstance(outcome, OptimizationSummary):
         params = ", ".join(f"{k}={v}" for k, v in outcome.best_params.items()) or "none"
+        stored = f"; stored as {outcome.configuration.name}" if outcome.configuration else ""
         return (
             f"Optimization done: {len(outcome.trials)} trials, best {outcome.objective} "
-            f"{outcome.best_score:.4g} with {params}"
+            f"{outcome.best_score:.4g} with {params}{stored}"
         )
     return "Done"

@@ -5,6 +5,8 @@ carries its backtest."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 
 import grpc
 import pytest
@@ -89,6 +91,22 @@ async def test_an_optimization_streams_trials_and_keeps_them(cluster: Cluster) -
     result = last.optimize_result
     assert len(result.trials) == 9 and result.best_params
     assert result.best_params == trials[-1].optimizer.best_params
+    stored = result.configuration
+    assert stored.name.startswith("sma_crossover/SYNTH_1h_v") and stored.version == 1
+    assert dict(stored.params) == dict(result.best_params)
+    got = await cluster.stub.GetConfiguration(opb.GetConfigurationRequest(name=stored.name))
+    assert hashlib.sha256(got.configuration_json.encode()).hexdigest() == stored.sha256
+    assert json.loads(got.configuration_json)["params"] == dict(result.best_params)
+    chunks = [
+        c
+        async for c in cluster.stub.DownloadConfiguration(
+            opb.GetConfigurationRequest(name="sma_crossover/SYNTH_1h")
+        )
+    ]
+    body = b"".join(c.data for c in chunks if c.WhichOneof("kind") == "data")
+    assert hashlib.sha256(body).hexdigest() == stored.sha256
+    listed = await cluster.stub.ListConfigurations(opb.ListConfigurationsRequest())
+    assert [c.name for c in listed.configurations] == [stored.name]
 
 
 async def test_submit_then_watch_a_backtest_with_the_same_request_id(cluster: Cluster) -> None:
