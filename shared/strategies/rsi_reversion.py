@@ -31,6 +31,9 @@ class RsiReversion:
                   description="RSI above this is overbought: go short"),
     )  # fmt: skip
 
+    constraints: tuple[str, ...] = ("lower < upper",)
+    """The rule ``check`` enforces, as ListStrategies shows it."""
+
     def check(self, params: Mapping[str, object]) -> None:
         lower, upper = float_param(params, "lower"), float_param(params, "upper")
         constraint(

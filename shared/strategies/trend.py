@@ -28,6 +28,9 @@ class SmaCrossover:
                   description="simple (sma) or exponential (ema) moving averages"),
     )  # fmt: skip
 
+    constraints: tuple[str, ...] = ("fast < slow",)
+    """The rule ``check`` enforces, as ListStrategies shows it."""
+
     def check(self, params: Mapping[str, object]) -> None:
         fast, slow = int_param(params, "fast"), int_param(params, "slow")
         constraint(
