@@ -53,7 +53,7 @@ _ROW = (
     " cancel_requested, state, last_seq, coalesce(started_at, 0),"
     " (SELECT event FROM events e WHERE e.job_id = jobs.job_id AND e.seq = jobs.last_seq)"
 )
-_TERMINAL = [s.value for s in TERMINAL_STATES]
+_UNFINISHED = [s.value for s in JobState if s not in TERMINAL_STATES]
 Conn = psycopg.Connection[tuple[object, ...]]
 
 
@@ -289,7 +289,7 @@ class PostgresJobStore:
         return self._load("", ())
 
     def load_unfinished(self) -> list[StoredJob]:
-        return self._load("WHERE state <> ALL(%s)", (_TERMINAL,))
+        return self._load("WHERE state = ANY(%s)", (_UNFINISHED,))  # the jobs_state index
 
     def _rows(self, where: str, args: Sequence[object]) -> list[JobRow]:
         with self._read_lock:

@@ -46,7 +46,7 @@ _ROW = (
     " cancel_requested, state, last_seq, coalesce(started_at, 0),"
     " (SELECT event FROM events e WHERE e.job_id = jobs.job_id AND e.seq = jobs.last_seq)"
 )
-_TERMINAL = tuple(s.value for s in TERMINAL_STATES)
+_UNFINISHED = tuple(s.value for s in JobState if s not in TERMINAL_STATES)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -242,8 +242,10 @@ class SqliteJobStore:
         return self._load("", ())
 
     def load_unfinished(self) -> list[StoredJob]:
-        marks = ",".join("?" * len(_TERMINAL))
-        return self._load(f"WHERE state NOT IN ({marks})", _TERMINAL)
+        # IN over the unfinished states, not NOT IN the finished ones: the jobs_state index
+        # finds the few unfinished rows without a scan of every job's row.
+        marks = ",".join("?" * len(_UNFINISHED))
+        return self._load(f"WHERE state IN ({marks})", _UNFINISHED)
 
     def _rows(self, where: str, args: Sequence[object]) -> list[JobRow]:
         with self._read_lock:
