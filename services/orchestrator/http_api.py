@@ -30,44 +30,32 @@ Routes (JSON unless said; errors as in ``http_errors``):
 from __future__ import annotations
 
 import inspect
-import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from multidict import MultiMapping
 
 from shared import errors
-from shared.rpc.plumbing import Security
 from shared.rpc.v1 import orchestrator_pb2 as opb
 from shared.rpc.v1 import orchestrator_pb2_grpc
 from shared.rpc.v1 import progress_pb2 as ppb
 
-from .http_auth import server_ssl_context, token_middleware
-from .http_errors import error_middleware, json_dumps
+from .http_errors import json_dumps
+from .http_params import cancel_reason, int32_param, parse_states, query_params
 from .http_sse import EventFrames, stream_events
 from .jobs import JobBook
 
 _LOGGER = logging.getLogger(__name__)
 API = "/api/v1"
-INT32_MAX = 2**31 - 1
-REQUEST_BODY_MAX = 64 * 1024
-"""Largest request body (a cancel reason is at most 1024 characters)."""
 CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
 SUMMARY_OMITS = ("request", "backtest", "optimize", "result", "backtest_result", "optimize_result")
 """What ``?view=summary`` leaves out of each listed job: the request as submitted and the
 result, which are most of a job's bytes; the table of jobs needs neither."""
-_STATE_NAMES = {
-    name.removeprefix("JOB_STATE_"): value
-    for name, value in ppb.JobState.items()
-    if value != ppb.JOB_STATE_UNSPECIFIED
-}
 _BASE = orchestrator_pb2_grpc.OrchestratorServicer
 
 
@@ -79,46 +67,6 @@ def to_json(message: Message) -> dict[str, Any]:
 
 def _reply(message: Message) -> web.Response:
     return web.Response(text=json_dumps(to_json(message)), content_type="application/json")
-
-
-def _query(request: web.Request, allowed: Sequence[str]) -> MultiMapping[str]:
-    """The query, refusing parameters the route does not take (a typo is not ignored)."""
-    for name in request.query:
-        if name not in allowed:
-            listed = ", ".join(allowed) if allowed else "none"
-            raise errors.InvalidArgumentError(
-                f"unknown query parameter; this route takes: {listed}", field=name[:80]
-            )
-    return request.query
-
-
-def _int32(query: Mapping[str, str], name: str) -> int:
-    text = query.get(name, "")
-    if not text:
-        return 0
-    if not (text.isascii() and text.lstrip("-").isdigit()) or abs(int(text)) > INT32_MAX:
-        raise errors.InvalidArgumentError(
-            f"{text[:40]!r} is not a whole number; give e.g. {name}=50, or leave it out for the "
-            "default",
-            field=name,
-        )
-    return int(text)
-
-
-def parse_states(values: Sequence[str]) -> list[ppb.JobState.ValueType]:
-    """``RUNNING``, ``running`` or ``JOB_STATE_RUNNING``; repeated or comma-separated."""
-    out: list[ppb.JobState.ValueType] = []
-    for value in values:
-        for part in value.split(","):
-            name = part.strip().upper().removeprefix("JOB_STATE_")
-            if name not in _STATE_NAMES:
-                raise errors.InvalidArgumentError(
-                    f"{part[:40]!r} is not a job state; use one of "
-                    f"{', '.join(_STATE_NAMES)} (repeat state= for several)",
-                    field="state",
-                )
-            out.append(_STATE_NAMES[name])
-    return out
 
 
 @dataclass(frozen=True)
@@ -151,7 +99,7 @@ class HttpApi:
         method = getattr(type(self._servicer), name, None)
         if method is None or method is getattr(_BASE, name, None):
             raise errors.UnimplementedError(
-                f"this orchestrator does not serve {name} yet; upgrade it", reason="UNIMPLEMENTED"
+                f"this orchestrator does not serve {name}", reason="UNIMPLEMENTED"
             )
         unwrapped: Callable[..., Any] = inspect.unwrap(method)
         return unwrapped
@@ -192,14 +140,14 @@ class HttpApi:
         ]
 
     async def health(self, request: web.Request) -> web.Response:
-        _query(request, ())
+        query_params(request, ())
         serving = not self._book.closing
         return web.json_response(
             {"status": "SERVING" if serving else "NOT_SERVING"}, status=200 if serving else 503
         )
 
     async def asset(self, request: web.Request) -> web.Response:
-        _query(request, ())
+        query_params(request, ())
         name = request.match_info.get("asset", "index.html")
         body = self._assets.get(name)
         if body is None:
@@ -212,7 +160,7 @@ class HttpApi:
         )
 
     async def list_jobs(self, request: web.Request) -> web.Response:
-        query = _query(request, ("state", "states", "page_size", "page_token", "view"))
+        query = query_params(request, ("state", "states", "page_size", "page_token", "view"))
         states = parse_states([*query.getall("state", []), *query.getall("states", [])])
         view = query.get("view", "full")
         if view not in ("full", "summary"):
@@ -223,7 +171,7 @@ class HttpApi:
             )
         message = opb.ListJobsRequest(
             states=states,
-            page_size=_int32(query, "page_size"),
+            page_size=int32_param(query, "page_size"),
             page_token=query.get("page_token", ""),
         )
         reply = await self._unary("ListJobs", message)
@@ -235,58 +183,58 @@ class HttpApi:
         return _reply(reply)
 
     async def get_job(self, request: web.Request) -> web.Response:
-        _query(request, ())
+        query_params(request, ())
         message = opb.GetJobRequest(job_id=request.match_info["job_id"])
         return _reply(await self._unary("GetJob", message))
 
     async def job_events(self, request: web.Request) -> web.StreamResponse:
-        _query(request, ("after_seq",))
+        query_params(request, ("after_seq",))
         return await stream_events(request, self._book, self._frames, request.match_info["job_id"])
 
     async def cancel_job(self, request: web.Request) -> web.Response:
-        _query(request, ())
-        reason = await _cancel_reason(request)
+        query_params(request, ())
+        reason = await cancel_reason(request)
         message = opb.CancelJobRequest(job_id=request.match_info["job_id"], reason=reason)
         return _reply(await self._unary("CancelJob", message))
 
     async def list_nodes(self, request: web.Request) -> web.Response:
-        _query(request, ())
+        query_params(request, ())
         return _reply(await self._unary("ListNodes", opb.ListNodesRequest()))
 
     async def list_strategies(self, request: web.Request) -> web.Response:
-        _query(request, ())
+        query_params(request, ())
         return _reply(await self._unary("ListStrategies", opb.ListStrategiesRequest()))
 
     async def list_models(self, request: web.Request) -> web.Response:
-        query = _query(request, ("strategy", "page_size", "page_token"))
+        query = query_params(request, ("strategy", "page_size", "page_token"))
         message = opb.ListModelsRequest(
             strategy=query.get("strategy", ""),
-            page_size=_int32(query, "page_size"),
+            page_size=int32_param(query, "page_size"),
             page_token=query.get("page_token", ""),
         )
         return _reply(await self._unary("ListModels", message))
 
     async def get_model(self, request: web.Request) -> web.Response:
-        _query(request, ())
+        query_params(request, ())
         return _reply(await self._unary("GetModel", _model_request(request.match_info["name"])))
 
     async def list_configurations(self, request: web.Request) -> web.Response:
-        query = _query(request, ("strategy", "page_size", "page_token"))
+        query = query_params(request, ("strategy", "page_size", "page_token"))
         message = opb.ListConfigurationsRequest(
             strategy=query.get("strategy", ""),
-            page_size=_int32(query, "page_size"),
+            page_size=int32_param(query, "page_size"),
             page_token=query.get("page_token", ""),
         )
         return _reply(await self._unary("ListConfigurations", message))
 
     async def get_configuration(self, request: web.Request) -> web.Response:
-        _query(request, ())
+        query_params(request, ())
         message = _configuration_request(request.match_info["name"])
         return _reply(await self._unary("GetConfiguration", message))
 
     def _download(self, kind: _Download) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def download(request: web.Request) -> web.StreamResponse:
-            _query(request, ())
+            query_params(request, ())
             chunks = aiter(self._stream(kind.rpc, kind.request(request.match_info["name"])))
             header = (await anext(chunks)).header  # NOT_FOUND etc. before any byte is sent
             leaf = header.name.rsplit("/", 1)[-1]
@@ -327,84 +275,4 @@ def _configuration_request(name: str) -> opb.GetConfigurationRequest:
     return opb.GetConfigurationRequest(name=name)
 
 
-async def _cancel_reason(request: web.Request) -> str:
-    """``reason`` from an optional JSON body ``{"reason": "..."}``."""
-    raw = await request.read()
-    if not raw.strip():
-        return ""
-    try:
-        document = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
-        raise errors.InvalidArgumentError(
-            'not JSON; send {"reason": "why"} or no body', field="body"
-        ) from None
-    if not isinstance(document, dict):
-        raise errors.InvalidArgumentError(
-            'a JSON object is expected: {"reason": "why"}', field="body"
-        )
-    unknown = [str(k) for k in document if k != "reason"]
-    if unknown:
-        raise errors.InvalidArgumentError(
-            f"unknown key {unknown[0][:40]!r}; the body takes only reason", field="body"
-        )
-    reason = document.get("reason", "")
-    if not isinstance(reason, str):
-        raise errors.InvalidArgumentError("must be a string", field="reason")
-    return reason
-
-
-def create_app(api: HttpApi, security: Security) -> web.Application:
-    middlewares: list[Middleware] = [error_middleware]
-    if security.token:
-        middlewares.append(token_middleware(security.token))
-    app = web.Application(middlewares=middlewares, client_max_size=REQUEST_BODY_MAX)
-    app.add_routes(api.routes())
-    return app
-
-
-def split_listen(listen: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[::1]:8080`` for IPv6; port 0 = any free port)."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"--http-listen {listen!r}: give HOST:PORT, e.g. 127.0.0.1:8080")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
-@dataclass
-class HttpServer:
-    runner: web.AppRunner
-    port: int
-    url: str
-    """Where the dashboard is, e.g. ``http://127.0.0.1:8080/``."""
-
-    async def stop(self) -> None:
-        """Stop accepting and close every connection; SSE streams must already be ending
-        (``JobBook.close``), so this returns in well under the grace."""
-        await self.runner.cleanup()
-
-
-async def start_http(
-    listen: str, api: HttpApi, security: Security, grace_s: float = 5.0
-) -> HttpServer:
-    host, port = split_listen(listen)
-    runner = web.AppRunner(
-        create_app(api, security), access_log=None, shutdown_timeout=grace_s, handle_signals=False
-    )
-    await runner.setup()
-    tls = server_ssl_context(security)
-    site = web.TCPSite(runner, host, port, ssl_context=tls, reuse_port=False)
-    try:
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        raise OSError(f"cannot listen on {listen} (--http-listen): {exc.strerror}") from exc
-    bound = runner.addresses[0][1] if runner.addresses else port
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    if ":" in shown:
-        shown = f"[{shown}]"
-    url = f"{'https' if tls else 'http'}://{shown}:{bound}/"
-    _LOGGER.info("HTTP API and dashboard on %s", url)
-    return HttpServer(runner=runner, port=int(bound), url=url)
-
-
-__all__ = ["HttpApi", "HttpServer", "create_app", "parse_states", "start_http", "to_json"]
+__all__ = ["HttpApi", "to_json"]

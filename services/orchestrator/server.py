@@ -22,7 +22,8 @@ from .config import OrchestratorConfig
 from .configurations import ConfigurationRepository
 from .datasets import DatasetStore
 from .dispatch import Dispatcher
-from .http_api import HttpApi, HttpServer, start_http
+from .http_api import HttpApi
+from .http_server import HttpServer, start_http
 from .jobs import JobBook, JobRecord
 from .metrics import OrchestratorMetrics
 from .registry import NodeRegistry

@@ -505,7 +505,7 @@ async def test_https_with_mtls_uses_the_grpc_certificates(tmp_path: Path, certs:
 
 
 def test_a_bad_http_listen_is_a_configuration_error() -> None:
-    from services.orchestrator.http_api import split_listen
+    from services.orchestrator.http_server import split_listen
 
     assert split_listen("127.0.0.1:8080") == ("127.0.0.1", 8080)
     assert split_listen("[::1]:0") == ("::1", 0)
