@@ -203,11 +203,20 @@ def test_constraint_on_a_parameter_without_a_range() -> None:
     assert error.field == "constraints[0]" and "'slow'" in error.message
 
 
-def test_cmaes_without_its_package_is_a_failed_precondition() -> None:
+@pytest.mark.parametrize("sampler", ["gp", "cmaes"])
+def test_the_samplers_with_extra_packages_are_available(sampler: str) -> None:
+    settings = OptimizerSettings(sampler=sampler, trials=10)  # type: ignore[arg-type]
+    validate_space(SMA, (FAST, SLOW), [], Objective(), settings)
+
+
+def test_a_sampler_whose_package_is_missing_is_a_failed_precondition(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "cmaes" else real(name, *a)
+    )
     settings = OptimizerSettings(sampler="cmaes", trials=10)
-    if importlib.util.find_spec("cmaes") is not None:
-        validate_space(SMA, (FAST, SLOW), [], Objective(), settings)
-        return
     with pytest.raises(FailedPreconditionError) as caught:
         validate_space(SMA, (FAST, SLOW), [], Objective(), settings)
     assert caught.value.field == "sampler" and "'cmaes'" in caught.value.message
