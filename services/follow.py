@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -39,6 +40,8 @@ def event_json(event: JobEvent) -> str:
     def convert(value: Any) -> Any:
         if isinstance(value, JobState | EventKind):
             return value.value
+        if isinstance(value, float) and not math.isfinite(value):
+            return None  # an undefined stat (no trades): null, so the line stays JSON
         if isinstance(value, dict):
             return {k: convert(v) for k, v in value.items()}
         if isinstance(value, list | tuple):

@@ -24,7 +24,7 @@ from rich.progress import Progress, TaskID
 from rich.table import Table
 
 from services.follow import LiveRenderer
-from shared.jobs import JobEvent
+from shared.jobs import JobEvent, JobState
 from shared.results import OptimizerProgress
 
 
@@ -97,6 +97,33 @@ class JobRenderer(LiveRenderer):
             self._trial(event.optimizer)
         if event.items is not None and event.items.name == "candles":
             self._candles(event)
+        if event.terminal:
+            self._finished(event)
+
+    def _finished(self, event: JobEvent) -> None:
+        """The job is over: the candle bar full if it succeeded, and the trial bar and table
+        show the search's best (not the last walk-forward window's)."""
+        if self.candles is not None and event.state is JobState.SUCCEEDED:
+            total = self._task_of(self.candles).total or 1
+            self.progress.update(self.candles, completed=total, amount="100%")
+        result = event.optimize_result
+        if result is None or self.trials is None:
+            return
+        best = OptimizerProgress(
+            iteration=len(result.trials),
+            total_iterations=len(result.trials),
+            best_score=result.best_score,
+            current_score=result.best_score,
+            best_params=result.best_params,
+            current_params=result.best_params,
+            objective=result.objective,
+        )
+        self.split.table = params_table(best)
+        self.progress.update(
+            self.trials,
+            info=f"{len(result.trials)} trials · best {result.objective} "
+            f"{score(result.best_score)} (whole range)",
+        )
 
     def _trial(self, o: OptimizerProgress) -> None:
         if self.trials is None:
