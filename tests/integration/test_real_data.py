@@ -26,15 +26,21 @@ pytestmark = pytest.mark.timeout(300)
 STRATEGIES = Path(__file__).resolve().parents[2] / "strategies"
 
 
-def _header_commands() -> list[tuple[str, list[str]]]:
-    """(strategy file, argv after ``trainwire train``) for every header command on real data."""
+def _is_optimization_spec(path: Path) -> bool:
+    """``trainwire optimize --spec`` files (a search ``space``), not training strategies."""
+    document = yaml.safe_load(path.read_text())
+    return isinstance(document, dict) and "space" in document
+
+
+def _header_commands(verb: str = "train") -> list[tuple[str, list[str]]]:
+    """(file, argv after ``trainwire VERB``) for every header command on real data."""
     commands = []
     for path in sorted(STRATEGIES.glob("*.yaml")):
         for line in path.read_text().splitlines():
             if not line.startswith("#"):
                 break
             text = line.lstrip("# ")
-            if text.startswith("trainwire train ") and "--data " in text:
+            if text.startswith(f"trainwire {verb} ") and "--data " in text:
                 commands.append((path.name, shlex.split(text)[2:]))
     return commands
 
@@ -43,9 +49,15 @@ COMMANDS = _header_commands()
 
 
 def test_every_strategy_says_how_to_train_it_on_real_data() -> None:
-    named = {name for name, _ in COMMANDS}
-    assert named == {p.name for p in STRATEGIES.glob("*.yaml")}
+    training = {p.name for p in STRATEGIES.glob("*.yaml") if not _is_optimization_spec(p)}
+    assert {name for name, _ in COMMANDS} == training
     assert len(COMMANDS) >= 4
+
+
+def test_every_optimization_spec_says_how_to_run_it_on_real_data() -> None:
+    specs = {p.name for p in STRATEGIES.glob("*.yaml") if _is_optimization_spec(p)}
+    named = {name for name, argv in _header_commands("optimize") if "--spec" in argv}
+    assert specs and named == specs
 
 
 def _option(argv: list[str], flag: str) -> list[str]:
