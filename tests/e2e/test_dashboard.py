@@ -250,6 +250,18 @@ def test_a_real_optimization_job_shows_its_trials_live(
     assert page.locator("#candles").is_visible()
     assert "sma_crossover" in page.locator("#best-result").inner_text()
     _screenshots(page, artifacts, "optimization-real")
+
+    page.goto(f"{services.url}#/configurations")
+    stored = page.locator("tr.item-row[data-name^='sma_crossover/SYNTH_1h_v']").first
+    stored.wait_for()
+    with page.expect_download() as download:
+        stored.locator("button.download").click()
+    assert download.value.suggested_filename.endswith(".json")
+    saved = json.loads(Path(download.value.path()).read_text())
+    assert saved["strategy"] == "sma_crossover"
+    stored.click()
+    assert '"strategy": "sma_crossover"' in page.locator("tr.details pre.json").first.inner_text()
+    _screenshots(page, artifacts, "configurations")
     assert page.errors == []  # type: ignore[attr-defined]
 
 

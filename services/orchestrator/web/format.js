@@ -45,7 +45,7 @@ export function clock(timestamp) {
 
 export function num(value, digits = 4) {
   if (value === undefined || value === null) return "—";
-  if (typeof value === "string") return value; // "NaN", "Infinity" in the proto JSON mapping
+  if (typeof value === "string") return value === "NaN" ? "n/a" : value; // proto JSON: "NaN", "Infinity"
   if (Number.isInteger(value)) return String(value);
   return Number(value).toPrecision(digits).replace(/\.?0+$/, "");
 }
