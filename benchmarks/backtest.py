@@ -308,8 +308,25 @@ def main() -> None:
             "backtesting_py_s": [round(v, 3) for v in reference_s],
             "repeats": repeats,
             "backtesting_py_repeats": reference_repeats,
+            **_optimize_figures(quick),
         },
     )
+
+
+def _optimize_figures(quick: bool) -> dict[str, Any]:
+    """Optimization trials/s against backtesting.py's ``Backtest.optimize`` on the same grid
+    (``benchmarks/optimize.py``), under keys of their own."""
+    from benchmarks.optimize import measure_optimize
+
+    figures = measure_optimize(quick=quick)
+    return {
+        "optimize_trials_per_s": figures["optimize_trials_per_s"],
+        "optimize_ratio_vs_backtesting_py": figures["optimize_ratio_vs_backtesting_py"],
+        "optimize_ratio_ci95": figures["ratio_ci95"],
+        "optimize_grid_size": figures["grid_size"],
+        "optimize_same_best_params": figures["same_best_params"],
+        "optimize_data": figures["data"],
+    }
 
 
 if __name__ == "__main__":

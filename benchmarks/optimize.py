@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import multiprocessing.dummy
 import random
+import sys
 import time
 import warnings
 from collections.abc import Mapping
@@ -27,6 +28,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd  # type: ignore[import-untyped, unused-ignore]
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script
 
 from benchmarks.common import base_parser, median, report
 from shared.backtest import BacktestSettings, Costs, Sizing
@@ -195,8 +198,12 @@ def ratio_ci95(ours_s: list[float], theirs_s: list[float], rounds: int = 2000) -
 def main() -> None:
     parser = base_parser(__doc__.splitlines()[0] if __doc__ else "optimize")
     args = parser.parse_args()
-    quick: bool = args.quick
-    repeats: int = args.repeats or (3 if quick else 9)
+    report("optimize", measure_optimize(quick=args.quick, repeats=args.repeats))
+
+
+def measure_optimize(*, quick: bool, repeats: int = 0) -> dict[str, Any]:
+    """The figures of one run (``benchmarks/backtest.py`` reports them too)."""
+    repeats = repeats or (3 if quick else 9)
     fast, slow = grid_ranges(quick)
     bars = read_market_file(goog_file()).frame
     frame = reference_frame(bars)
@@ -219,27 +226,24 @@ def main() -> None:
                 theirs_s.append(time.perf_counter() - started)
 
     ours_median, theirs_median = median(ours_s), median(theirs_s)
-    report(
-        "optimize",
-        {
-            "quick": quick,
-            "data": "GOOG.csv daily",
-            "bars": len(bars),
-            "grid_size": points,
-            "repeats": repeats,
-            "optimize_trials_per_s": round(points / ours_median, 1),
-            "backtesting_py_trials_per_s": round(points / theirs_median, 1),
-            "optimize_ratio_vs_backtesting_py": round(theirs_median / ours_median, 3),
-            "ratio_ci95": ratio_ci95(ours_s, theirs_s),
-            "ours_median_s": round(ours_median, 4),
-            "backtesting_py_median_s": round(theirs_median, 4),
-            "ours_s": [round(t, 4) for t in ours_s],
-            "backtesting_py_s": [round(t, 4) for t in theirs_s],
-            "best_params": dict(ours_best),
-            "backtesting_py_best_params": theirs_best,
-            "same_best_params": dict(ours_best) == theirs_best,
-        },
-    )
+    return {
+        "quick": quick,
+        "data": "GOOG.csv daily",
+        "bars": len(bars),
+        "grid_size": points,
+        "repeats": repeats,
+        "optimize_trials_per_s": round(points / ours_median, 1),
+        "backtesting_py_trials_per_s": round(points / theirs_median, 1),
+        "optimize_ratio_vs_backtesting_py": round(theirs_median / ours_median, 3),
+        "ratio_ci95": ratio_ci95(ours_s, theirs_s),
+        "ours_median_s": round(ours_median, 4),
+        "backtesting_py_median_s": round(theirs_median, 4),
+        "ours_s": [round(t, 4) for t in ours_s],
+        "backtesting_py_s": [round(t, 4) for t in theirs_s],
+        "best_params": dict(ours_best),
+        "backtesting_py_best_params": theirs_best,
+        "same_best_params": dict(ours_best) == theirs_best,
+    }
 
 
 if __name__ == "__main__":
