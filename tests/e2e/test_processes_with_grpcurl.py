@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.support.market_files import market_dir
 from tests.support.processes import free_port, service, wait_serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -54,10 +57,21 @@ def json_stream(text: str) -> list[dict[str, object]]:
 @pytest.fixture(scope="module")
 def processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
     tmp = tmp_path_factory.mktemp("e2e")
+    # The README's setup: GOOG.csv and EURUSD.csv in the trainer's --data-dir ("path": ".").
+    data = market_dir(tmp, folder="market")
     orch, trainer = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     with (
         service(
-            ["trainer", "--listen", trainer, "--work-dir", str(tmp / "work")], tmp / "trainer.log"
+            [
+                "trainer",
+                "--listen",
+                trainer,
+                "--work-dir",
+                str(tmp / "work"),
+                "--data-dir",
+                str(data),
+            ],
+            tmp / "trainer.log",
         ) as tproc,
         service(
             [
@@ -202,3 +216,60 @@ def test_grpcurl_calls_every_rpc_as_the_readme_shows(processes: tuple[str, str, 
     for (address, method), (data, status) in refused.items():
         code, out, err = grpcurl_status("-d", data, address, method)
         assert code != 0 and status in err, (method, err)
+
+
+README_ORCHESTRATOR = "127.0.0.1:50051"
+
+
+def cookbook(method: str) -> list[str]:
+    """The arguments after ``grpcurl -plaintext`` of the README cookbook's call of ``method``
+    (continuation lines joined), the orchestrator's address left as the README writes it."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("\n## grpcurl\n", 1)[1].split("\n## ", 1)[0]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    for line in block.replace("\\\n", " ").splitlines():
+        words = shlex.split(line, comments=True)
+        if (
+            words[:2] == ["grpcurl", "-plaintext"]
+            and f"trainwire.v1.Orchestrator/{method}" in words
+        ):
+            return words[2:]
+    raise AssertionError(f"the README's grpcurl cookbook has no {method} call")
+
+
+def run_cookbook(method: str, orch: str) -> list[dict[str, Any]]:
+    args = [orch if word == README_ORCHESTRATOR else word for word in cookbook(method)]
+    assert orch in args, args
+    return [dict(message) for message in json_stream(grpcurl(*args))]
+
+
+def test_the_readme_cookbook_backtests_and_optimizes_goog(
+    processes: tuple[str, str, Path],
+) -> None:
+    orch, _, _ = processes
+    listed = run_cookbook("ListStrategies", orch)[0]["strategies"]
+    assert {s["name"] for s in listed} >= {"sma_crossover", "rsi_reversion"}
+
+    events = run_cookbook("Backtest", orch)
+    assert events[0]["state"] == "JOB_STATE_QUEUED"
+    candles = [e["items"] for e in events if "items" in e and e["items"]["name"] == "candles"]
+    assert candles and {c["total"] for c in candles} == {"2148"}
+    last = events[-1]
+    assert last["state"] == "JOB_STATE_SUCCEEDED", last
+    result = last["backtest_result"]
+    assert result["params"] == {"fast": "10", "slow": "30", "ma": "sma"}
+    stats = result["stats"]
+    assert abs(stats["Buy & Hold Return [%]"] - 703.458) < 0.5
+    assert result["settings"]["commission_pct"] == 0.001
+
+    events = run_cookbook("Optimize", orch)
+    trials = [e["optimizer"] for e in events if e.get("kind") == "EVENT_KIND_TRIAL"]
+    assert trials and trials[0]["total_iterations"] == 20
+    assert all({"best_score", "best_params", "iteration"} <= set(t) for t in trials)
+    last = events[-1]
+    assert last["state"] == "JOB_STATE_SUCCEEDED", last
+    result = last["optimize_result"]
+    assert set(result["best_params"]) >= {"fast", "slow"}
+    assert result["windows"] and result["out_of_sample"]
+    best = result["best_params"]
+    assert int(best["fast"]) < int(best["slow"])
