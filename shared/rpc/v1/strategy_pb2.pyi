@@ -892,7 +892,9 @@ class OptimizeRequest(_message.Message):
     strategy: _builtins.str
     sampler: Global___Sampler.ValueType
     trials: _builtins.int
-    """Trial budget; absent = 50 unless `timeout_seconds` is set."""
+    """Trial budget; absent = the whole grid (SAMPLER_GRID), else 50 unless `timeout_seconds`
+    is set.
+    """
     timeout_seconds: _builtins.float
     """Time budget for the search."""
     seed: _builtins.int
