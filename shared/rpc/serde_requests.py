@@ -29,7 +29,8 @@ from shared.rpc.v1 import strategy_pb2 as spb
 from shared.rpc.v1 import trainer_pb2 as tpb
 
 DEFAULT_TRIALS = 50
-"""The trial budget when a request gives neither ``trials`` nor ``timeout_seconds``."""
+"""The trial budget when a request gives neither ``trials`` nor ``timeout_seconds`` (the grid
+sampler then runs the whole grid)."""
 
 # --- backtest settings --------------------------------------------------------------------------
 
@@ -213,8 +214,8 @@ def optimization_request_from_proto(msg: spb.OptimizeRequest) -> OptimizationReq
     timeout = msg.timeout_seconds if msg.HasField("timeout_seconds") else None
     if msg.HasField("trials"):
         trials: int | None = msg.trials
-    else:
-        trials = None if timeout is not None else DEFAULT_TRIALS
+    else:  # the whole grid; another sampler's budget is the time budget, else DEFAULT_TRIALS
+        trials = None if timeout is not None or sampler == "grid" else DEFAULT_TRIALS
     if msg.parallelism < 0:
         raise spec.SpecError("parallelism", "must be >= 0 (0 or 1 = sequential trials)")
     return OptimizationRequest(

@@ -53,7 +53,7 @@ def test_a_backtest_request_gets_its_defaults_and_round_trips() -> None:
 def test_an_optimization_request_gets_its_defaults_and_round_trips() -> None:
     request = sr.optimization_request_from_proto(_optimize_msg())
     assert request.optimizer.sampler == "grid"
-    assert request.optimizer.trials == sr.DEFAULT_TRIALS
+    assert request.optimizer.trials is None  # the whole grid
     assert request.optimizer.parallelism == 1
     assert request.objective.stat == "Sharpe Ratio"
     assert request.objective.direction == "maximize"
@@ -65,6 +65,8 @@ def test_an_optimization_request_gets_its_defaults_and_round_trips() -> None:
 
 def test_a_time_budget_alone_leaves_the_trial_budget_open() -> None:
     msg = _optimize_msg()
+    msg.sampler = spb.SAMPLER_TPE
+    assert sr.optimization_request_from_proto(msg).optimizer.trials == sr.DEFAULT_TRIALS
     msg.timeout_seconds = 30
     assert sr.optimization_request_from_proto(msg).optimizer.trials is None
 
