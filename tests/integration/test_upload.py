@@ -10,6 +10,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -392,8 +393,7 @@ async def test_an_upload_rides_out_an_orchestrator_restart_and_resumes(
     # The job runs on a node that is away: the restarted orchestrator keeps it RUNNING while it
     # tries to re-attach, as it would for a real trainer in its upload phase.
     record = first.book.get(job_id)
-    record.node, record.attempt = f"127.0.0.1:{free_port()}", 1
-    first.book.save_placement(record)
+    first.book.save_placement(replace(record, node=f"127.0.0.1:{free_port()}", attempt=1))
     task = _task(listen, job_id, token, big_model)
     try:
         confirmed = await _send_partially(listen, task, chunks=10)
