@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
@@ -53,9 +54,8 @@ from .jobs import JobBook
 _LOGGER = logging.getLogger(__name__)
 API = "/api/v1"
 CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
-SUMMARY_OMITS = ("request", "backtest", "optimize", "result", "backtest_result", "optimize_result")
-"""What ``?view=summary`` leaves out of each listed job: the request as submitted and the
-result, which are most of a job's bytes; the table of jobs needs neither."""
+JSON_CACHE_ENTRIES = 20_000
+"""Listed jobs whose JSON is kept (each a few hundred bytes in the summary view)."""
 _BASE = orchestrator_pb2_grpc.OrchestratorServicer
 
 
@@ -63,6 +63,26 @@ def to_json(message: Message) -> dict[str, Any]:
     """A message in the proto JSON mapping, as grpcurl prints it (defaults left out)."""
     document: dict[str, Any] = json_format.MessageToDict(message)
     return document
+
+
+class JsonCache:
+    """The proto JSON of recent messages, keyed by their exact bytes (so never stale)."""
+
+    def __init__(self, capacity: int = JSON_CACHE_ENTRIES) -> None:
+        self._capacity = capacity
+        self._documents: OrderedDict[bytes, dict[str, Any]] = OrderedDict()
+
+    def of(self, message: Message) -> dict[str, Any]:
+        key = message.SerializeToString(deterministic=True)
+        document = self._documents.get(key)
+        if document is None:
+            document = to_json(message)
+            self._documents[key] = document
+            if len(self._documents) > self._capacity:
+                self._documents.popitem(last=False)
+        else:
+            self._documents.move_to_end(key)
+        return document
 
 
 def _reply(message: Message) -> web.Response:
@@ -86,6 +106,7 @@ class HttpApi:
         self._book = book
         self._servicer = servicer
         self._frames = EventFrames()
+        self._jobs_json = JsonCache()
         web_dir = resources.files(__package__) / "web"
         self._assets = {
             entry.name: entry.read_bytes()
@@ -175,12 +196,18 @@ class HttpApi:
             page_token=query.get("page_token", ""),
         )
         reply = await self._unary("ListJobs", message)
+        assert isinstance(reply, opb.ListJobsResponse)
         if view == "summary":
-            present = [f for f in SUMMARY_OMITS if f in ppb.Job.DESCRIPTOR.fields_by_name]
-            for job in getattr(reply, "jobs", ()):
-                for name in present:
-                    job.ClearField(name)
-        return _reply(reply)
+            for job in reply.jobs:
+                _summarise(job)
+        # The mapping of ListJobsResponse, one job at a time through the cache: a dashboard
+        # polls the same thousand jobs every second, and most have not changed.
+        document: dict[str, Any] = {}
+        if reply.jobs:
+            document["jobs"] = [self._jobs_json.of(job) for job in reply.jobs]
+        if reply.next_page_token:
+            document["nextPageToken"] = reply.next_page_token
+        return web.Response(text=json_dumps(document), content_type="application/json")
 
     async def get_job(self, request: web.Request) -> web.Response:
         query_params(request, ())
@@ -265,6 +292,13 @@ class HttpApi:
             return response
 
         return download
+
+
+def _summarise(job: ppb.Job) -> None:
+    """``view=summary``: the job without its request as submitted and its result, which are
+    most of its bytes; the table of jobs needs neither."""
+    for name in ("request", "backtest", "optimize", "result", "backtest_result", "optimize_result"):
+        job.ClearField(name)
 
 
 def _model_request(name: str) -> opb.GetModelRequest:

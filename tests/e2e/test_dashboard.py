@@ -225,9 +225,9 @@ def test_a_real_optimization_job_shows_its_trials_live(
             space={"fast": (2, 40, 1), "slow": (41, 200, 1)},
             constraints=["fast < slow"],
             sampler="random",
-            trials=120,
+            trials=200,
             seed=3,
-            bars=30_000,
+            bars=60_000,
         )
     page = _page(browser)
     page.goto(f"{services.url}#/jobs/{job.job_id}")
@@ -242,11 +242,11 @@ def test_a_real_optimization_job_shows_its_trials_live(
         time.sleep(0.1)
     assert data["state"] == "SUCCEEDED", page.locator("#job-error, #result").all_inner_texts()
     assert len(seen) >= 2, f"trials seen live: {sorted(seen)}"  # the count rose while running
-    assert page.locator("#iteration").inner_text() == "120/120"
+    assert page.locator("#iteration").inner_text() == "200/200"
     assert page.locator(".badge.kind").inner_text() == "optimize"
     assert page.locator("#best-score").inner_text().split()[0] not in ("", "—")
     assert {"fast", "slow"} <= set(page.locator("#best-params td").all_inner_texts())
-    assert page.locator("#trials-chart .dots circle").count() == 120
+    assert page.locator("#trials-chart .dots circle").count() == 200
     assert page.locator("#candles").is_visible()
     assert "sma_crossover" in page.locator("#best-result").inner_text()
     _screenshots(page, artifacts, "optimization-real")

@@ -168,6 +168,13 @@ async def test_jobs_list_and_get_say_what_grpc_says_with_the_same_page_tokens(ap
     assert status == 200 and page2 == json_format.MessageToDict(grpc_page2)
     assert [j["jobId"] for j in page2["jobs"]] == ids[::-1][2:4]
 
+    status, summary = await api.get("/api/v1/jobs", params={"page_size": "2", "view": "summary"})
+    assert status == 200 and summary["nextPageToken"] == token
+    for short, full in zip(summary["jobs"], page1["jobs"], strict=True):
+        assert "request" in full and short == {k: v for k, v in full.items() if k != "request"}
+    status, body = await api.get("/api/v1/jobs", params={"view": "brief"})
+    assert status == 400 and body["field"] == "view"
+
     status, job = await api.get(f"/api/v1/jobs/{ids[0]}")
     grpc_job = await api.stub.GetJob(opb.GetJobRequest(job_id=ids[0]))
     assert status == 200 and job == json_format.MessageToDict(grpc_job)

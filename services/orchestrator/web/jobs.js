@@ -7,12 +7,14 @@ import { age, bar, duration, el, etaOf, pct, setBar, shortKind, shortState, TERM
 const POLL_ACTIVE_MS = 1000;
 const POLL_IDLE_MS = 4000;
 const MAX_JOBS = 5000;
+const FULL_MS = 15000;
 const STATES = ["", "QUEUED", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"];
+const LIVE = ["QUEUED", "RUNNING"];
 
 export function mountJobs(root, ctx) {
   const filter = el(
     "select",
-    { id: "state-filter", "aria-label": "Filter by state", onchange: () => { rows.clear(); body.replaceChildren(); refresh(); } },
+    { id: "state-filter", "aria-label": "Filter by state", onchange: () => { rows.clear(); body.replaceChildren(); lastFull = 0; refresh(); } },
     STATES.map((s) => el("option", { value: s, text: s ? s.toLowerCase() : "all states" })),
   );
   filter.value = ctx.query.get("state") || "";
@@ -35,26 +37,47 @@ export function mountJobs(root, ctx) {
   const rows = new Map();
   let timer = null;
   let stopped = false;
+  let lastFull = 0;
 
-  async function fetchAll() {
+  async function fetchAll(states) {
     const jobs = [];
     let token = "";
     do {
-      const page = await getJson("jobs", { state: filter.value, page_size: 1000, page_token: token, view: "summary" });
+      const page = await getJson("jobs", { state: states, page_size: 1000, page_token: token, view: "summary" });
       jobs.push(...(page.jobs || []));
       token = page.nextPageToken || "";
     } while (token && jobs.length < MAX_JOBS);
     return jobs;
   }
 
+  // Only unfinished jobs change, so the fast poll asks for those alone; the whole list is
+  // read again when one of them finishes, a new one appears, or every FULL_MS.
   async function refresh() {
     clearTimeout(timer);
     let active = false;
     try {
-      const jobs = await fetchAll();
+      const chosen = filter.value;
+      const live = LIVE.filter((s) => !chosen || s === chosen);
+      let full = !live.length || Date.now() - lastFull > FULL_MS || !rows.size;
+      if (!full) {
+        const jobs = await fetchAll(live);
+        const ids = new Set(jobs.map((j) => j.jobId));
+        const finished = [...rows.values()].some((row) => LIVE.includes(row.tr.dataset.state) && !ids.has(row.tr.dataset.jobId));
+        if (finished || jobs.some((j) => !rows.has(j.jobId))) full = true;
+        else {
+          for (const job of jobs) updateRow(rows.get(job.jobId), job);
+          for (const row of rows.values()) if (!LIVE.includes(row.tr.dataset.state)) row.cells.age.textContent = age(row.createdAt);
+          active = jobs.length > 0;
+        }
+      }
+      if (full) {
+        const jobs = await fetchAll(chosen);
+        lastFull = Date.now();
+        if (stopped) return;
+        active = render(jobs);
+      }
       if (stopped) return;
       error.hidden = true;
-      active = render(jobs);
     } catch (e) {
       if (stopped) return;
       if (ctx.onApiError(e)) return;
@@ -109,7 +132,7 @@ export function mountJobs(root, ctx) {
     const open = () => ctx.navigate(`#/jobs/${job.jobId}`);
     tr.addEventListener("click", (event) => { if (event.target.tagName !== "A") open(); });
     tr.addEventListener("keydown", (event) => { if (event.key === "Enter") open(); });
-    return { tr, cells, key: "" };
+    return { tr, cells, key: "", createdAt: job.createdAt };
   }
 
   function updateRow(row, job) {
