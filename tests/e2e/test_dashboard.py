@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import http.client
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import threading
@@ -409,6 +411,41 @@ def test_the_readme_curl_examples_run_as_shown(services: Services, tmp_path: Pat
             document = json.loads(body)
             assert "code" not in document, (line, document)
     print(f"ran {len(lines)} README curl examples")
+
+
+def test_sigterm_ends_open_event_streams_at_once(tmp_path: Path) -> None:
+    """A stopping orchestrator process holds no SSE stream open: each gets its last frame
+    (``event: interrupted``, with the seq to resume after) and the process exits promptly."""
+    orch, http_port = f"127.0.0.1:{free_port()}", free_port()
+    args = ["orchestrator", "--listen", orch, "--state-dir", str(tmp_path / "state")]
+    with service([*args, "--http-listen", f"127.0.0.1:{http_port}"], tmp_path / "o.log") as proc:
+        wait_serving(orch, proc)
+        with Client(orch) as client:
+            job = client.submit(["SYNTH"], ["1h"], epochs=1)  # no node: it stays QUEUED
+        streams = []
+        for _ in range(3):
+            connection = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
+            connection.request("GET", f"/api/v1/jobs/{job.job_id}/events")
+            response = connection.getresponse()
+            assert response.status == 200
+            assert response.readline() == b"retry: 2000\n"
+            streams.append(response)
+        for response in streams:
+            while response.readline() != b"id: 1\n":
+                pass
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        tails = [response.read().decode() for response in streams]  # until each ends
+        ended_s = time.monotonic() - started
+        proc.wait(timeout=20)
+        exited_s = time.monotonic() - started
+    for tail in tails:
+        assert "event: interrupted\n" in tail and '"code":"UNAVAILABLE"' in tail, tail
+        ids = [int(line[4:]) for line in tail.splitlines() if line.startswith("id: ")]
+        last = max(ids, default=1)  # the stream was read up to seq 1 before the signal
+        assert f'"lastEventId":"{last}"' in tail and f"after_seq {last} " in tail, tail
+    assert proc.returncode == 0
+    assert ended_s < 3.0 and exited_s < 4.5, (ended_s, exited_s)  # the grace is 5 s
 
 
 # -- load: 1,000 jobs, one of them at 100 events/s ---------------------------------------------
