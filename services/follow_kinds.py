@@ -1,8 +1,8 @@
 """The live display of backtests and optimizations, on top of ``services.follow``'s bars.
 
-Below ``Overall`` and ``Step i/n`` (whose text becomes a breadcrumb of the steps:
-``✓ Loading market data › Optimizing › 2 more``):
+Below ``Overall`` and ``Step i/n``:
 
+- ``Steps``: a breadcrumb of the job's steps, ``✓ Loading market data › Optimizing › 2 more``;
 - ``Trials``: finished trials of the budget, the best and the current score (an optimization;
   ``W2/6`` in front while a walk-forward window is searched);
 - the best parameters so far, beside the current trial's, as a small table;
@@ -22,6 +22,7 @@ from typing import Any
 from rich.console import RenderableType
 from rich.progress import Progress, TaskID
 from rich.table import Table
+from rich.text import Text
 
 from services.follow import LiveRenderer
 from shared.jobs import JobEvent, JobState
@@ -29,21 +30,27 @@ from shared.results import OptimizerProgress
 
 
 class SplitProgress(Progress):
-    """Bars, then (optionally) a table, then the bars listed in ``below``."""
+    """Bars in three groups: the job's (above), the trials (``middle``) and the candles
+    (``below``), with the step breadcrumb before the trials and a table after them."""
 
     def __init__(self, *columns: Any, **kwargs: Any) -> None:
+        self.middle: set[TaskID] = set()
         self.below: set[TaskID] = set()
+        self.crumbs: Text | None = None
         self.table: Table | None = None
         super().__init__(*columns, **kwargs)  # draws once: the fields above must exist
 
     def get_renderables(self) -> Iterable[RenderableType]:
-        above = [t for t in self.tasks if t.id not in self.below]
+        above = [t for t in self.tasks if t.id not in self.middle | self.below]
         yield self.make_tasks_table(above)
-        if self.table is not None:
-            yield self.table
-        below = [t for t in self.tasks if t.id in self.below]
-        if below:
-            yield self.make_tasks_table(below)
+        if self.crumbs is not None:
+            yield self.crumbs
+        for group, after in ((self.middle, self.table), (self.below, None)):
+            tasks = [t for t in self.tasks if t.id in group]
+            if tasks:
+                yield self.make_tasks_table(tasks)
+            if after is not None:
+                yield after
 
 
 def score(value: float) -> str:
@@ -79,6 +86,7 @@ class JobRenderer(LiveRenderer):
         self.trials: TaskID | None = None
         self.candles: TaskID | None = None
         self._steps: dict[int, str] = {}
+        self._current = (0, 0)
         self._best = math.nan
         self._window = 0
 
@@ -91,12 +99,14 @@ class JobRenderer(LiveRenderer):
         super().update(event)
         if event.step_index:
             self._steps[event.step_index] = event.step_name
-            crumbs = breadcrumb(self._steps, event.step_index, event.step_total)
-            self.progress.update(self.step, info=crumbs)
+            self._current = (event.step_index, event.step_total)
         if event.optimizer is not None:
             self._trial(event.optimizer)
         if event.items is not None and event.items.name == "candles":
             self._candles(event)
+        if self.trials is not None or self.candles is not None:
+            crumbs = breadcrumb(self._steps, *self._current) if self._current[0] else ""
+            self.split.crumbs = Text(f"Steps      {crumbs}", no_wrap=True, overflow="ellipsis")
         if event.terminal:
             self._finished(event)
 
@@ -128,6 +138,7 @@ class JobRenderer(LiveRenderer):
     def _trial(self, o: OptimizerProgress) -> None:
         if self.trials is None:
             self.trials = self._task("Trials")
+            self.split.middle.add(self.trials)
         if o.window != self._window:
             self._window, self._best = o.window, math.nan
         total = o.total_iterations or o.iteration

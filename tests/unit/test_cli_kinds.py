@@ -126,9 +126,10 @@ def test_the_live_display_shows_trials_best_params_then_candles() -> None:
     out.print(r.progress.get_renderable())
     lines = [line.rstrip() for line in out.file.getvalue().splitlines()]  # type: ignore[attr-defined]
     names = [line.split()[0] for line in lines if line.strip()]
-    assert names[:3] == ["Overall", "Step", "Trials"] and names[-1] == "Candles", lines
-    step = next(line for line in lines if line.startswith("Step"))
-    assert "✓ Loading market data › Optimizing › 2 more" in step
+    assert names[:4] == ["Overall", "Step", "Steps", "Trials"] and names[-1] == "Candles", lines
+    crumbs = next(line for line in lines if line.startswith("Steps"))
+    assert crumbs.endswith("✓ Loading market data › Optimizing › 2 more"), crumbs
+    assert next(line for line in lines if line.startswith("Step ")).endswith("Optimizing")
     trials = next(line for line in lines if line.startswith("Trials"))
     assert re.search(r"3/11 .*best Sharpe Ratio 0\.79 · current 0\.48", trials), trials
     table = lines[names.index("best") : names.index("Candles")]
@@ -194,3 +195,16 @@ def test_the_optimization_summary_gives_oos_the_verdict_and_the_configuration() 
     assert "OVERFIT: out-of-sample Sharpe Ratio 0.1 falls far below in-sample 0.8" in flat
     assert "(2 of 2 windows flagged)" in flat
     assert "trainwire configurations download sma_crossover/GOOG_1d_v2" in text
+
+
+def test_a_training_job_looks_as_it_always_did() -> None:
+    console = Console(file=io.StringIO(), width=100, force_terminal=True, color_system=None)
+    r = JobRenderer(console)
+    common: dict[str, Any] = {"step_index": 9, "step_total": 12, "step_name": "Training model"}
+    r.update(ev(1, EventKind.STEP, message="Training model", **common))
+    r.update(ev(2, EventKind.BATCH, epoch=1, total_epochs=3, batch=10, total_batches=50,
+                message="Epoch 1/3 · Batch 10/50", **common))  # fmt: skip
+    out = Console(file=io.StringIO(), width=100, force_terminal=True, color_system=None)
+    out.print(r.progress.get_renderable())
+    names = [line.split()[0] for line in out.file.getvalue().splitlines() if line.strip()]  # type: ignore[attr-defined]
+    assert names == ["Overall", "Step", "Epoch", "Batch"]
