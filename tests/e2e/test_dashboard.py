@@ -606,3 +606,49 @@ def test_a_thousand_jobs_and_a_hundred_events_per_second_keep_the_page_current(
     finally:
         harness.call(orch.stop(0))
         harness.close()
+
+
+def test_with_a_token_the_page_asks_for_it_and_then_streams(
+    browser: Browser, tmp_path: Path
+) -> None:
+    from shared.rpc.plumbing import Security
+
+    harness = InProcess()
+    orch = harness.call(
+        create_server(
+            OrchestratorConfig(
+                listen="127.0.0.1:0",
+                http_listen="127.0.0.1:0",
+                state_dir=tmp_path / "state",
+                store="memory:",
+                security=Security(token="dashboard-s3cret"),
+            )
+        )
+    )
+    try:
+        assert orch.http is not None
+        job_id = harness.call(_populate(orch, 1))
+        page = _page(browser)
+        page.goto(f"{orch.http.url}#/jobs/{job_id}")
+        page.locator("#token-form").wait_for()
+        page.fill("#token", "wrong")
+        page.click("#token-form button")
+        page.wait_for_function(
+            "() => document.getElementById('token-message').textContent.includes('refused')"
+        )
+        page.fill("#token", "dashboard-s3cret")
+        page.click("#token-form button")
+        shown = _wait_data(page, "d.state === 'QUEUED'")
+        assert shown["lastSeq"] == "1" and page.locator("#token-form").is_hidden()
+        harness.call(_append(orch, job_id, _batch(5, 10)))
+        _wait_data(page, "d.lastSeq === '2' && d.state === 'RUNNING'")
+        harness.call(_append(orch, job_id, _cancelled()))
+        _wait_data(page, "d.state === 'CANCELLED'")
+        assert page.errors == []  # type: ignore[attr-defined]
+    finally:
+        harness.call(orch.stop(0))
+        harness.close()
+
+
+async def _append(orch: OrchestratorServer, job_id: str, event: JobEvent) -> None:
+    orch.book.append(job_id, event)

@@ -5,6 +5,8 @@
 // EventSource does: `id:` is the event's seq, a dropped stream is resumed with Last-Event-ID
 // after `retry:` milliseconds, and 204 No Content means there is nothing more.
 
+import { TERMINAL } from "./format.js";
+
 const TOKEN_KEY = "trainwire.token";
 
 export class ApiError extends Error {
@@ -168,7 +170,7 @@ export function followEvents(jobId, afterSeq, { onEvent, onStatus, onEnd }) {
     if (seq <= lastSeq) return false; // never twice
     lastSeq = seq;
     onEvent(data);
-    return TERMINAL_STATES.has(data.state);
+    return TERMINAL.has(data.state);
   }
 
   connect();
@@ -185,5 +187,3 @@ export function followEvents(jobId, afterSeq, { onEvent, onStatus, onEnd }) {
     },
   };
 }
-
-const TERMINAL_STATES = new Set(["JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED"]);
