@@ -652,3 +652,48 @@ def test_with_a_token_the_page_asks_for_it_and_then_streams(
 
 async def _append(orch: OrchestratorServer, job_id: str, event: JobEvent) -> None:
     orch.book.append(job_id, event)
+
+
+EVENT_SOURCE = """
+(url) => new Promise((resolve) => {
+  const seen = [];
+  const source = new EventSource(url);
+  source.onmessage = (e) => seen.push([Number(e.lastEventId), JSON.parse(e.data).state]);
+  source.onerror = () => {
+    // After the terminal event the server ends the stream; EventSource reconnects with
+    // Last-Event-ID, gets 204 No Content and gives up (CLOSED) instead of looping.
+    if (source.readyState === EventSource.CLOSED) resolve(seen);
+  };
+  setTimeout(() => { source.close(); resolve(seen.concat([["timeout"]])); }, 20000);
+})
+"""
+
+
+def test_a_plain_event_source_gets_every_event_once_and_stops_after_the_terminal(
+    browser: Browser, tmp_path: Path
+) -> None:
+    harness = InProcess()
+    orch = harness.call(
+        create_server(
+            OrchestratorConfig(
+                listen="127.0.0.1:0",
+                http_listen="127.0.0.1:0",
+                state_dir=tmp_path / "state",
+                store="memory:",
+            )
+        )
+    )
+    try:
+        assert orch.http is not None
+        job_id = harness.call(_populate(orch, 1))
+        for i in range(5):
+            harness.call(_append(orch, job_id, _batch(i, 5)))
+        harness.call(_append(orch, job_id, _cancelled()))
+        page = _page(browser)
+        page.goto(orch.http.url)
+        seen = page.evaluate(EVENT_SOURCE, f"/api/v1/jobs/{job_id}/events")
+        assert [s[0] for s in seen] == list(range(1, 8)), seen
+        assert seen[-1][1] == "JOB_STATE_CANCELLED"
+    finally:
+        harness.call(orch.stop(0))
+        harness.close()
