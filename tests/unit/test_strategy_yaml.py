@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from shared.pipeline import validate_request
 from shared.pipeline.features import resolve_features
@@ -13,7 +14,11 @@ from shared.rpc.v1 import strategy_pb2 as spb
 from shared.spec import DataSpec, LabelMethod, LabelSpec, SpecError, TrainingRequest
 from shared.strategy_yaml import parse_strategy_yaml
 
-STRATEGIES = sorted((Path(__file__).resolve().parents[2] / "strategies").glob("*.yaml"))
+STRATEGIES = sorted(
+    path
+    for path in (Path(__file__).resolve().parents[2] / "strategies").glob("*.yaml")
+    if "space" not in (yaml.safe_load(path.read_text()) or {})  # optimization specs
+)
 
 FULL = """
 name: demo
