@@ -5,6 +5,8 @@ a message saying what to change."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import math
 import subprocess
@@ -15,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from shared.client import Client, JobKind, JobState, data
+from shared.client import AsyncClient, Client, ConfigurationRef, JobEvent, JobKind, JobState, data
 from shared.strategies import list_strategies
 from tests.support.market_files import market_dir
 from tests.support.processes import free_port, service, wait_serving
@@ -279,6 +281,7 @@ def test_the_spec_file_runs_and_the_summary_gives_the_verdict(orchestrator: str)
     text = done.stdout
     assert "Best sma_crossover parameters (highest Sharpe Ratio" in text
     assert "In-sample vs out-of-sample (" in text and "Verdict: " in text
+    assert "Configuration stored: sma_crossover/GOOG_1d_v" in text
 
 
 def test_the_sdk_backtests_and_optimizes(orchestrator: str) -> None:
@@ -353,3 +356,56 @@ def test_bad_input_is_refused_with_what_to_change(
     assert done.returncode == code, done.stderr + done.stdout
     assert says in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_best_configuration_is_stored_listed_shown_and_downloaded(
+    orchestrator: str, tmp_path: Path
+) -> None:
+    result = optimize(orchestrator, "--sampler", "random", "--trials", "4", "--seed", "3")
+    stored = result["configuration"]
+    name = stored["name"]
+    assert name.startswith("sma_crossover/GOOG_1d_v") and stored["params"] == result["best_params"]
+    listed = trainwire(orchestrator, "configurations", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert name in [json.loads(line)["name"] for line in listed.stdout.splitlines()]
+    table = trainwire(orchestrator, "configurations", "list").stdout
+    assert table.startswith("NAME") and name in table
+    shown = trainwire(orchestrator, "configurations", "show", name)
+    assert shown.returncode == 0 and f"sha256 {stored['sha256']}" in shown.stdout, shown.stderr
+    document = json.loads(trainwire(orchestrator, "configurations", "show", name, "--json").stdout)
+    assert document["strategy"] == "sma_crossover"
+    got = trainwire(orchestrator, "configurations", "download", name, "--dest", str(tmp_path))
+    assert got.returncode == 0, got.stderr
+    path = Path(got.stdout.strip())
+    assert path == tmp_path.joinpath(*name.split("/"), "configuration.json")
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == stored["sha256"]
+    missing = trainwire(orchestrator, "configurations", "show", "sma_crossover/NOPE_1d")
+    assert missing.returncode == 5 and "NOT_FOUND" in missing.stderr
+
+
+def test_the_async_sdk_optimizes_and_downloads_the_configuration(
+    orchestrator: str, tmp_path: Path
+) -> None:
+    async def run() -> tuple[set[str], list[JobEvent], Path, ConfigurationRef]:
+        async with AsyncClient(orchestrator) as tw:
+            names = {s.name for s in await tw.strategies()}
+            events = [
+                e
+                async for e in tw.optimize(
+                    "sma_crossover", ["SYNTH"], ["1h"], space={"fast": (5, 15, 5)},
+                    trials=3, seed=1, sampler="random",
+                )
+            ]  # fmt: skip
+            result = events[-1].optimize_result
+            assert result is not None and result.configuration is not None
+            ref, _ = await tw.configuration(result.configuration.name)
+            path = await tw.download_configuration(ref.name, tmp_path)
+            job = await tw.submit_backtest("sma_crossover", ["SYNTH"], ["1h"], params={"fast": 5})
+            assert [e async for e in tw.watch(job.job_id)][-1].state is JobState.SUCCEEDED
+            return names, events, path, ref
+
+    names, events, path, ref = asyncio.run(run())
+    assert names == set(RULES)
+    assert events[-1].state is JobState.SUCCEEDED
+    assert sum(1 for e in events if e.optimizer is not None) >= 3
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == ref.sha256
