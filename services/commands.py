@@ -244,11 +244,11 @@ def cmd_jobs(args: argparse.Namespace, client: Client) -> int:
             print(_json(job))
         return ExitCode.OK
     rows = [
-        [j.job_id, j.state.value, f"{j.percentage:.1f}%", j.node or "-", _time(j.created_at),
-         j.message[:60]]
+        [j.job_id, j.kind.value, j.state.value, f"{j.percentage:.1f}%", j.node or "-",
+         _time(j.created_at), j.message[:60]]
         for j in jobs
     ]  # fmt: skip
-    _print_table(["JOB", "STATE", "PROGRESS", "NODE", "CREATED", "MESSAGE"], rows)
+    _print_table(["JOB", "KIND", "STATE", "PROGRESS", "NODE", "CREATED", "MESSAGE"], rows)
     return ExitCode.OK
 
 

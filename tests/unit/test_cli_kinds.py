@@ -208,3 +208,22 @@ def test_a_training_job_looks_as_it_always_did() -> None:
     out.print(r.progress.get_renderable())
     names = [line.split()[0] for line in out.file.getvalue().splitlines() if line.strip()]  # type: ignore[attr-defined]
     assert names == ["Overall", "Step", "Epoch", "Batch"]
+
+
+def test_a_cancelled_optimization_still_shows_the_trials_it_finished(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from services import commands
+    from shared.jobs import JobError
+    from shared.results import TrialSummary
+
+    partial = OptimizationSummary(
+        strategy="sma_crossover", best_params={"fast": "10"}, best_score=0.5, sampler="tpe",
+        trials=(TrialSummary(number=0, params={"fast": "10"}, score=0.5, state="complete"),),
+    )  # fmt: skip
+    last = ev(9, EventKind.LIFECYCLE, state=JobState.CANCELLED, optimize_result=partial,
+              error=JobError(code="CANCELLED", message="cancelled: enough"))  # fmt: skip
+    commands._summary(last)
+    out, err = capsys.readouterr()
+    assert "Best sma_crossover parameters (highest Sharpe Ratio 0.5; tpe, 1 of 1" in out
+    assert f"Job {JOB} cancelled: cancelled: enough" in err
