@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from shared.job_requests import JobRequest
 from shared.jobs import JobError, JobEvent, JobState, TrainResult
+from shared.results import OptimizerProgress
 
 from .store import JobRow
 
@@ -40,6 +41,12 @@ class JobRecord:
     """Why the job's last node was lost, when it is being retried (not persisted)."""
     cancel_requested_at: float = 0.0
     """monotonic() of the CancelJob call, for the cancel-latency metric (not persisted)."""
+    last_event: JobEvent | None = None
+    """The job's latest event (its result or error when terminal)."""
+    progress: JobEvent | None = None
+    """The latest event that says where the pipeline is (step, ETA): a poller's snapshot."""
+    optimizer: OptimizerProgress | None = None
+    """The latest finished trial's progress (optimization jobs)."""
 
     @property
     def kind(self) -> str:
@@ -73,6 +80,8 @@ def record_from_row(row: JobRow) -> JobRecord:
         last_seq=row.last_seq,
         cancel_requested=row.cancel_requested,
         node_seq=row.node_seq,
+        last_event=last,
+        progress=last,
     )
 
 
@@ -92,6 +101,8 @@ class LiveJob:
         "lost_node_reason",
         "node",
         "node_seq",
+        "optimizer",
+        "progress",
         "published",
         "request",
         "request_id",
@@ -124,6 +135,8 @@ class LiveJob:
         self.cancel_requested_at = 0.0
         self.started_at = 0.0
         self.events: list[JobEvent] = []
+        self.progress: JobEvent | None = None
+        self.optimizer: OptimizerProgress | None = None
         self.published = 0
         """Events committed to the store: watchers are given ``events[:published]``."""
         self.changed = asyncio.Event()
@@ -144,6 +157,10 @@ class LiveJob:
 
     def add(self, event: JobEvent) -> None:
         self.events.append(event)
+        if event.step_total:
+            self.progress = event
+        if event.optimizer is not None:
+            self.optimizer = event.optimizer
         if event.state is JobState.RUNNING and not self.started_at:
             self.started_at = event.time
         self._record = None
@@ -180,5 +197,8 @@ class LiveJob:
                 node_seq=self.node_seq,
                 lost_node_reason=self.lost_node_reason,
                 cancel_requested_at=self.cancel_requested_at,
+                last_event=last,
+                progress=self.progress,
+                optimizer=self.optimizer,
             )
         return self._record

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import re
 from collections import OrderedDict
@@ -19,6 +20,7 @@ from shared.datasets import DatasetInfo, check_dataset_name, check_sha256
 from shared.ids import check_address, check_node_id
 from shared.job_requests import BacktestRequest, OptimizationRequest
 from shared.jobs import JobEvent
+from shared.results import OptimizationSummary, OptimizerProgress
 from shared.rpc import serde, serde_requests
 from shared.rpc.errors import rpc_method
 from shared.rpc.v1 import datasets_pb2 as dpb
@@ -82,7 +84,47 @@ def job_to_proto(record: JobRecord) -> progress_pb2.Job:
         msg.result.CopyFrom(serde.result_to_proto(record.result))
     if record.error is not None:
         msg.error.CopyFrom(serde.error_to_proto(record.error))
+    _snapshot(msg, record)
     return msg
+
+
+def _snapshot(msg: progress_pb2.Job, record: JobRecord) -> None:
+    """Where the job is, for a poller: step i/n and its percentage, ETA, last update, the
+    optimizer's progress, and a backtest's or optimization's result once it has one."""
+    last, progress = record.last_event, record.progress
+    if progress is not None:
+        msg.step_index, msg.step_total = progress.step_index, progress.step_total
+        msg.step_name, msg.step_percentage = progress.step_name, progress.step_percentage
+        if progress.eta_seconds is not None and not record.state.terminal:
+            msg.eta_seconds = progress.eta_seconds
+        msg.device = progress.device
+    if last is None:
+        return
+    msg.updated_at.CopyFrom(serde.ts_to_proto(last.time))
+    msg.device = last.device or msg.device
+    if last.backtest_result is not None:
+        msg.backtest_result.CopyFrom(serde.backtest_to_proto(last.backtest_result))
+    optimized = last.optimize_result
+    if optimized is not None:
+        msg.optimize_result.CopyFrom(serde.optimization_to_proto(optimized))
+    optimizer = record.optimizer or _final_optimizer(optimized)
+    if optimizer is not None:
+        msg.optimizer.CopyFrom(serde.optimizer_to_proto(optimizer))
+
+
+def _final_optimizer(result: OptimizationSummary | None) -> OptimizerProgress | None:
+    """A finished optimization's last progress, from its result (a job read from the store)."""
+    if result is None:
+        return None
+    scored = [t for t in result.trials if t.state in ("complete", "failed")]
+    return OptimizerProgress(
+        iteration=len(scored),
+        total_iterations=len(scored),
+        current_score=scored[-1].score if scored else math.nan,
+        best_score=result.best_score,
+        best_params=dict(result.best_params),
+        objective=result.objective,
+    )
 
 
 class OrchestratorServicer(ConfigurationRpcs, KindRpcs, orchestrator_pb2_grpc.OrchestratorServicer):
@@ -170,7 +212,7 @@ class OrchestratorServicer(ConfigurationRpcs, KindRpcs, orchestrator_pb2_grpc.Or
             check_sha256(data.dataset_sha256, "data.dataset_sha256")
             ref, field = f"{data.dataset}@{data.dataset_sha256}", "data.dataset_sha256"
         else:
-            earlier = self._book.by_request_id(request.request_id)
+            earlier = await self._book.find_request(request.request_id)
             pinned = earlier.request.data if earlier is not None else None
             if pinned is not None and pinned.dataset == data.dataset and pinned.dataset_sha256:
                 return replace(request, data=replace(data, dataset_sha256=pinned.dataset_sha256))
@@ -199,7 +241,7 @@ class OrchestratorServicer(ConfigurationRpcs, KindRpcs, orchestrator_pb2_grpc.Or
 
     @rpc_method
     async def GetJob(self, request: opb.GetJobRequest, context: Context) -> progress_pb2.Job:
-        return job_to_proto(self._book.get(request.job_id))
+        return job_to_proto(await self._book.fetch(request.job_id))
 
     @rpc_method
     async def ListJobs(
@@ -210,8 +252,12 @@ class OrchestratorServicer(ConfigurationRpcs, KindRpcs, orchestrator_pb2_grpc.Or
         except ValueError as exc:
             raise errors.InvalidArgumentError(str(exc), field="states") from None
         size = pages.page_size(request.page_size, 50)
+        token_key = pages.decode_token(request.page_token, "jobs", (float, str))
+        after = (float(token_key[0]), str(token_key[1])) if token_key is not None else None
+        # One page off the store (and one more, to know whether a next page exists).
+        found = await self._book.list_jobs(states, after=after, limit=size + 1)
         jobs, token = pages.paginate(
-            self._book.listing(states),
+            found,
             kind="jobs",
             key=job_key,
             shape=(float, str),

@@ -192,3 +192,33 @@ async def test_a_stored_model_backtests_on_its_own_market(cluster: Cluster) -> N
     assert done.backtest_result.model == name
     assert done.backtest_result.candles == 2000
     await asyncio.sleep(0)
+
+
+async def test_get_job_is_the_progress_snapshot_a_poller_needs(cluster: Cluster) -> None:
+    big = _optimize(
+        space=[
+            spb.ParamRange(name="fast", type=spb.PARAM_TYPE_INT, low=2, high=40, step=1),
+            spb.ParamRange(name="slow", type=spb.PARAM_TYPE_INT, low=41, high=200, step=1),
+        ],
+        data=spb.DataSpec(bars=20_000),
+    )
+    job = await cluster.stub.SubmitOptimization(big)
+    snapshot = job
+    for _ in range(600):
+        snapshot = await cluster.stub.GetJob(opb.GetJobRequest(job_id=job.job_id))
+        if snapshot.optimizer.iteration >= 2:
+            break
+        await asyncio.sleep(0.05)
+    assert snapshot.state == ppb.JOB_STATE_RUNNING
+    assert (snapshot.step_index, snapshot.step_total) == (2, 3)
+    assert snapshot.step_name == "Optimizing" and snapshot.percentage > 25.0
+    assert snapshot.optimizer.total_iterations == 39 * 160
+    assert snapshot.optimizer.best_params and snapshot.optimizer.objective == "Sharpe Ratio"
+    assert snapshot.updated_at.seconds > 0 and snapshot.HasField("eta_seconds")
+    await cluster.stub.CancelJob(opb.CancelJobRequest(job_id=job.job_id))
+    async for event in cluster.stub.WatchJob(opb.WatchJobRequest(job_id=job.job_id)):
+        last = event
+    done = await cluster.stub.GetJob(opb.GetJobRequest(job_id=job.job_id))
+    assert done.state == ppb.JOB_STATE_CANCELLED == last.state
+    assert done.optimizer.iteration >= 2 and not done.HasField("eta_seconds")
+    assert len(done.optimize_result.trials) >= 2
