@@ -114,8 +114,10 @@ class JobRenderer(LiveRenderer):
         """The job is over: the candle bar full if it succeeded, and the trial bar and table
         show the search's best (not the last walk-forward window's)."""
         if self.candles is not None and event.state is JobState.SUCCEEDED:
-            total = self._task_of(self.candles).total or 1
-            self.progress.update(self.candles, completed=total, amount="100%")
+            total = int(self._task_of(self.candles).total or 1)
+            self.progress.update(
+                self.candles, completed=total, amount="100%", info=f"{total:,}/{total:,} · done"
+            )
         result = event.optimize_result
         if result is None or self.trials is None:
             return

@@ -227,3 +227,26 @@ def test_a_cancelled_optimization_still_shows_the_trials_it_finished(
     out, err = capsys.readouterr()
     assert "Best sma_crossover parameters (highest Sharpe Ratio 0.5; tpe, 1 of 1" in out
     assert f"Job {JOB} cancelled: cancelled: enough" in err
+
+
+def test_a_finished_backtest_fills_its_candle_bar() -> None:
+    console = Console(file=io.StringIO(), width=100, force_terminal=True, color_system=None)
+    r = JobRenderer(console)
+    step: dict[str, Any] = {"step_index": 2, "step_total": 3, "step_name": "Backtesting"}
+    r.update(ev(1, items=ItemCounter(name="candles", current=0, total=2148), stage="signals",
+                message="candle 0/2,148 (0%) [signals]", **step))  # fmt: skip
+    r.update(ev(2, EventKind.LIFECYCLE, state=JobState.SUCCEEDED, percentage=100.0,
+                message="Backtest done", **step))  # fmt: skip
+    out = Console(file=io.StringIO(), width=100, force_terminal=True, color_system=None)
+    out.print(r.progress.get_renderable())
+    lines = [line.rstrip() for line in out.file.getvalue().splitlines()]  # type: ignore[attr-defined]
+    assert re.search(r"^Candles .* 100% +2,148/2,148 · done$", lines[-1]), lines
+    assert lines[2] == "Steps      Backtesting › 1 more", lines
+
+
+def test_json_lists_write_undefined_numbers_as_null() -> None:
+    from services import commands
+
+    line = commands.json_line(ConfigurationRef(name="a/B_1d_v1", strategy="a", version=1,
+                                               sha256="", size_bytes=0))  # fmt: skip
+    assert '"out_of_sample_score": null' in line
