@@ -307,7 +307,10 @@ def test_the_sdk_backtests_and_optimizes(orchestrator: str) -> None:
         )
         watched = list(tw.watch(job.job_id))
         assert watched[-1].state is JobState.SUCCEEDED
-        assert tw.job(job.job_id).kind is JobKind.BACKTEST
+        polled = tw.job(job.job_id)
+        assert polled.kind is JobKind.BACKTEST and polled.backtest_result is not None
+        assert polled.backtest_result.stats == watched[-1].backtest_result.stats  # type: ignore[union-attr]
+        assert (polled.step_index, polled.step_total) == (3, 3) and polled.updated_at > 0
         found = list(
             tw.optimize(
                 "sma_crossover",
@@ -328,6 +331,10 @@ def test_the_sdk_backtests_and_optimizes(orchestrator: str) -> None:
         )
         assert tw.job(submitted.job_id).kind is JobKind.OPTIMIZE
         assert list(tw.watch(submitted.job_id))[-1].state is JobState.SUCCEEDED
+        snapshot = tw.job(submitted.job_id)
+        assert snapshot.optimizer is not None and snapshot.optimizer.best_params
+        assert snapshot.optimize_result is not None
+        assert snapshot.optimize_result.best_params == snapshot.optimizer.best_params
 
 
 GOOG = ["--symbols", "GOOG", "--timeframes", "1d", "--data", "market"]
