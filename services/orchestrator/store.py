@@ -31,7 +31,6 @@ from urllib.parse import urlsplit
 from shared.job_requests import JobRequest
 from shared.jobs import JobEvent, JobState
 from shared.rpc import serde, serde_requests
-from shared.rpc.v1 import progress_pb2
 
 STATE_DIR_MODE = 0o700
 STATE_FILE_MODE = 0o600
@@ -183,11 +182,11 @@ def decode_request(kind: str, payload: bytes) -> JobRequest:
 
 
 def encode_event(event: JobEvent) -> bytes:
-    return serde.event_to_proto(event).SerializeToString()
+    return serde.event_to_bytes(event)
 
 
 def decode_event(payload: bytes) -> JobEvent:
-    return serde.event_from_proto(progress_pb2.ProgressEvent.FromString(payload))
+    return serde.event_from_bytes(payload)
 
 
 def summary(events: Sequence[JobEvent]) -> tuple[JobState, int, float, JobEvent | None]:

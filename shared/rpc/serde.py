@@ -539,6 +539,15 @@ def event_to_proto(ev: JobEvent) -> ppb.ProgressEvent:
     return msg
 
 
+def event_to_bytes(ev: JobEvent) -> bytes:
+    """The event as stored: its ``ProgressEvent`` bytes."""
+    return event_to_proto(ev).SerializeToString()
+
+
+def event_from_bytes(payload: bytes) -> JobEvent:
+    return event_from_proto(ppb.ProgressEvent.FromString(payload))
+
+
 def event_from_proto(msg: ppb.ProgressEvent) -> JobEvent:
     c = msg.context
     return JobEvent(
