@@ -13,9 +13,12 @@ from shared.optimize import parse_constraints, validate_space
 from shared.pipeline.validation import validate_market_request
 from shared.spec import DEFAULT_LIMITS, JobLimits, SpecError
 from shared.strategies import RuleStrategy, get_strategy, resolve_params
+from shared.strategies.params import coerce
 
 MAX_PARAMS = 64
 """Most parameters (given or searched) one request may name."""
+MAX_TRIALS = 1_000_000
+"""Most trials one optimization may ask for (each one is a backtest and an event)."""
 
 
 def _one_series(symbols: tuple[str, ...], timeframes: tuple[str, ...], what: str) -> None:
@@ -96,5 +99,13 @@ def validate_optimization(
                 f"{request.strategy} has no parameter {name!r}; it has: {', '.join(sorted(known))}",
                 field=f"fixed_params.{name}",
             )
+        spec = next(p for p in strategy.params if p.name == name)
+        try:
+            coerce(spec, request.fixed_params[name])
+        except InvalidArgumentError as exc:
+            raise InvalidArgumentError(exc.message, field=f"fixed_params.{name}") from None
+    trials = request.optimizer.trials
+    if trials is not None and trials > MAX_TRIALS:
+        raise SpecError("trials", f"at most {MAX_TRIALS:,} trials a job; split the search")
     constraints = parse_constraints(request.constraints)
     validate_space(strategy, request.space, constraints, request.objective, request.optimizer)

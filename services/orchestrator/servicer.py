@@ -67,13 +67,16 @@ def job_to_proto(record: JobRecord) -> progress_pb2.Job:
         request_id=request.request_id,
         kind=serde_requests.kind_to_proto(request.kind),
         created_at=serde.ts_to_proto(record.created_at),
-        started_at=serde.ts_to_proto(record.started_at),
-        finished_at=serde.ts_to_proto(record.finished_at),
         percentage=record.percentage,
         message=record.message,
         last_seq=record.last_seq,
         attempt=record.attempt,
     )
+    # Unset until they happen (JSON clients see no 1970-01-01).
+    if record.started_at:
+        msg.started_at.CopyFrom(serde.ts_to_proto(record.started_at))
+    if record.finished_at:
+        msg.finished_at.CopyFrom(serde.ts_to_proto(record.finished_at))
     if isinstance(request, BacktestRequest):
         msg.backtest.CopyFrom(serde_requests.backtest_request_to_proto(request))
     elif isinstance(request, OptimizationRequest):

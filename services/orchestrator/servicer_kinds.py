@@ -90,6 +90,8 @@ class KindRpcs:
     async def _submit_backtest(self, msg: spb.BacktestRequest) -> JobRecord:
         self._check_open()
         request = serde_requests.backtest_request_from_proto(msg)
+        if request.model and request.strategy:
+            validate_backtest(request)  # refuses the pair, naming the field
         if request.model:
             request = await self._with_model_market(request)
         validate_backtest(request)
@@ -102,7 +104,11 @@ class KindRpcs:
             raise errors.InvalidArgumentError(
                 f"a model name is at most {NAME_MAX} characters", field="model"
             )
-        stored = await asyncio.to_thread(self._repository.get, request.model)
+        try:
+            stored = await asyncio.to_thread(self._repository.get, request.model)
+        except errors.TrainwireError as exc:
+            exc.field = "model"  # the repository names its own argument
+            raise
         recipe = stored.metadata.get("reproduce")
         bars = recipe.get("bars") if isinstance(recipe, dict) else None
         finest = bars.get("finest_timeframe") if isinstance(bars, dict) else None
