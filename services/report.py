@@ -98,6 +98,52 @@ def assessment_lines(a: ModelAssessment | None, test_metrics: Mapping[str, float
     return lines
 
 
+def trading_line(
+    stats: Mapping[str, float], symbol: str, timeframe: str, candles: int, trades: int
+) -> str:
+    """``return 20.23 % vs buy & hold 27.51 % (GOOG 1d test split: 314 bars, 37 trades,
+    Sharpe 0.91, max drawdown -12.3 %): below holding``."""
+
+    def num(name: str, fmt: str) -> str:
+        value = stats.get(name)
+        return "n/a" if value is None or value != value else format(value, fmt)
+
+    ours, hold = stats.get("Return [%]", float("nan")), stats.get("Buy & Hold Return [%]", 0.0)
+    if ours != ours or hold != hold:
+        verdict = "no comparison"
+    else:
+        verdict = "beats holding" if ours > hold else "below holding"
+    sharpe, drawdown = num("Sharpe Ratio", ".2f"), num("Max. Drawdown [%]", ".1f")
+    return (
+        f"return {num('Return [%]', '.2f')} % vs buy & hold {num('Buy & Hold Return [%]', '.2f')} %"
+        f" ({symbol} {timeframe} test split: {candles:,} bars, {trades:,} trades, Sharpe "
+        f"{sharpe}, max drawdown {drawdown} %): {verdict}"
+    )
+
+
+def _backtest_line(result: TrainResult) -> list[str]:
+    b = result.backtest
+    if b is None:
+        return []
+    return [f"Trading: {trading_line(b.stats, b.symbol, b.timeframe, b.candles, b.trades_total)}"]
+
+
+def _metadata_trading(metadata: Mapping[str, object]) -> list[str]:
+    b = metadata.get("backtest")
+    if not isinstance(b, dict) or not isinstance(b.get("stats"), dict):
+        return []
+    stats = {str(k): float(v) for k, v in b["stats"].items() if isinstance(v, int | float)}
+    return [
+        trading_line(
+            stats,
+            str(b.get("symbol", "")),
+            str(b.get("timeframe", "")),
+            int(b.get("candles", 0)),
+            int(b.get("trades", 0)),
+        )
+    ]
+
+
 def result_summary(result: TrainResult) -> list[str]:
     """What ``trainwire train`` prints once a model is stored."""
     lines: list[str] = []
@@ -112,6 +158,7 @@ def result_summary(result: TrainResult) -> list[str]:
         f"Result: {line}" if i == 0 else f"        {line}"
         for i, line in enumerate(assessment_lines(assessment, result.test_metrics))
     ]
+    lines += _backtest_line(result)
     return lines
 
 
@@ -130,6 +177,7 @@ def model_summary(info: ModelInfo) -> list[str]:
     ]
     rows += _labelled("data", data_lines(ref.data))
     rows += _labelled("result", assessment_lines(ref.assessment, info.test_metrics))
+    rows += _labelled("trading", _metadata_trading(info.metadata))
     if info.training_metrics:
         rows.append(("training", _metrics(info.training_metrics)))
     if info.feature_names:
