@@ -77,7 +77,7 @@ from services.trainer.jobs import JobRun, JobSpec
 from shared.cancellation import CancellationToken
 from shared.pipeline import indicators as indicators_module
 from shared.pipeline.features import split_dataset
-from shared.pipeline.job import JobContext
+from shared.pipeline.job import JobContext, TrainingJob
 from shared.pipeline.labels import CLASSES
 from shared.pipeline.market import load_bars
 from shared.pipeline.model import attach_generator, build_model
@@ -114,7 +114,7 @@ def _discard(update: ProgressUpdate) -> None:
     del update
 
 
-def _quiet_job(request: TrainingRequest) -> JobContext:
+def _quiet_job(request: TrainingRequest) -> TrainingJob:
     return JobContext(request, ProgressTracker(_discard), CancellationToken())
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from shared.cancellation import CancellationToken
 from shared.pipeline import validate_request
-from shared.pipeline.job import JobContext
+from shared.pipeline.job import JobContext, TrainingJob
 from shared.pipeline.market import (
     DataError,
     load_series,
@@ -373,7 +373,7 @@ def test_a_dataset_is_read_from_its_local_copy_like_a_directory(tmp_path: Path) 
 # --- the load step: events and provenance -------------------------------------------------------
 
 
-def _job(request: TrainingRequest) -> tuple[JobContext, list[ProgressUpdate]]:
+def _job(request: TrainingRequest) -> tuple[TrainingJob, list[ProgressUpdate]]:
     updates: list[ProgressUpdate] = []
     return JobContext(request, ProgressTracker(updates.append), CancellationToken()), updates
 

@@ -10,7 +10,7 @@ import pytest
 
 from shared.cancellation import CancellationToken
 from shared.pipeline.features import combine_symbols, split_rows, usable_rows
-from shared.pipeline.job import JobContext
+from shared.pipeline.job import JobContext, TrainingJob
 from shared.pipeline.labelling import label_symbols, training_positions
 from shared.pipeline.labels import (
     class_counts,
@@ -36,7 +36,7 @@ _BARS = {"A": 900, "B": 500}
 
 def _job(
     *, auto: bool = False, method: LabelMethod = LabelMethod.ZIGZAG
-) -> tuple[JobContext, list[ProgressUpdate]]:
+) -> tuple[TrainingJob, list[ProgressUpdate]]:
     strategy = dataclasses.replace(
         default_strategy(),
         labels=LabelSpec(method=method, threshold=0.02, lookahead=_LOOKAHEAD, auto_threshold=auto),
