@@ -251,3 +251,23 @@ async def test_fixed_parameters_are_checked_at_submit(cluster: Cluster) -> None:
             await cluster.stub.SubmitOptimization(request)
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert (info.value.details() or "").startswith("fixed_params.ma"), info.value.details()
+
+
+async def test_cancel_job_stops_a_running_backtest(cluster: Cluster) -> None:
+    request = spb.BacktestRequest(
+        symbols=["SYNTH"],
+        timeframes=["1m"],
+        strategy="liquidity_sweep",
+        data=spb.DataSpec(bars=2_000_000),
+    )
+    job = await cluster.stub.SubmitBacktest(request)
+    cancelled_at = 0.0
+    async for event in cluster.stub.WatchJob(opb.WatchJobRequest(job_id=job.job_id)):
+        if not cancelled_at and event.step_name == "Backtesting":
+            cancelled_at = asyncio.get_running_loop().time()
+            await cluster.stub.CancelJob(opb.CancelJobRequest(job_id=job.job_id, reason="enough"))
+        last = event
+    assert cancelled_at, "the backtest step was reached"
+    assert last.state == ppb.JOB_STATE_CANCELLED, last.message
+    assert not last.HasField("backtest_result")
+    assert asyncio.get_running_loop().time() - cancelled_at < 5.0
