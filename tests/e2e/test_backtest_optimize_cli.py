@@ -266,12 +266,21 @@ def test_tpe_with_a_seed_gives_the_same_best_parameters_twice(orchestrator: str)
     assert runs[0]["seed"] == 7
 
 
-def test_the_spec_file_runs_and_the_summary_gives_the_verdict(orchestrator: str) -> None:
+@pytest.mark.parametrize(
+    ("spec", "strategy", "market"),
+    [
+        ("optimize_sma_crossover.yaml", "sma_crossover", "GOOG_1d"),
+        ("optimize_rsi_reversion_eurusd.yaml", "rsi_reversion", "EURUSD_1h"),
+    ],
+)
+def test_the_spec_file_runs_and_the_summary_gives_the_verdict(
+    orchestrator: str, spec: str, strategy: str, market: str
+) -> None:
     done = trainwire(
         orchestrator,
         "optimize",
         "--spec",
-        str(ROOT / "strategies" / "optimize_sma_crossover.yaml"),
+        str(ROOT / "strategies" / spec),
         "--data",
         "market",
         "--trials",
@@ -279,9 +288,9 @@ def test_the_spec_file_runs_and_the_summary_gives_the_verdict(orchestrator: str)
     )
     assert done.returncode == 0, done.stderr
     text = done.stdout
-    assert "Best sma_crossover parameters (highest Sharpe Ratio" in text
+    assert f"Best {strategy} parameters (highest " in text
     assert "In-sample vs out-of-sample (" in text and "Verdict: " in text
-    assert "Configuration stored: sma_crossover/GOOG_1d_v" in text
+    assert f"Configuration stored: {strategy}/{market}_v" in text
 
 
 def test_the_sdk_backtests_and_optimizes(orchestrator: str) -> None:
