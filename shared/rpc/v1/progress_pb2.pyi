@@ -333,6 +333,26 @@ class ModelRef(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class TradingEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     NAME_FIELD_NUMBER: _builtins.int
     STRATEGY_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
@@ -344,6 +364,7 @@ class ModelRef(_message.Message):
     JOB_ID_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
     ASSESSMENT_FIELD_NUMBER: _builtins.int
+    TRADING_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Repository name: {strategy}/{symbols}_{timeframes}_v{version}."""
     strategy: _builtins.str
@@ -364,6 +385,12 @@ class ModelRef(_message.Message):
 
     @_builtins.property
     def assessment(self) -> Global___ModelAssessment: ...
+    @_builtins.property
+    def trading(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """Its test-split backtest, the headline stats: "Return [%]", "Buy & Hold Return [%]",
+        "Sharpe Ratio", "Max. Drawdown [%]", "# Trades" (the whole result is in the metadata).
+        """
+
     def __init__(
         self,
         *,
@@ -378,10 +405,11 @@ class ModelRef(_message.Message):
         job_id: _builtins.str = ...,
         data: Global___DataProvenance | None = ...,
         assessment: Global___ModelAssessment | None = ...,
+        trading: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["assessment", b"assessment", "created_at", b"created_at", "data", b"data"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assessment", b"assessment", "created_at", b"created_at", "data", b"data", "job_id", b"job_id", "name", b"name", "sha256", b"sha256", "size_bytes", b"size_bytes", "strategy", b"strategy", "symbols", b"symbols", "timeframes", b"timeframes", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assessment", b"assessment", "created_at", b"created_at", "data", b"data", "job_id", b"job_id", "name", b"name", "sha256", b"sha256", "size_bytes", b"size_bytes", "strategy", b"strategy", "symbols", b"symbols", "timeframes", b"timeframes", "trading", b"trading", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
