@@ -206,7 +206,21 @@ def model_row(m: ModelRef) -> list[str]:
     else:
         baseline = f"{a.baseline_class} {a.baseline_accuracy:.3f}".strip()
         quality = [f"{a.accuracy:.3f}", f"{a.macro_f1:.3f}", baseline, f"{a.lift_points:+.1f}"]
-    return [m.name, *quality, data_cell(m.data), when(m.created_at, with_time=False)]
+    return [
+        m.name,
+        *quality,
+        trading_cell(m.trading),
+        data_cell(m.data),
+        when(m.created_at, with_time=False),
+    ]
+
+
+def trading_cell(trading: Mapping[str, float]) -> str:
+    """``+4.2%/+6.3%``: the test-split backtest's return beside buy-and-hold's."""
+    ours, hold = trading.get("Return [%]"), trading.get("Buy & Hold Return [%]")
+    if ours is None or hold is None or ours != ours or hold != hold:
+        return "-"
+    return f"{ours:+.1f}%/{hold:+.1f}%"
 
 
 def data_cell(data: DataProvenance | None) -> str:
@@ -220,7 +234,7 @@ def data_cell(data: DataProvenance | None) -> str:
     return f"{place} {first}→{last}, {data.rows:,} rows"
 
 
-MODEL_HEADERS = ["NAME", "ACC", "F1", "BASELINE", "LIFT", "DATA", "CREATED"]
+MODEL_HEADERS = ["NAME", "ACC", "F1", "BASELINE", "LIFT", "RETURN/HOLD", "DATA", "CREATED"]
 
 
 def node_row(n: NodeStatus) -> list[str]:

@@ -89,6 +89,18 @@ class ModelRef:
     job_id: str = ""
     data: DataProvenance | None = None
     assessment: ModelAssessment | None = None
+    trading: Mapping[str, float] = field(default_factory=dict)
+    """Headline stats of its test-split backtest (``TRADING_STATS``), beside buy-and-hold."""
+
+
+TRADING_STATS = (
+    "Return [%]",
+    "Buy & Hold Return [%]",
+    "Sharpe Ratio",
+    "Max. Drawdown [%]",
+    "# Trades",
+)
+"""The backtest stats a model's reference carries."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -29,7 +29,7 @@ from typing import Any
 from shared import errors
 from shared.artifacts.metadata import ArtifactError, assessment_from_json, provenance_from_json
 from shared.ids import check_job_id
-from shared.jobs import ModelRef
+from shared.jobs import TRADING_STATS, ModelRef
 
 _LOGGER = logging.getLogger(__name__)
 WEIGHTS = "model.safetensors"
@@ -251,6 +251,14 @@ def _described(metadata: dict[str, Any]) -> dict[str, Any]:
             described["data"] = provenance_from_json(metadata["provenance"])
         if "assessment" in metadata:
             described["assessment"] = assessment_from_json(metadata["assessment"])
+        backtest = metadata.get("backtest")
+        stats = backtest.get("stats") if isinstance(backtest, dict) else None
+        if isinstance(stats, dict):
+            described["trading"] = {
+                name: float(stats[name])
+                for name in TRADING_STATS
+                if isinstance(stats.get(name), int | float) and not isinstance(stats[name], bool)
+            }
     except ArtifactError as exc:  # checked before storing; only a hand-edited file gets here
         _LOGGER.warning("model metadata unreadable: %s", exc)
     return described

@@ -356,6 +356,7 @@ def model_ref_to_proto(ref: ModelRef) -> ppb.ModelRef:
         job_id=ref.job_id,
         data=provenance_to_proto(ref.data) if ref.data else None,
         assessment=assessment_to_proto(ref.assessment) if ref.assessment else None,
+        trading=dict(ref.trading),
     )
 
 
@@ -372,6 +373,7 @@ def model_ref_from_proto(msg: ppb.ModelRef) -> ModelRef:
         job_id=msg.job_id,
         data=provenance_from_proto(msg.data) if msg.HasField("data") else None,
         assessment=assessment_from_proto(msg.assessment) if msg.HasField("assessment") else None,
+        trading=dict(msg.trading),
     )
 
 

@@ -188,6 +188,12 @@ async def test_a_stored_model_backtests_on_its_own_market(cluster: Cluster) -> N
     assert trading.symbol == "SYNTH" and 0 < trading.candles < 3000  # the test split only
     assert trading.trades_total == len(trading.trades)
     assert trading.model == "default_fuzzy_mlp"
+    listed = await cluster.stub.ListModels(opb.ListModelsRequest())
+    stored = next(m for m in listed.models if m.name == result.model.name)
+    assert stored.trading["Return [%]"] == pytest.approx(trading.stats["Return [%]"])
+    assert stored.trading["Buy & Hold Return [%]"] == pytest.approx(
+        trading.stats["Buy & Hold Return [%]"]
+    )
     name = result.model.name
     request = spb.BacktestRequest(model=name, data=spb.DataSpec(bars=2000))
     done = [e async for e in cluster.stub.Backtest(request)][-1]

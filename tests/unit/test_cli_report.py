@@ -74,13 +74,21 @@ def test_models_list_has_quality_and_data_columns_and_cuts_nothing() -> None:
     )
     data = DataProvenance(source="dataset", location="market@904bd93e", series=(goog,))
     daily = ModelRef(name="trend/GOOG_1d_v1", strategy="trend", version=1, sha256="c" * 64,
-                     size_bytes=1, data=data)  # fmt: skip
+                     size_bytes=1, data=data,
+                     trading={"Return [%]": 4.21, "Buy & Hold Return [%]": 27.5})  # fmt: skip
     lines = report.table(report.MODEL_HEADERS, [report.model_row(m) for m in (REF, daily)])
-    assert lines[0].split() == ["NAME", "ACC", "F1", "BASELINE", "LIFT", "DATA", "CREATED"]
-    assert (
-        "0.412  0.301  HOLD 0.553  -14.1  directory fx 2017-04-19→2018-02-07, 6,251 rows"
-        in lines[1]
-    )
+    headers = ["NAME", "ACC", "F1", "BASELINE", "LIFT", "RETURN/HOLD", "DATA", "CREATED"]
+    assert lines[0].split() == headers
+    cells = [c.strip() for c in lines[1].split("  ") if c.strip()]
+    assert cells[1:7] == [
+        "0.412",
+        "0.301",
+        "HOLD 0.553",
+        "-14.1",
+        "-",  # no backtest: a dash, not an invented number
+        "directory fx 2017-04-19→2018-02-07, 6,251 rows",
+    ]
+    assert "+4.2%/+27.5%" in lines[2]  # the model's test-split return beside holding
     assert lines[1].endswith("2026-01-05")
     # Dates only for daily bars; no assessment shows as dashes, never as invented numbers.
     cells = [c for c in lines[2].split("  ") if c.strip()]
