@@ -114,6 +114,7 @@ class _Reporter:
     ) -> None:
         if window is not None:
             self._enter("validate")
+        number = window + 1 if window is not None else 0  # the optimizer counts windows from 0
         progress = OptimizerProgress(
             iteration=iteration,
             total_iterations=total or 0,
@@ -122,14 +123,14 @@ class _Reporter:
             best_params=render_params(best_params),
             current_params=render_params(params),
             objective=self._objective,
-            window=window or 0,
-            total_windows=self._windows if window else 0,
+            window=number,
+            total_windows=self._windows if number else 0,
         )
         self._last = progress
         if total:
             inner = iteration / total
-            if window and self._windows:
-                inner = (window - 1 + inner) / self._windows
+            if number and self._windows:
+                inner = (number - 1 + inner) / self._windows
             self._fraction = max(self._fraction, min(1.0, inner))
         self._tracker.trial(self._fraction, progress, self._message())
 

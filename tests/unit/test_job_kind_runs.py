@@ -157,6 +157,15 @@ def test_walk_forward_adds_its_step_and_windows() -> None:
     assert all(w.train_end < w.test_start for w in summary.windows)
     windowed = [u.optimizer for u in updates if u.optimizer is not None and u.optimizer.window]
     assert windowed and windowed[-1].total_windows == 3
+    assert {o.window for o in windowed} == {1, 2, 3}  # 1-based, every window reported
+    validating = [
+        u
+        for u in updates
+        if u.kind is UpdateKind.TRIAL and u.step_name == "Validating walk-forward"
+    ]
+    assert validating[0].message.startswith("Window 1/3 · Trial 1/")
+    fractions = [u.step_percentage for u in validating]
+    assert fractions == sorted(fractions) and fractions[0] < 100 / 3
 
 
 def test_a_cancelled_optimization_keeps_the_trials_it_finished() -> None:
