@@ -35,6 +35,10 @@ from services.orchestrator.config import OrchestratorConfig
 from services.orchestrator.server import OrchestratorServer, create_server
 from shared.client import Client
 from shared.jobs import EventKind, JobError, JobEvent, JobState
+from shared.rpc import plumbing
+from shared.rpc.v1 import orchestrator_pb2_grpc
+from shared.rpc.v1 import progress_pb2 as opb
+from shared.rpc.v1 import strategy_pb2 as spb
 from shared.spec import TrainingRequest, default_strategy
 from tests.support.processes import free_port, service, wait_serving
 
@@ -145,11 +149,23 @@ def _screenshots(page: Page, artifacts: Path, name: str) -> list[Path]:
     return shots
 
 
+def _submit_endless(address: str) -> opb.Job:
+    """A training job that runs until cancelled: 400 epochs, early stopping off."""
+    request = spb.TrainRequest(symbols=["SYNTH"], timeframes=["1h"])
+    request.strategy.training.epochs = 400
+    request.strategy.training.early_stopping_patience = 0
+    request.data.bars = 3000
+    with plumbing.create_sync_channel(address) as channel:
+        job: opb.Job = orchestrator_pb2_grpc.OrchestratorStub(channel).SubmitJob(
+            request, timeout=30
+        )
+    return job
+
+
 def test_a_running_job_updates_live_survives_a_reload_and_is_cancelled_by_the_button(
     services: Services, browser: Browser, artifacts: Path
 ) -> None:
-    with Client(services.orchestrator) as client:
-        job = client.submit(["SYNTH"], ["1h"], epochs=400, bars=3000)
+    job = _submit_endless(services.orchestrator)
     page = _page(browser)
     page.goto(f"{services.url}#/jobs")
     row = page.locator(f"tr.job-row[data-job-id='{job.job_id}']")
