@@ -98,11 +98,11 @@ def assessment_lines(a: ModelAssessment | None, test_metrics: Mapping[str, float
     return lines
 
 
-def trading_line(
+def trading_lines(
     stats: Mapping[str, float], symbol: str, timeframe: str, candles: int, trades: int
-) -> str:
-    """``return 20.23 % vs buy & hold 27.51 % (GOOG 1d test split: 314 bars, 37 trades,
-    Sharpe 0.91, max drawdown -12.3 %): below holding``."""
+) -> list[str]:
+    """``return 20.23 % vs buy & hold 27.51 %: below holding``, then where and how (each line
+    fits 80 columns with its label)."""
 
     def num(name: str, fmt: str) -> str:
         value = stats.get(name)
@@ -113,19 +113,20 @@ def trading_line(
         verdict = "no comparison"
     else:
         verdict = "beats holding" if ours > hold else "below holding"
-    sharpe, drawdown = num("Sharpe Ratio", ".2f"), num("Max. Drawdown [%]", ".1f")
-    return (
+    return [
         f"return {num('Return [%]', '.2f')} % vs buy & hold {num('Buy & Hold Return [%]', '.2f')} %"
-        f" ({symbol} {timeframe} test split: {candles:,} bars, {trades:,} trades, Sharpe "
-        f"{sharpe}, max drawdown {drawdown} %): {verdict}"
-    )
+        f": {verdict}",
+        f"{symbol} {timeframe} test split: {candles:,} bars, {trades:,} trades",
+        f"Sharpe {num('Sharpe Ratio', '.2f')} · max drawdown {num('Max. Drawdown [%]', '.1f')} %",
+    ]
 
 
 def _backtest_line(result: TrainResult) -> list[str]:
     b = result.backtest
     if b is None:
         return []
-    return [f"Trading: {trading_line(b.stats, b.symbol, b.timeframe, b.candles, b.trades_total)}"]
+    lines = trading_lines(b.stats, b.symbol, b.timeframe, b.candles, b.trades_total)
+    return [f"Trading: {line}" if i == 0 else f"         {line}" for i, line in enumerate(lines)]
 
 
 def _metadata_trading(metadata: Mapping[str, object]) -> list[str]:
@@ -133,15 +134,13 @@ def _metadata_trading(metadata: Mapping[str, object]) -> list[str]:
     if not isinstance(b, dict) or not isinstance(b.get("stats"), dict):
         return []
     stats = {str(k): float(v) for k, v in b["stats"].items() if isinstance(v, int | float)}
-    return [
-        trading_line(
-            stats,
-            str(b.get("symbol", "")),
-            str(b.get("timeframe", "")),
-            int(b.get("candles", 0)),
-            int(b.get("trades", 0)),
-        )
-    ]
+    return trading_lines(
+        stats,
+        str(b.get("symbol", "")),
+        str(b.get("timeframe", "")),
+        int(b.get("candles", 0)),
+        int(b.get("trades", 0)),
+    )
 
 
 def result_summary(result: TrainResult) -> list[str]:
