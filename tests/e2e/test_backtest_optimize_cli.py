@@ -425,3 +425,39 @@ def test_the_async_sdk_optimizes_and_downloads_the_configuration(
     assert events[-1].state is JobState.SUCCEEDED
     assert sum(1 for e in events if e.optimizer is not None) >= 3
     assert hashlib.sha256(path.read_bytes()).hexdigest() == ref.sha256
+
+
+def test_a_stored_model_backtests_through_the_cli_and_the_sdk(orchestrator: str) -> None:
+    trained = events_of(
+        trainwire(
+            orchestrator,
+            "train",
+            "--symbols",
+            "GOOG",
+            "--timeframes",
+            "1d",
+            "--data",
+            "market",
+            "--epochs",
+            "3",
+            "--label-threshold",
+            "auto",
+            "--json",
+        )
+    )[-1]
+    assert trained["state"] == "succeeded", trained
+    name = trained["result"]["model"]["name"]
+    assert trained["result"]["backtest"]["symbol"] == "GOOG"  # its test split, vs holding
+    done = events_of(trainwire(orchestrator, "backtest", name, "--data", "market", "--json"))
+    last = done[-1]
+    assert last["state"] == "succeeded", last
+    result = last["backtest_result"]
+    assert result["model"] == name and result["symbol"] == "GOOG"
+    assert result["candles"] > 2000  # the whole file, not the test split
+    assert result["stats"]["Buy & Hold Return [%]"] > 0
+    with Client(orchestrator) as tw:
+        events = list(tw.backtest(name.rsplit("_v", 1)[0], data=data.directory("market")))
+    final = events[-1]
+    assert final.state is JobState.SUCCEEDED, final.message
+    assert final.backtest_result is not None and final.backtest_result.model == name
+    assert final.backtest_result.stats["Return [%]"] == pytest.approx(result["stats"]["Return [%]"])
