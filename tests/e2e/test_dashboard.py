@@ -141,6 +141,11 @@ def _screenshots(page: Page, artifacts: Path, name: str) -> list[Path]:
     shots = []
     for label, viewport in (("1280x800", DESKTOP), ("390x844", PHONE)):
         page.set_viewport_size(viewport)  # type: ignore[arg-type]
+        # Readable at this width: nothing wider than the viewport, no sideways scrolling.
+        wide = page.evaluate(
+            "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert wide <= 1, f"{name} at {label}: the page is {wide} px wider than the screen"
         path = artifacts / f"{name}-{label}.png"
         page.screenshot(path=str(path))
         shots.append(path)
