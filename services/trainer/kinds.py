@@ -46,51 +46,27 @@ PipelineFn = Callable[..., TrainingOutcome]
 
 def run_kind(request: JobRequest, ctx: RunContext, pipeline: PipelineFn) -> KindOutcome:
     """Run ``request`` with its kind's runner (on the caller's thread)."""
+    market: dict[str, Any] = {
+        "progress": ctx.progress,
+        "cancel": ctx.cancel,
+        "data_dir": ctx.data_dir,
+        "dataset_dir": ctx.dataset_dir,
+    }
     if isinstance(request, BacktestRequest) and request.model:
         from shared.runs.model_backtest import run_model_backtest_job
 
         if ctx.model_dir is None:
             raise ValueError("a model backtest needs its model fetched first")
-        return run_model_backtest_job(
-            request,
-            model_dir=ctx.model_dir,
-            progress=ctx.progress,
-            cancel=ctx.cancel,
-            data_dir=ctx.data_dir,
-            dataset_dir=ctx.dataset_dir,
-            limits=ctx.limits,
-        )
+        return run_model_backtest_job(request, model_dir=ctx.model_dir, limits=ctx.limits, **market)
     if isinstance(request, BacktestRequest):
         from shared.runs.backtest import run_backtest_job
 
-        return run_backtest_job(
-            request,
-            progress=ctx.progress,
-            cancel=ctx.cancel,
-            data_dir=ctx.data_dir,
-            dataset_dir=ctx.dataset_dir,
-            limits=ctx.limits,
-        )
+        return run_backtest_job(request, limits=ctx.limits, **market)
     if isinstance(request, OptimizationRequest):
         from shared.runs.optimize import run_optimization_job
 
-        return run_optimization_job(
-            request,
-            progress=ctx.progress,
-            cancel=ctx.cancel,
-            data_dir=ctx.data_dir,
-            dataset_dir=ctx.dataset_dir,
-            limits=ctx.limits,
-        )
-    return pipeline(
-        request,
-        work_dir=ctx.work_dir,
-        progress=ctx.progress,
-        cancel=ctx.cancel,
-        data_dir=ctx.data_dir,
-        dataset_dir=ctx.dataset_dir,
-        device=ctx.device,
-    )
+        return run_optimization_job(request, limits=ctx.limits, **market)
+    return pipeline(request, work_dir=ctx.work_dir, device=ctx.device, **market)
 
 
 def validate_kind(
