@@ -34,7 +34,7 @@ from shared.ids import check_job_id
 from shared.results import ConfigurationRef
 
 from .configuration_document import bad_field, parse_configuration
-from .repository import NAME_MAX, safe_name
+from .repository import safe_name, version_dir
 
 _LOGGER = logging.getLogger(__name__)
 CONFIGURATION = "configuration.json"
@@ -184,23 +184,7 @@ class ConfigurationRepository:
 
     def get(self, name: str) -> StoredConfiguration:
         """``strategy/base_vN``, or ``strategy/base`` / ``strategy/base_latest`` for the newest."""
-        if len(name) > NAME_MAX:
-            raise errors.InvalidArgumentError(
-                f"{len(name)} characters; a configuration name is at most {NAME_MAX} "
-                "(STRATEGY/SYMBOLS_TIMEFRAMES[_vN] as ListConfigurations shows)",
-                field="name",
-            )
-        parts = name.strip("/").split("/")
-        if len(parts) != 2 or any(p != safe_name(p, "") for p in parts):
-            raise errors.InvalidArgumentError(
-                f"{name!r} is not a configuration name; use STRATEGY/SYMBOLS_TIMEFRAMES[_vN] "
-                "as ListConfigurations shows",
-                field="name",
-            )
-        leaf = parts[1]
-        if not _VERSION.fullmatch(leaf):
-            leaf = leaf.removesuffix("_latest") + "_latest"
-        directory = self.root / parts[0] / leaf
+        directory = version_dir(self.root, name, "configuration", "ListConfigurations")
         if not (directory / CONFIGURATION).is_file() or not (directory / RECORD).is_file():
             raise errors.NotFoundError(
                 f"no configuration {name!r}; see ListConfigurations", field="name"

@@ -49,6 +49,29 @@ def safe_name(text: str, fallback: str = "model") -> str:
     return cleaned or fallback
 
 
+def version_dir(root: Path, name: str, what: str, listing: str) -> Path:
+    """The directory ``name`` (``STRATEGY/BASE_vN``, or ``STRATEGY/BASE[_latest]`` for the
+    newest) stands for under ``root``, after checking it is such a name: two plain path
+    components, nothing that could leave ``root``. ``what``/``listing`` word the errors."""
+    if len(name) > NAME_MAX:
+        raise errors.InvalidArgumentError(
+            f"{len(name)} characters; a {what} name is at most {NAME_MAX} "
+            f"(STRATEGY/SYMBOLS_TIMEFRAMES[_vN] as {listing} shows)",
+            field="name",
+        )
+    parts = name.strip("/").split("/")
+    if len(parts) != 2 or any(p != safe_name(p, "") for p in parts):
+        raise errors.InvalidArgumentError(
+            f"{name!r} is not a {what} name; use STRATEGY/SYMBOLS_TIMEFRAMES[_vN] as "
+            f"{listing} shows",
+            field="name",
+        )
+    leaf = parts[1]
+    if not _VERSION.fullmatch(leaf):
+        leaf = leaf.removesuffix("_latest") + "_latest"
+    return root / parts[0] / leaf
+
+
 @dataclass(frozen=True)
 class StoredModel:
     ref: ModelRef
@@ -187,28 +210,10 @@ class ModelRepository:
 
     def get(self, name: str) -> StoredModel:
         """``strategy/base_vN``, or ``strategy/base`` / ``strategy/base_latest`` for the newest."""
-        if len(name) > NAME_MAX:
-            raise errors.InvalidArgumentError(
-                f"{len(name)} characters; a model name is at most {NAME_MAX} "
-                "(STRATEGY/SYMBOLS_TIMEFRAMES[_vN] as ListModels shows)",
-                field="name",
-            )
-        parts = name.strip("/").split("/")
-        if len(parts) != 2 or any(p != safe_name(p, "") for p in parts):
-            raise errors.InvalidArgumentError(
-                f"{name!r} is not a model name; use STRATEGY/SYMBOLS_TIMEFRAMES[_vN] as "
-                "ListModels shows",
-                field="name",
-            )
-        strategy_dir = self.root / parts[0]
-        leaf = parts[1]
-        if not _VERSION.fullmatch(leaf):
-            leaf = leaf.removesuffix("_latest") + "_latest"
-        directory = strategy_dir / leaf
+        directory = version_dir(self.root, name, "model", "ListModels")
         if not (directory / METADATA).is_file():
             raise errors.NotFoundError(f"no model {name!r}; see ListModels", field="name")
-        directory = directory.resolve()
-        return self._load(directory)
+        return self._load(directory.resolve())
 
     def catalogue(self, strategy: str = "") -> list[ModelRef]:
         """Every stored model (optionally one strategy's), sorted by strategy, family, version."""
