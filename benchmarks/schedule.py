@@ -3,9 +3,10 @@
 One orchestrator and ``--trainers`` trainer nodes (``slots=1`` each), all in-process (one Python
 process, one event loop, one GIL: the trainers' training threads and every server share this
 machine's cores), and one client channel. ``--jobs`` real but tiny training jobs (the default
-strategy on the synthetic market, ``epochs=1``, ``bars`` at the validation minimum of 200) are
-submitted with ``SubmitJob`` as fast as the client can (all calls in flight at once), then the
-client polls ``ListJobs`` (unfinished states, one job per page) until no job is left unfinished.
+strategy on the synthetic market, ``epochs=1``, 600 ``bars``: a few hundred usable rows, the
+zigzag threshold calibrated on them) are submitted with ``SubmitJob`` as fast as the client can
+(all calls in flight at once), then the client polls ``ListJobs`` (unfinished states, one job
+per page) until no job is left unfinished.
 
 Reported, from the orchestrator's own job records and event timestamps (one clock, one process):
 - ``jobs_per_s``: completed jobs / wall time (first SubmitJob sent → last job finished);
@@ -105,6 +106,9 @@ async def main_async(
                 request = spb.TrainRequest(symbols=["SYNTH"], timeframes=["1h"])
                 request.strategy.training.epochs = epochs
                 request.data.bars = bars
+                # Tiny series: the zigzag threshold calibrated on them, so every split has
+                # every class (the default 2 % leaves some empty, and the job is refused).
+                request.strategy.labels.auto_threshold = True
                 # Warm-up outside the measurement: one job per node's first run costs extra.
                 warm = await stub.SubmitJob(request)
                 async for event in stub.WatchJob(opb.WatchJobRequest(job_id=warm.job_id)):
@@ -194,7 +198,9 @@ def main() -> None:
     parser = base_parser(__doc__ or "")
     parser.add_argument("--jobs", type=int, default=None)
     parser.add_argument("--trainers", type=int, default=4)
-    parser.add_argument("--bars", type=int, default=200, help="synthetic bars (minimum 200)")
+    parser.add_argument(
+        "--bars", type=int, default=600, help="synthetic bars (enough for three usable splits)"
+    )
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument(
         "--torch-threads",
