@@ -11,7 +11,7 @@ from shared.errors import InvalidArgumentError
 from shared.job_requests import BacktestRequest, OptimizationRequest
 from shared.optimize import parse_constraints, validate_space
 from shared.pipeline.validation import validate_market_request
-from shared.spec import DEFAULT_LIMITS, JobLimits, SpecError
+from shared.spec import DEFAULT_LIMITS, DataSource, JobLimits, SpecError
 from shared.strategies import RuleStrategy, get_strategy, resolve_params
 from shared.strategies.params import coerce
 
@@ -45,7 +45,7 @@ def _strategy(name: str) -> RuleStrategy:
 
 def _bars_limit(request: BacktestRequest | OptimizationRequest, limits: JobLimits) -> None:
     total = request.data.bars * len(request.symbols) * len(request.timeframes)
-    if request.data.source.value == "synthetic" and total > limits.max_bars:
+    if request.data.source is DataSource.SYNTHETIC and total > limits.max_bars:
         raise SpecError(
             "data.bars",
             f"{total:,} synthetic bars is more than this service's limit of "

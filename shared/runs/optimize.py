@@ -20,6 +20,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
@@ -34,6 +35,7 @@ from shared.optimize import (
     parse_constraints,
     run_optimization,
 )
+from shared.optimize.walk_forward import windows
 from shared.pipeline.job import JobContext
 from shared.pipeline.preprocess import load_data
 from shared.progress.tracker import ProgressTracker, Step
@@ -275,8 +277,6 @@ def run_optimization_job(
     strategy = with_fixed_params(get_strategy(request.strategy), request.fixed_params)
     reporter = _Reporter(tracker, request.objective.stat, walk)
     if request.optimizer.walk_forward is not None:
-        from shared.optimize.walk_forward import windows
-
         reporter.set_windows(len(windows(request.optimizer.walk_forward, len(frame))))
     cancel.raise_if_cancelled()
     tracker.start_step(OPTIMIZE)
@@ -300,7 +300,7 @@ def run_optimization_job(
     with job.step(save):
         summary = summarise_outcome(request, outcome, provenance, frame)
         text = configuration_json(request, summary)
-        summary = _with_configuration(summary, text)
+        summary = replace(summary, configuration_json=text)
         tracker.detail(
             1.0,
             message=f"Best {summary.objective} {_score(summary.best_score)} with "
@@ -314,9 +314,3 @@ def run_optimization_job(
         _score(summary.best_score),
     )
     return summary
-
-
-def _with_configuration(summary: OptimizationSummary, text: str) -> OptimizationSummary:
-    from dataclasses import replace
-
-    return replace(summary, configuration_json=text)
